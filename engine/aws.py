@@ -1,0 +1,118 @@
+"""One factory for every AWS client: endpoint, region, retries, timeouts, pool size.
+
+Two botocore hooks live here because they must see every call, whatever module makes it:
+the dry-run guard (invariant 7: a mutating call is logged, never sent) and the call counter
+(benchmarks report AWS calls per operation).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from loguru import logger
+
+from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+_READ_ONLY_PREFIXES = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet")
+_READ_ONLY_EXTRA = {"ReceiveMessage", "SelectObjectContent"}
+
+
+def is_mutating(operation: str) -> bool:
+    return not (operation.startswith(_READ_ONLY_PREFIXES) or operation in _READ_ONLY_EXTRA)
+
+
+@dataclass
+class CallCounter:
+    """Counts AWS calls by `service.Operation` (thread-safe); retries are not extra calls."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        with self._lock:
+            self.counts[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.counts.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+
+
+def _dry_run_guard(model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+    if not is_mutating(model.name):
+        return None
+    service = model.service_model.service_name
+    target = params.get("TableName") or params.get("Bucket") or params.get("QueueUrl") or ""
+    key = params.get("Key") if isinstance(params.get("Key"), str) else None
+    logger.bind(op=f"{service}.{model.name}", dry_run=True, target=target, key=key).info(
+        "dry run: {}.{} not sent", service, model.name
+    )
+    return None, {"ResponseMetadata": {"HTTPStatusCode": 200, "DryRun": True}}
+
+
+class AwsClients:
+    """The clients of one process, built lazily and shared by all threads (boto3 clients are)."""
+
+    def __init__(self, settings: Settings, counter: CallCounter | None = None) -> None:
+        self.settings = settings
+        self.counter = counter
+        self._session = boto3.session.Session(region_name=settings.region)
+        self._config = Config(
+            region_name=settings.region,
+            retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+            connect_timeout=settings.connect_timeout_s,
+            read_timeout=settings.read_timeout_s,
+            max_pool_connections=settings.concurrency + 4,
+            tcp_keepalive=True,
+        )
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+
+    def endpoint_for(self, service: str) -> str | None:
+        """boto3's AWS_ENDPOINT_URL_<SERVICE> wins for its service; then DOCSYNC_ENDPOINT_URL."""
+        env_name = "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
+        if os.environ.get(env_name):
+            return None  # boto3 reads it itself
+        return self.settings.endpoint_url
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                client = self._session.client(
+                    service, endpoint_url=self.endpoint_for(service), config=self._config
+                )
+                if self.counter is not None:
+                    client.meta.events.register("before-call.*.*", self.counter)
+                if self.settings.dry_run:
+                    client.meta.events.register("before-call.*.*", _dry_run_guard)
+                self._clients[service] = client
+            return self._clients[service]
+
+    @property
+    def s3(self) -> S3Client:
+        client: S3Client = self.client("s3")
+        return client
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        client: DynamoDBClient = self.client("dynamodb")
+        return client
+
+    @property
+    def sqs(self) -> SQSClient:
+        client: SQSClient = self.client("sqs")
+        return client

@@ -1,0 +1,272 @@
+"""`docsync init`: every AWS resource the engine needs, created idempotently.
+
+A second run changes nothing and says what already exists. In a dry run the botocore guard
+drops every mutating call, and the report says what would be created.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from engine import keys
+from engine.aws import AwsClients
+from engine.settings import Settings
+from engine.store.errors import error_code
+
+NOTIFY_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"]
+MAX_MESSAGE_BYTES = 262_144  # S3 notifications reach 64 KB; smaller limits lose them
+KEY_INDEX_ATTRS = [
+    "etag", "size", "s3_last_modified", "sequencer", "state", "expires_at", "p_tx", "p_at",
+]
+
+
+@dataclass
+class InitReport:
+    resources: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, kind: str, name: str, status: str, detail: str = "") -> None:
+        row = {"kind": kind, "name": name, "status": status}
+        if detail:
+            row["detail"] = detail
+        self.resources.append(row)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"resources": self.resources}
+
+
+class Infrastructure:
+    def __init__(self, settings: Settings, clients: AwsClients) -> None:
+        self.s = settings
+        self.clients = clients
+        self._created = "would create" if settings.dry_run else "created"
+
+    def init(self) -> InitReport:
+        report = InitReport()
+        self._bucket(report)
+        self._cache_table(report)
+        self._leases_table(report)
+        dlq_arn = self._queue(report, self.s.dlq, redrive_to=None)
+        queue_arn = self._queue(report, self.s.queue, redrive_to=dlq_arn)
+        self._notifications(report, queue_arn)
+        return report
+
+    # -- S3 -----------------------------------------------------------------------------------
+
+    def _bucket(self, report: InitReport) -> None:
+        s3 = self.clients.s3
+        try:
+            s3.head_bucket(Bucket=self.s.bucket)
+            report.add("bucket", self.s.bucket, "exists")
+        except ClientError as exc:
+            if error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
+                raise
+            kwargs: dict[str, Any] = {"Bucket": self.s.bucket}
+            if self.s.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.s.region}
+            s3.create_bucket(**kwargs)
+            s3.put_bucket_tagging(
+                Bucket=self.s.bucket,
+                Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in self.s.tags.items()]},
+            )
+            report.add("bucket", self.s.bucket, self._created)
+        if self.s.versioning:
+            status = s3.get_bucket_versioning(Bucket=self.s.bucket).get("Status")
+            if status != "Enabled":
+                s3.put_bucket_versioning(
+                    Bucket=self.s.bucket, VersioningConfiguration={"Status": "Enabled"}
+                )
+                s3.put_bucket_lifecycle_configuration(
+                    Bucket=self.s.bucket,
+                    LifecycleConfiguration={
+                        "Rules": [
+                            {
+                                "ID": "docsync-noncurrent-expiry",
+                                "Status": "Enabled",
+                                "Filter": {"Prefix": ""},
+                                "NoncurrentVersionExpiration": {
+                                    "NoncurrentDays": self.s.noncurrent_version_days
+                                },
+                            }
+                        ]
+                    },
+                )
+                report.add(
+                    "bucket-versioning",
+                    self.s.bucket,
+                    "enabled",
+                    f"noncurrent versions expire after {self.s.noncurrent_version_days} days",
+                )
+            else:
+                report.add("bucket-versioning", self.s.bucket, "exists")
+
+    def _notifications(self, report: InitReport, queue_arn: str) -> None:
+        s3 = self.clients.s3
+        wanted = [
+            {
+                "Id": f"docsync-{type_name}",
+                "QueueArn": queue_arn,
+                "Events": NOTIFY_EVENTS,
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+            }
+            for type_name, prefix in self.s.prefixes().items()
+        ]
+        try:
+            current = s3.get_bucket_notification_configuration(Bucket=self.s.bucket)
+        except ClientError:
+            current = {}  # type: ignore[assignment]
+        existing = {c.get("Id"): c for c in current.get("QueueConfigurations", [])}
+        if all(_same_notification(existing.get(w["Id"]), w) for w in wanted):
+            report.add("bucket-notifications", self.s.bucket, "exists")
+            return
+        others = [c for c in current.get("QueueConfigurations", []) if c.get("Id") not in
+                  {w["Id"] for w in wanted}]
+        config: dict[str, Any] = {"QueueConfigurations": others + wanted}
+        for extra in ("TopicConfigurations", "LambdaFunctionConfigurations"):
+            if current.get(extra):
+                config[extra] = current[extra]  # type: ignore[literal-required]
+        s3.put_bucket_notification_configuration(
+            Bucket=self.s.bucket, NotificationConfiguration=config  # type: ignore[arg-type]
+        )
+        report.add("bucket-notifications", self.s.bucket, self._created, ", ".join(NOTIFY_EVENTS))
+
+    # -- DynamoDB -----------------------------------------------------------------------------
+
+    def _table_exists(self, name: str) -> bool:
+        try:
+            self.clients.dynamodb.describe_table(TableName=name)
+            return True
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return False
+            raise
+
+    def _cache_table(self, report: InitReport) -> None:
+        ddb = self.clients.dynamodb
+        if self._table_exists(self.s.table):
+            report.add("table", self.s.table, "exists")
+        else:
+            def gsi(name: str, hash_key: str, range_key: str, projection: dict[str, Any]) -> Any:
+                return {
+                    "IndexName": name,
+                    "KeySchema": [
+                        {"AttributeName": hash_key, "KeyType": "HASH"},
+                        {"AttributeName": range_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": projection,
+                }
+
+            ddb.create_table(
+                TableName=self.s.table,
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[
+                    {"AttributeName": name, "AttributeType": "S"}
+                    for name in ("pk", "tpk", "tsk", "spk", "kpk", "s3_key")
+                ],
+                GlobalSecondaryIndexes=[
+                    gsi(keys.TIME_INDEX, "tpk", "tsk", {"ProjectionType": "ALL"}),
+                    gsi(keys.STATUS_INDEX, "spk", "tsk", {"ProjectionType": "ALL"}),
+                    gsi(
+                        keys.KEY_INDEX,
+                        "kpk",
+                        "s3_key",
+                        {"ProjectionType": "INCLUDE", "NonKeyAttributes": KEY_INDEX_ATTRS},
+                    ),
+                ],
+                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+                Tags=[{"Key": k, "Value": v} for k, v in self.s.tags.items()],
+            )
+            if not self.s.dry_run:
+                ddb.get_waiter("table_exists").wait(TableName=self.s.table)
+            report.add("table", self.s.table, self._created, "GSIs: time, status, key; stream")
+        ttl = {} if self.s.dry_run else ddb.describe_time_to_live(TableName=self.s.table)
+        if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+            report.add("table-ttl", "expires_at", "exists")
+        else:
+            ddb.update_time_to_live(
+                TableName=self.s.table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
+            report.add("table-ttl", "expires_at", self._created)
+
+    def _leases_table(self, report: InitReport) -> None:
+        if self._table_exists(self.s.leases_table):
+            report.add("table", self.s.leases_table, "exists")
+            return
+        self.clients.dynamodb.create_table(
+            TableName=self.s.leases_table,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "lease_key", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "lease_key", "AttributeType": "S"}],
+            Tags=[{"Key": k, "Value": v} for k, v in self.s.tags.items()],
+        )
+        report.add("table", self.s.leases_table, self._created, "checkpoints and locks")
+
+    # -- SQS ----------------------------------------------------------------------------------
+
+    def _queue(self, report: InitReport, name: str, redrive_to: str | None) -> str:
+        sqs = self.clients.sqs
+        attributes = {
+            "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
+            "MessageRetentionPeriod": str(self.s.queue_retention_days * 86400),
+            "VisibilityTimeout": "60",
+            "ReceiveMessageWaitTimeSeconds": "20",
+        }
+        if redrive_to:
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": redrive_to, "maxReceiveCount": "5"}
+            )
+            attributes["Policy"] = json.dumps(self._queue_policy(name))
+        else:
+            attributes["MessageRetentionPeriod"] = str(14 * 86400)
+        try:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            report.add("queue", name, "exists")
+        except ClientError as exc:
+            if error_code(exc) not in {
+                "AWS.SimpleQueueService.NonExistentQueue",
+                "QueueDoesNotExist",
+            }:
+                raise
+            response = sqs.create_queue(
+                QueueName=name, Attributes=attributes, tags=self.s.tags  # type: ignore[arg-type]
+            )
+            url = response.get("QueueUrl", "")
+            report.add("queue", name, self._created, "DLQ" if redrive_to is None else "redrive → DLQ")
+        if not url:  # dry run: nothing was created
+            return f"arn:aws:sqs:{self.s.region}:000000000000:{name}"
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        return arn
+
+    def _queue_policy(self, name: str) -> dict[str, Any]:
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AllowS3Notifications",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "s3.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": f"arn:aws:sqs:{self.s.region}:*:{name}",
+                    "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{self.s.bucket}"}},
+                }
+            ],
+        }
+
+
+def _same_notification(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    if current is None:
+        return False
+    rules = current.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+    prefix = {r.get("Name", "").lower(): r.get("Value") for r in rules}.get("prefix")
+    return (
+        current.get("QueueArn") == wanted["QueueArn"]
+        and sorted(current.get("Events", [])) == sorted(wanted["Events"])
+        and prefix == wanted["Filter"]["Key"]["FilterRules"][0]["Value"]
+    )

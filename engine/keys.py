@@ -1,0 +1,111 @@
+"""Key layout and time arithmetic: S3 keys, cache keys, GSI keys, month buckets, the window.
+
+Pure functions; every other module asks here how a document is addressed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+
+from engine.documents import ID_PATTERN
+from engine.exceptions import InvalidDocumentError
+
+_ID_RE = re.compile(ID_PATTERN)
+_RELATIVE_RE = re.compile(r"^(\d+)([dhm])$")
+
+# GSI names; their key attributes exist only on committed, live entries (sparse indexes), so
+# in-flight writes and tombstones never show up in a query.
+TIME_INDEX = "time-index"  # tpk = type#YYYY-MM        tsk = modified_at#id
+STATUS_INDEX = "status-index"  # spk = type#status#YYYY-MM tsk
+KEY_INDEX = "key-index"  # kpk = key shard           s3_key (S3 key order, for the reconciler)
+# Customer queries read the time (or status) index with a `contains` filter: a GSI cannot fan
+# out over a list attribute, and a document may name several customers.
+
+
+def cache_pk(type_name: str, doc_id: str) -> str:
+    return f"{type_name}#{doc_id}"
+
+
+def s3_key(prefix: str, doc_id: str) -> str:
+    return f"{prefix}{doc_id}.json"
+
+
+def key_to_doc(key: str, prefixes: Mapping[str, str]) -> tuple[str, str] | None:
+    """(type, id) for an S3 key under a document prefix, or None for any other key."""
+    for type_name, prefix in prefixes.items():
+        if key.startswith(prefix) and key.endswith(".json"):
+            doc_id = key[len(prefix) : -len(".json")]
+            if _ID_RE.match(doc_id):
+                return type_name, doc_id
+    return None
+
+
+def iso(ts: datetime) -> str:
+    """Canonical sortable UTC form used in index keys."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(value: str) -> datetime:
+    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
+
+
+def month_bucket(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m")
+
+
+def months_desc(since: datetime, until: datetime) -> Iterator[str]:
+    """Month buckets from `until` back to `since`, newest first."""
+    year, month = until.year, until.month
+    while (year, month) >= (since.year, since.month):
+        yield f"{year:04d}-{month:02d}"
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+
+
+def time_sort_key(modified_at: datetime, doc_id: str) -> str:
+    return f"{iso(modified_at)}#{doc_id}"
+
+
+def key_shard(prefix: str, doc_id: str) -> str:
+    """Key-index partition: the type prefix plus the id's first character.
+
+    It is also an S3 listing prefix, so the reconciler can merge one shard of each side.
+    """
+    return prefix + doc_id[:1]
+
+
+def parse_time(value: str, now: datetime | None = None) -> datetime:
+    """ISO-8601, or relative to now: `90d`, `12h`, `30m`."""
+    now = now or datetime.now(UTC)
+    match = _RELATIVE_RE.match(value.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        delta = {"d": timedelta(days=amount), "h": timedelta(hours=amount)}.get(
+            unit, timedelta(minutes=amount)
+        )
+        return now - delta
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise InvalidDocumentError(
+            f"invalid time {value!r}: use ISO-8601 (2026-01-31T00:00:00Z) or 90d / 12h / 30m",
+            ["time"],
+        ) from None
+
+
+def expires_at(s3_last_modified: datetime, ttl_days: int) -> int:
+    """TTL epoch seconds: the window is measured from the object's last write in S3."""
+    return int((s3_last_modified + timedelta(days=ttl_days)).timestamp())
+
+
+def in_window(s3_last_modified: datetime, ttl_days: int, now: datetime | None = None) -> bool:
+    now = now or datetime.now(UTC)
+    return s3_last_modified > now - timedelta(days=ttl_days)
+
+
+def window_start(ttl_days: int, now: datetime | None = None) -> datetime:
+    return (now or datetime.now(UTC)) - timedelta(days=ttl_days)

@@ -1,0 +1,82 @@
+"""The embedded AWS: a moto server on 127.0.0.1, for `docsync local`, the demo and the tests.
+
+Not ThreadedMotoServer as is: its app is wrapped in a lock so that moto handles one request at
+a time (its conditional writes are not atomic under thread switching; races seen by tests must
+be the engine's), werkzeug's per-request log is silenced, and state can be reset over HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.request
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+TEST_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class _SerializedApp:
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            # Drain the body inside the lock: moto may stream it lazily.
+            return list(self._app(environ, start_response))
+
+
+class EmbeddedMoto:
+    """A moto server in a daemon thread. `port=0` picks a free port."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> EmbeddedMoto:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="moto-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None, "start() first"
+        return f"http://{self._host}:{self._server.server_port}"
+
+    def reset(self) -> None:
+        """Drop every bucket, table and queue (moto's state outlives a server stop)."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+
+    def __enter__(self) -> EmbeddedMoto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

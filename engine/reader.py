@@ -1,0 +1,323 @@
+"""The read path (invariant 4): cache hit, or S3 plus a backfill that never goes backwards.
+
+While DynamoDB fails (its circuit breaker open), gets and queries are answered from S3 and
+say so. Queries are newest first with validated page tokens, and a range older than the cache
+window is refused rather than answered incompletely (ask for `source="s3"` to get it all).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from loguru import logger
+
+from engine import keys, pagetoken
+from engine.documents import Document, doc_type, parse_document
+from engine.exceptions import (
+    CacheUnavailableError,
+    InvalidDocumentError,
+    NotFoundError,
+    QueryOutsideWindowError,
+)
+from engine.pipeline import INLINE_BODY_LIMIT
+from engine.settings import Settings
+from engine.store.cache import CacheEntry, CacheStore, live_attributes
+from engine.store.objects import ObjectStore, StoredObject
+from engine.timing import timed
+
+Source = Literal["cache", "s3"]
+_MAX_SK = "\uffff"
+
+
+@dataclass
+class ReadStats:
+    """In-process read counters (flushed cluster-wide by the streams issue)."""
+
+    hits: int = 0
+    misses: int = 0
+    s3_fallbacks: int = 0
+    backfills: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, outcome: str, ms: float) -> None:
+        with self._lock:
+            if outcome == "hit":
+                self.hits += 1
+            elif outcome == "miss":
+                self.misses += 1
+            else:
+                self.s3_fallbacks += 1
+            self.latencies_ms.append(ms)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    document: dict[str, Any]
+    source: Source
+    cache: str  # hit | miss | bypass
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    types: tuple[str, ...] = ("change", "announcement")
+    customer: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPage:
+    items: list[dict[str, Any]]
+    next_page_token: str | None
+    source: Source
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "next_page_token": self.next_page_token, "source": self.source}
+
+
+# (sort key, type) orders the merged result; newest first means descending.
+Position = tuple[str, str]
+
+
+class Reader:
+    def __init__(self, settings: Settings, cache: CacheStore, objects: ObjectStore) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.objects = objects
+        self.stats = ReadStats()
+        self._prefixes = settings.prefixes()
+        self._secret = settings.page_token_secret.get_secret_value().encode()
+
+    # -- get ----------------------------------------------------------------------------------
+
+    def get(self, type_name: str, doc_id: str) -> ReadResult:
+        doc_type(type_name)
+        key = keys.s3_key(self._prefixes[type_name], doc_id)
+        log = logger.bind(op="get", type=type_name, id=doc_id)
+        started = time.perf_counter()
+
+        def record(outcome: str) -> None:
+            self.stats.record(outcome, (time.perf_counter() - started) * 1000)
+
+        with timed(log) as fields:
+            try:
+                entry = self.cache.get(type_name, doc_id)
+            except CacheUnavailableError as exc:
+                fields.update(cache="bypass", source="s3", reason=str(exc))
+                stored = self.objects.get(key)
+                record("bypass")
+                return ReadResult(_parse_body(stored.body, key), "s3", "bypass")
+            if entry is not None and entry.servable():
+                document = self._entry_body(entry, key)
+                if document is not None:
+                    fields.update(cache="hit", source="cache", version=entry.version)
+                    record("hit")
+                    return ReadResult(document, "cache", "hit")
+            fields.update(cache="miss", source="s3")
+            stored = self.objects.get(key)
+            document = _parse_body(stored.body, key)
+            fields["backfilled"] = self._backfill(type_name, stored)
+            record("miss")
+            return ReadResult(document, "s3", "miss")
+
+    def _entry_body(self, entry: CacheEntry, key: str) -> dict[str, Any] | None:
+        if entry.body is not None:
+            return _parse_body(entry.body, key)
+        if entry.body_in_s3:  # oversized document: metadata-only entry, body from S3
+            stored = self.objects.get(key)
+            if stored.info.etag == entry.etag:
+                return _parse_body(stored.body, key)
+        return None
+
+    def _backfill(self, type_name: str, stored: StoredObject) -> bool:
+        """Fill the cache after a miss, unless out of window, invalid, dry run or not newer."""
+        if self.settings.dry_run or not keys.in_window(
+            stored.info.last_modified, self.settings.cache_ttl_days
+        ):
+            return False
+        try:
+            doc = parse_document(stored.body, type_name)
+        except InvalidDocumentError:
+            return False
+        try:
+            filled = self.fill(doc, stored, source="backfill")
+        except CacheUnavailableError:
+            return False
+        if filled:
+            self.stats.backfills += 1
+        return filled
+
+    def fill(self, doc: Document, stored: StoredObject, source: str) -> bool:
+        attrs = live_attributes(
+            doc,
+            stored.info,
+            prefix=self._prefixes[doc.type],
+            source=source,
+            ttl_days=self.settings.cache_ttl_days,
+            inline_limit=INLINE_BODY_LIMIT,
+        )
+        return self.cache.put_if_newer(doc.type, doc.id, attrs)
+
+    # -- query --------------------------------------------------------------------------------
+
+    def query(
+        self, query: Query, page_token: str | None = None, source: str = "auto"
+    ) -> QueryPage:
+        """One page, newest first. `source`: auto (cache, S3 if DynamoDB fails), cache, s3."""
+        for name in query.types:
+            doc_type(name)
+        limit = max(1, min(query.limit, self.settings.query_page_max))
+        fp = pagetoken.fingerprint(sorted(query.types), query.customer, query.status)
+        now = datetime.now(UTC)
+        if page_token:
+            cursor = pagetoken.decode(page_token, fp, self._secret)
+            since, until = keys.parse_iso(cursor.since), keys.parse_iso(cursor.until)
+            after: Position | None = (cursor.sort_key, cursor.type)
+        else:
+            since = query.since or keys.window_start(self.settings.cache_ttl_days, now)
+            until = query.until or now
+            after = None
+        if since > until:
+            raise InvalidDocumentError("--since is after --until", ["since", "until"])
+        log = logger.bind(op="query", types=list(query.types), limit=limit)
+        with timed(log) as fields:
+            page_source: Source = "s3" if source == "s3" else "cache"
+            if page_source == "cache":
+                self._check_window(since, now)
+                try:
+                    rows = self._take(self._cache_rows(query, since, until, after, now), limit)
+                except CacheUnavailableError as exc:
+                    if source == "cache":
+                        raise
+                    fields.update(fallback=str(exc))
+                    page_source = "s3"
+            if page_source == "s3":
+                rows = self._take(self._s3_rows(query, since, until, after), limit)
+            items = [doc for _, doc in rows[:limit]]
+            token = None
+            if len(rows) > limit:
+                last = rows[limit - 1][0]
+                token = pagetoken.encode(
+                    pagetoken.Cursor(last[0], last[1], keys.iso(since), keys.iso(until)),
+                    fp,
+                    self._secret,
+                )
+            fields.update(source=page_source, items=len(items), cache="hit" if page_source == "cache" else "miss")
+            return QueryPage(items, token, page_source)
+
+    def _check_window(self, since: datetime, now: datetime) -> None:
+        start = keys.window_start(self.settings.cache_ttl_days, now)
+        if since < start - timedelta(minutes=5):
+            raise QueryOutsideWindowError(
+                f"the range starts {keys.iso(since)}, before the cache window"
+                f" ({self.settings.cache_ttl_days} days, from {keys.iso(start)}): the cache cannot"
+                " answer it completely; narrow --since or ask S3 with --source s3"
+            )
+
+    @staticmethod
+    def _take(
+        rows: Iterator[tuple[Position, dict[str, Any]]], limit: int
+    ) -> list[tuple[Position, dict[str, Any]]]:
+        taken = []
+        for row in rows:
+            taken.append(row)
+            if len(taken) > limit:
+                break
+        return taken
+
+    def _cache_rows(
+        self, query: Query, since: datetime, until: datetime, after: Position | None, now: datetime
+    ) -> Iterator[tuple[Position, dict[str, Any]]]:
+        streams = [
+            self._cache_stream(t, query, since, until, after, now) for t in query.types
+        ]
+        return heapq.merge(*streams, key=lambda row: row[0], reverse=True)
+
+    def _cache_stream(
+        self,
+        type_name: str,
+        query: Query,
+        since: datetime,
+        until: datetime,
+        after: Position | None,
+        now: datetime,
+    ) -> Iterator[tuple[Position, dict[str, Any]]]:
+        low = keys.iso(since)
+        high = keys.iso(until) + "#" + _MAX_SK
+        if after is not None:
+            high = min(high, after[0])
+        page = min(query.limit + 1, self.settings.query_page_max)
+        for month in keys.months_desc(since, until):
+            if query.status is not None:
+                index, attr, part = keys.STATUS_INDEX, "spk", f"{type_name}#{query.status}#{month}"
+            else:
+                index, attr, part = keys.TIME_INDEX, "tpk", f"{type_name}#{month}"
+            start: dict[str, Any] | None = None
+            while True:
+                items, start = self.cache.query_page(
+                    index, attr, part, low, high,
+                    limit=page, now=now, customer=query.customer, start_key=start,
+                )
+                for item in items:
+                    position = (str(item["tsk"]), type_name)
+                    if after is not None and position >= after:
+                        continue
+                    yield position, self._item_document(type_name, item)
+                if not start:
+                    break
+
+    def _item_document(self, type_name: str, item: dict[str, Any]) -> dict[str, Any]:
+        key = str(item["s3_key"])
+        if "body" in item:
+            return _parse_body(str(item["body"]).encode(), key)
+        return _parse_body(self.objects.get(key).body, key)
+
+    def _s3_rows(
+        self, query: Query, since: datetime, until: datetime, after: Position | None
+    ) -> Iterator[tuple[Position, dict[str, Any]]]:
+        """The slow path: list and read every object of the types, filter, sort."""
+        rows: list[tuple[Position, dict[str, Any]]] = []
+        for type_name in query.types:
+            listing = list(self.objects.list(self._prefixes[type_name]))
+            with ThreadPoolExecutor(self.settings.concurrency) as pool:
+                for doc in pool.map(lambda info: self._s3_document(type_name, info.key), listing):
+                    if doc is None or not since <= doc.modified_at <= until:
+                        continue
+                    if query.status is not None and doc.status != query.status:
+                        continue
+                    if query.customer is not None and query.customer not in doc.customer_codes:
+                        continue
+                    position = (keys.time_sort_key(doc.modified_at, doc.id), type_name)
+                    if after is None or position < after:
+                        rows.append((position, doc.as_dict()))
+        rows.sort(key=lambda row: row[0], reverse=True)
+        return iter(rows)
+
+    def _s3_document(self, type_name: str, key: str) -> Document | None:
+        if keys.key_to_doc(key, {type_name: self._prefixes[type_name]}) is None:
+            return None
+        try:
+            return parse_document(self.objects.get(key).body, type_name)
+        except (NotFoundError, InvalidDocumentError):
+            return None  # deleted since the listing, or not a document (the reconciler reports it)
+
+
+def _parse_body(body: bytes, key: str) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise InvalidDocumentError(f"{key} is not a valid JSON document: {exc}", ["<body>"]) from exc
+    if not isinstance(value, dict):
+        raise InvalidDocumentError(f"{key} is not a JSON object", ["<body>"])
+    return value

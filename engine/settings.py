@@ -1,0 +1,137 @@
+"""Settings: flags > DOCSYNC_* environment > TOML file > defaults (DESIGN.md, CLI contract)."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from engine.exceptions import ConfigError
+
+DEFAULT_CONFIG = Path("config/docsync.toml")
+_toml_path: ContextVar[Path | None] = ContextVar("docsync_toml_path", default=None)
+
+
+class Settings(BaseSettings):
+    """Every knob of the engine. Field `x` is env `DOCSYNC_X` and TOML key `x`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DOCSYNC_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    # Where AWS is.
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    # Resource names.
+    bucket: str = "docsync-documents"
+    table: str = "docsync-cache"
+    leases_table: str = "docsync-leases"
+    queue: str = "docsync-events"
+    dlq: str = "docsync-events-dlq"
+    change_prefix: str = "changes/"
+    announcement_prefix: str = "announcements/"
+    reserved_prefix: str = "_docsync/"
+    # Cache window and tombstones.
+    cache_ttl_days: int = Field(90, ge=1, le=3650)
+    tombstone_ttl_days: int = Field(15, ge=1, le=365)
+    inflight_grace_s: float = Field(60.0, ge=0)
+    # Behaviour.
+    dry_run: bool = False
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "text"] = "auto"
+    # AWS client tuning.
+    retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+    max_attempts: int = Field(5, ge=1, le=20)
+    connect_timeout_s: float = Field(2.0, gt=0)
+    read_timeout_s: float = Field(10.0, gt=0)
+    concurrency: int = Field(16, ge=1, le=512)
+    # DynamoDB token bucket, shared by all threads of a process.
+    dynamodb_rps: float = Field(500.0, gt=0)
+    dynamodb_burst: int = Field(50, ge=1)
+    rate_limit_timeout_s: float = Field(10.0, ge=0)
+    # Circuit breaker in front of DynamoDB on the read path.
+    breaker_fail_max: int = Field(5, ge=1)
+    breaker_reset_s: float = Field(30.0, gt=0)
+    # Queries.
+    query_page_max: int = Field(1000, ge=1, le=10000)
+    query_default_limit: int = Field(50, ge=1)
+    # Signs page tokens; set your own in production so tokens cannot be forged.
+    page_token_secret: SecretStr = SecretStr("docsync-page-tokens")
+    # Infrastructure created by `docsync init`.
+    versioning: bool = False
+    noncurrent_version_days: int = Field(30, ge=1)
+    queue_retention_days: int = Field(4, ge=1, le=14)
+    tags: dict[str, str] = Field(default_factory=lambda: {"app": "docsync"})
+
+    @field_validator("change_prefix", "announcement_prefix", "reserved_prefix")
+    @classmethod
+    def _prefix_ends_with_slash(cls, value: str) -> str:
+        if not value.endswith("/") or value.startswith("/"):
+            raise ValueError("must end with '/' and not start with '/'")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _toml_path.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def prefixes(self) -> dict[str, str]:
+        """Document type → S3 key prefix."""
+        return {"change": self.change_prefix, "announcement": self.announcement_prefix}
+
+
+def load_settings(config: Path | str | None = None, **flags: Any) -> Settings:
+    """Build settings; `flags` holds only the options a user actually passed."""
+    path = Path(config) if config is not None else DEFAULT_CONFIG
+    if config is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    token = _toml_path.set(path if path.is_file() else None)
+    try:
+        return Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from exc
+    except ValueError as exc:  # a TOML syntax error
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    finally:
+        _toml_path.reset(token)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per wrong setting, naming it the way a user sets it."""
+    lines = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = "DOCSYNC_" + str(err["loc"][0]).upper() if err["loc"] else ""
+        given = err.get("input")
+        shown = f" (got {given!r})" if not isinstance(given, dict) else ""
+        lines.append(f"invalid setting {name} [{env}]: {err['msg']}{shown}")
+    return "; ".join(lines)

@@ -1,0 +1,403 @@
+"""The DynamoDB cache table: item mapping and every conditional write, in one place.
+
+An item holds the committed image (what readers and queries see) and, while a write is in
+flight, `p_*` attributes beside it (outside every GSI key). Commit and rollback are single
+conditional updates on `p_tx`, so a reader never sees an in-flight write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pybreaker
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from engine import keys
+from engine.documents import Document
+from engine.exceptions import CacheUnavailableError, StoreError
+from engine.ratelimit import TokenBucket
+from engine.store.errors import is_conditional_failure, is_outage
+from engine.store.objects import ObjectInfo
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+T = TypeVar("T")
+_ser, _de = TypeSerializer(), TypeDeserializer()
+PENDING = ("p_tx", "p_etag", "p_op", "p_at", "p_version")
+INDEX_KEYS = ("tpk", "tsk", "spk", "kpk")
+
+
+class ConditionFailed(Exception):  # noqa: N818 - internal signal, not an error
+    """A conditional write found the item in another state; `item` is that state (or None)."""
+
+    def __init__(self, item: dict[str, Any] | None) -> None:
+        super().__init__("condition failed")
+        self.item = item
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def _to_ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def _from_ms(value: Any) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """The committed view of one item (plus whether a write is in flight)."""
+
+    type: str
+    id: str
+    state: str  # live | deleted | in_flight (nothing committed yet)
+    body: bytes | None
+    body_in_s3: bool
+    etag: str | None
+    size: int | None
+    s3_last_modified: datetime | None
+    version: int
+    expires_at: int | None
+    sync_source: str | None
+    pending_tx: str | None
+    pending_at: datetime | None
+
+    def servable(self, now: datetime | None = None) -> bool:
+        """Live and not expired (DynamoDB's TTL deletes lazily, up to days late)."""
+        now = now or datetime.now(UTC)
+        return self.state == "live" and (self.expires_at or 0) > now.timestamp()
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> CacheEntry:
+        type_name, _, doc_id = str(item["pk"]).partition("#")
+        body = item.get("body")
+        lm = item.get("s3_last_modified")
+        return cls(
+            type=type_name,
+            id=doc_id,
+            state=str(item.get("state", "in_flight")),
+            body=body.encode() if isinstance(body, str) else None,
+            body_in_s3=bool(item.get("body_in_s3", False)),
+            etag=item.get("etag"),
+            size=int(item["size"]) if "size" in item else None,
+            s3_last_modified=_from_ms(lm) if lm is not None else None,
+            version=int(item.get("version", 0)),
+            expires_at=int(item["expires_at"]) if "expires_at" in item else None,
+            sync_source=item.get("sync_source"),
+            pending_tx=item.get("p_tx"),
+            pending_at=_from_ms(item["p_at"]) if "p_at" in item else None,
+        )
+
+
+def live_attributes(
+    doc: Document,
+    info: ObjectInfo,
+    *,
+    prefix: str,
+    source: str,
+    ttl_days: int,
+    inline_limit: int,
+    sequencer: str | None = None,
+) -> dict[str, Any]:
+    """The committed image of a live document, index keys included."""
+    month = keys.month_bucket(doc.modified_at)
+    tsk = keys.time_sort_key(doc.modified_at, doc.id)
+    inline = len(doc.body) <= inline_limit
+    return {
+        "state": "live",
+        "s3_key": info.key,
+        "body": doc.body.decode() if inline else None,
+        "body_in_s3": not inline,
+        "etag": info.etag,
+        "size": info.size,
+        "s3_last_modified": _to_ms(info.last_modified),
+        "sequencer": sequencer,
+        "sync_source": source,
+        "synced_at": now_ms(),
+        "expires_at": keys.expires_at(info.last_modified, ttl_days),
+        "modified_at": keys.iso(doc.modified_at),
+        "created_at": keys.iso(doc.created_at),
+        "status": doc.status,
+        "title": doc.title,
+        "customers": list(doc.customer_codes),
+        "tpk": f"{doc.type}#{month}",
+        "tsk": tsk,
+        "spk": f"{doc.type}#{doc.status}#{month}",
+        "kpk": keys.key_shard(prefix, doc.id),
+    }
+
+
+class CacheStore:
+    """All DynamoDB access of the cache table. Every call is rate-limited and breaker-guarded."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        limiter: TokenBucket,
+        breaker: pybreaker.CircuitBreaker,
+    ) -> None:
+        self._ddb = client
+        self.table = table
+        self._limiter = limiter
+        self.breaker = breaker
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _call(self, op: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        self._limiter.acquire()
+        try:
+            return self.breaker.call(fn, TableName=self.table, **kwargs)  # type: ignore[no-any-return]
+        except pybreaker.CircuitBreakerError as exc:
+            raise CacheUnavailableError(f"DynamoDB {op}: circuit breaker open") from exc
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                old = exc.response.get("Item")
+                raise ConditionFailed(deserialize(old) if old else None) from exc
+            if is_outage(exc):
+                raise CacheUnavailableError(f"DynamoDB {op} failed: {exc}") from exc
+            raise StoreError(f"DynamoDB {op} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise CacheUnavailableError(f"DynamoDB {op} failed: {exc}") from exc
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, type_name: str, doc_id: str) -> CacheEntry | None:
+        response = self._call(
+            "GetItem",
+            self._ddb.get_item,
+            Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return CacheEntry.from_item(deserialize(item)) if item else None
+
+    def query_page(
+        self,
+        index: str,
+        partition_attr: str,
+        partition: str,
+        low: str,
+        high: str,
+        *,
+        limit: int,
+        now: datetime,
+        customer: str | None = None,
+        start_key: dict[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of an index, newest first, never expired (TTL deletes lazily)."""
+        names = {"#p": partition_attr, "#s": "tsk", "#e": "expires_at"}
+        values: dict[str, Any] = {
+            ":p": {"S": partition},
+            ":lo": {"S": low},
+            ":hi": {"S": high},
+            ":now": {"N": str(int(now.timestamp()))},
+        }
+        filter_expr = "#e > :now"
+        if customer is not None:
+            names["#c"] = "customers"
+            values[":c"] = {"S": customer}
+            filter_expr += " AND contains(#c, :c)"
+        kwargs: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": "#p = :p AND #s BETWEEN :lo AND :hi",
+            "FilterExpression": filter_expr,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        response = self._call("Query", self._ddb.query, **kwargs)
+        items = [deserialize(i) for i in response.get("Items", [])]
+        return items, response.get("LastEvaluatedKey")
+
+    def scan_all(self) -> Iterator[dict[str, Any]]:
+        """Every item (tests and small tables only)."""
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {"ConsistentRead": True}
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            response = self._call("Scan", self._ddb.scan, **kwargs)
+            for item in response.get("Items", []):
+                yield deserialize(item)
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    # -- the write pipeline's three steps ---------------------------------------------------
+
+    def begin(
+        self,
+        type_name: str,
+        doc_id: str,
+        *,
+        tx: str,
+        etag: str,
+        op: str,
+        stale_before: datetime,
+        expected_version: int | None,
+    ) -> dict[str, Any]:
+        """Step 1: mark the write in flight; returns the item as it is now (ALL_NEW).
+
+        Refused (ConditionFailed with the current item) if the same content is already
+        committed, if another fresh write is in flight, or if `expected_version` differs.
+        """
+        condition = (
+            "(attribute_not_exists(p_tx) OR p_at < :stale OR p_etag = :etag)"
+            " AND NOT (#st = :live AND etag = :etag)"
+        )
+        values: dict[str, Any] = {
+            ":tx": tx,
+            ":etag": etag,
+            ":op": op,
+            ":at": now_ms(),
+            ":stale": _to_ms(stale_before),
+            ":live": "live",
+            ":zero": 0,
+            ":one": 1,
+        }
+        if expected_version is not None:
+            if expected_version == 0:
+                condition += " AND (attribute_not_exists(version) OR #st = :deleted)"
+                values[":deleted"] = "deleted"
+            else:
+                condition += " AND version = :ev AND #st = :live"
+                values[":ev"] = expected_version
+        response = self._call(
+            "UpdateItem",
+            self._ddb.update_item,
+            Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
+            UpdateExpression=(
+                "SET p_tx = :tx, p_etag = :etag, p_op = :op, p_at = :at,"
+                " p_version = if_not_exists(version, :zero) + :one"
+            ),
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#st": "state"},
+            ExpressionAttributeValues=serialize(values),
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        return deserialize(response.get("Attributes", {}))
+
+    def commit_live(self, type_name: str, doc_id: str, tx: str, attrs: dict[str, Any]) -> int:
+        """Step 3: the pending write becomes the committed image. Returns the new version."""
+        sets = {k: v for k, v in attrs.items() if v is not None}
+        removes = [k for k, v in attrs.items() if v is None]
+        return self._commit(type_name, doc_id, tx, sets, removes)
+
+    def commit_deleted(
+        self, type_name: str, doc_id: str, tx: str, deleted_at: datetime, ttl_days: int
+    ) -> int:
+        """Step 3 of a delete: a tombstone, out of every index, with a TTL."""
+        sets = {
+            "state": "deleted",
+            "s3_last_modified": _to_ms(deleted_at),
+            "sync_source": "write",
+            "synced_at": now_ms(),
+            "expires_at": keys.expires_at(deleted_at, ttl_days),
+        }
+        removes = ["body", "body_in_s3", "etag", "size", "sequencer", *INDEX_KEYS]
+        return self._commit(type_name, doc_id, tx, sets, removes)
+
+    def _commit(
+        self, type_name: str, doc_id: str, tx: str, sets: dict[str, Any], removes: list[str]
+    ) -> int:
+        update, names, values = _update_expression(sets, [*removes, *PENDING])
+        values[":tx"] = tx
+        response = self._call(
+            "UpdateItem",
+            self._ddb.update_item,
+            Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
+            UpdateExpression=update.replace("SET ", "SET version = p_version, ", 1),
+            ConditionExpression="p_tx = :tx",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=serialize(values),
+            ReturnValues="UPDATED_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        return int(deserialize(response.get("Attributes", {})).get("version", 0))
+
+    def rollback(self, type_name: str, doc_id: str, tx: str, had_committed: bool) -> None:
+        """Undo step 1, only if the pending write is still ours: restore, or remove."""
+        key = {"pk": {"S": keys.cache_pk(type_name, doc_id)}}
+        if had_committed:
+            self._call(
+                "UpdateItem",
+                self._ddb.update_item,
+                Key=key,
+                UpdateExpression="REMOVE " + ", ".join(PENDING),
+                ConditionExpression="p_tx = :tx",
+                ExpressionAttributeValues={":tx": {"S": tx}},
+            )
+        else:
+            self._call(
+                "DeleteItem",
+                self._ddb.delete_item,
+                Key=key,
+                ConditionExpression="p_tx = :tx AND attribute_not_exists(#st)",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues={":tx": {"S": tx}},
+            )
+
+    # -- fills that must never go backwards ---------------------------------------------------
+
+    def put_if_newer(self, type_name: str, doc_id: str, attrs: dict[str, Any]) -> bool:
+        """Write a whole committed image unless the entry is in flight or at least as new.
+
+        Shared by backfill (and, later, events and repair). Returns False when skipped.
+        """
+        sets = {k: v for k, v in attrs.items() if v is not None}
+        update, names, values = _update_expression(sets, [k for k, v in attrs.items() if v is None])
+        values.update({":zero": 0, ":one": 1, ":lm": attrs["s3_last_modified"]})
+        names["#lm"] = "s3_last_modified"
+        try:
+            self._call(
+                "UpdateItem",
+                self._ddb.update_item,
+                Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
+                UpdateExpression=update.replace(
+                    "SET ", "SET version = if_not_exists(version, :zero) + :one, ", 1
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR (attribute_not_exists(p_tx) AND"
+                    " (attribute_not_exists(#lm) OR #lm < :lm))"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=serialize(values),
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+
+def _update_expression(
+    sets: dict[str, Any], removes: list[str]
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """`SET #a0 = :v0, ... REMOVE #r0, ...` with its names and (plain) values."""
+    names = {f"#a{i}": k for i, k in enumerate(sets)}
+    values = {f":v{i}": v for i, v in enumerate(sets.values())}
+    expr = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(sets)))
+    if removes:
+        remove_names = {f"#r{i}": k for i, k in enumerate(removes)}
+        names.update(remove_names)
+        expr += " REMOVE " + ", ".join(remove_names)
+    return expr, names, values

@@ -1,0 +1,46 @@
+"""botocore errors → the project's exceptions, decided in one place."""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
+
+THROTTLING = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "Throttling",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalServerError",
+    "InternalError",
+}
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Errors that mean the service is unavailable (after botocore's own retries)."""
+    if isinstance(exc, ConnectionError | HTTPClientError | ReadTimeoutError):
+        return True
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error_code(exc) in THROTTLING or int(status) >= 500
+    return isinstance(exc, BotoCoreError)
+
+
+def is_conditional_failure(exc: BaseException) -> bool:
+    return error_code(exc) in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return error_code(exc) in {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}

@@ -1,0 +1,127 @@
+"""S3, the truth: get, head, put (returning S3's own ETag and time), delete, list."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from engine.exceptions import NotFoundError, ObjectStoreError
+from engine.store.errors import is_not_found
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    info: ObjectInfo
+    body: bytes
+
+
+def _etag(raw: str) -> str:
+    return raw.strip('"')
+
+
+def _response_time(response: dict[str, Any]) -> datetime:
+    """S3's clock for a write: the response's Date header (same precision as LastModified)."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    date = headers.get("last-modified") or headers.get("date")
+    if date:
+        return parsedate_to_datetime(date).astimezone(UTC)
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class ObjectStore:
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._s3 = client
+        self.bucket = bucket
+
+    def get(self, key: str) -> StoredObject:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"].read()
+        except ClientError as exc:
+            if is_not_found(exc):
+                raise NotFoundError(f"s3://{self.bucket}/{key} does not exist") from exc
+            raise ObjectStoreError(f"S3 GetObject {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ObjectStoreError(f"S3 GetObject {key} failed: {exc}") from exc
+        info = ObjectInfo(
+            key=key,
+            etag=_etag(response["ETag"]),
+            size=int(response["ContentLength"]),
+            last_modified=response["LastModified"].astimezone(UTC),
+        )
+        return StoredObject(info, body)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            response = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise ObjectStoreError(f"S3 HeadObject {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ObjectStoreError(f"S3 HeadObject {key} failed: {exc}") from exc
+        return ObjectInfo(
+            key,
+            _etag(response["ETag"]),
+            int(response["ContentLength"]),
+            response["LastModified"].astimezone(UTC),
+        )
+
+    def put(self, key: str, body: bytes) -> ObjectInfo:
+        """Single-part put with Content-MD5, so S3 rejects a body damaged in transit."""
+        md5 = hashlib.md5(body, usedforsecurity=False)
+        try:
+            response = self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                ContentMD5=base64.b64encode(md5.digest()).decode(),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise ObjectStoreError(f"S3 PutObject {key} failed: {exc}") from exc
+        etag = _etag(response.get("ETag", "")) or md5.hexdigest()
+        return ObjectInfo(key, etag, len(body), _response_time(dict(response)))
+
+    def delete(self, key: str) -> datetime:
+        try:
+            response = self._s3.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise ObjectStoreError(f"S3 DeleteObject {key} failed: {exc}") from exc
+        return _response_time(dict(response))
+
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, in S3 key order (UTF-8 bytes), page by page."""
+        paginator = self._s3.get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        try:
+            for page in paginator.paginate(**kwargs):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(
+                        obj["Key"],
+                        _etag(obj["ETag"]),
+                        int(obj["Size"]),
+                        obj["LastModified"].astimezone(UTC),
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise ObjectStoreError(f"S3 ListObjectsV2 {prefix} failed: {exc}") from exc
