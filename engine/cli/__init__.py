@@ -1,0 +1,3 @@
+"""The `docsync` command line (DESIGN.md's CLI contract: stable, scripts depend on it)."""
+
+from __future__ import annotations

@@ -1,0 +1,327 @@
+"""`docsync` commands. Each reads flags > DOCSYNC_* env > TOML file > defaults."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from engine import keys
+from engine.app import Engine
+from engine.backfill import Backfill
+from engine.cli.output import console, emit, handle_errors, resolve_format, table
+from engine.documents import TYPES, Document, parse_document
+from engine.exceptions import ConfigError, InvalidDocumentError
+from engine.infra import Infrastructure
+from engine.logs import configure_logging
+from engine.reader import Query
+from engine.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+TYPE_CHOICE = click.Choice(sorted(TYPES))
+
+
+def common(mutating: bool = False) -> Callable[[F], F]:
+    """Options every subcommand takes after its own name."""
+
+    def decorate(fn: F) -> F:
+        options = [
+            click.option("--format", "fmt", type=click.Choice(["auto", "json", "text"]),
+                         default=None, help="Output: json for scripts, text for people."),
+            click.option("--config", "config", type=click.Path(path_type=Path), default=None,
+                         help="TOML settings file (default config/docsync.toml if present)."),
+            click.option("--endpoint-url", default=None, help="AWS endpoint (e.g. moto)."),
+            click.option("--region", default=None),
+            click.option("--bucket", default=None),
+            click.option("--table", default=None),
+            click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default=None),
+        ]
+        if mutating:
+            options.append(click.option("--dry-run", is_flag=True, default=None,
+                                        help="Log every mutating call; make none."))
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def settings_from(opts: dict[str, Any]) -> Settings:
+    flags = {
+        "format": opts.pop("fmt", None),
+        "endpoint_url": opts.pop("endpoint_url", None),
+        "region": opts.pop("region", None),
+        "bucket": opts.pop("bucket", None),
+        "table": opts.pop("table", None),
+        "log_format": opts.pop("log_format", None),
+        "dry_run": opts.pop("dry_run", None) or None,
+    }
+    settings = load_settings(opts.pop("config", None), **flags)
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+def _run(fn: Callable[..., None]) -> Callable[..., None]:
+    """Resolve settings first, so a wrong setting exits 2 before anything runs."""
+
+    def wrapper(**opts: Any) -> None:
+        fmt = opts.get("fmt") or "auto"
+        try:
+            settings = settings_from(opts)
+        except ConfigError as exc:
+            click.echo(f"docsync: error: {exc}", err=True)
+            if resolve_format(fmt) == "json":
+                click.echo(json.dumps({"error": str(exc), "exit_code": 2}))
+            sys.exit(2)
+        handle_errors(lambda **kw: fn(settings, **kw))(fmt=settings.format, **opts)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="docsync")
+def cli() -> None:
+    """docsync: a DynamoDB cache of JSON documents, kept in step with S3 (the truth)."""
+
+
+# -- init -------------------------------------------------------------------------------------
+
+
+@cli.command("init")
+@common(mutating=True)
+@_run
+def init_cmd(settings: Settings, fmt: str) -> None:
+    """Create bucket, cache and leases tables, queue + DLQ, notifications (idempotent)."""
+    report = Infrastructure(settings, Engine.build(settings).clients).init()
+
+    def text(data: dict[str, Any]) -> None:
+        rows = [[r["kind"], r["name"], r["status"], r.get("detail", "")] for r in data["resources"]]
+        table("docsync init" + (" (dry run)" if settings.dry_run else ""),
+              ["resource", "name", "status", "detail"], rows)
+
+    emit(report.as_dict(), fmt, text)
+
+
+# -- put / get / delete -----------------------------------------------------------------------
+
+
+def _read_documents(stream: IO[str], type_name: str) -> list[Document]:
+    """One JSON object, or JSON Lines. All are validated before any is written."""
+    text = stream.read()
+    if not text.strip():
+        raise InvalidDocumentError("no document on input", ["<input>"])
+    try:
+        single = json.loads(text)
+    except ValueError:
+        single = None
+    if isinstance(single, dict):
+        return [parse_document(single, type_name)]
+    documents, errors = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            documents.append(parse_document(line, type_name))
+        except InvalidDocumentError as exc:
+            errors.append(f"line {number}: {exc}")
+    if errors:
+        raise InvalidDocumentError(
+            f"{len(errors)} invalid document(s), nothing written: " + " | ".join(errors[:20]),
+            ["<input>"],
+        )
+    return documents
+
+
+@cli.command("put")
+@click.option("--type", "type_name", type=TYPE_CHOICE, required=True)
+@click.option("--expected-version", type=int, default=None,
+              help="Optimistic lock: fail unless the cached version is this (0 = must not exist).")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@common(mutating=True)
+@_run
+def put_cmd(
+    settings: Settings, fmt: str, type_name: str, expected_version: int | None, source: IO[str]
+) -> None:
+    """Write documents through the pipeline: FILE, - (stdin), or a JSON Lines stream."""
+    documents = _read_documents(source, type_name)
+    engine = Engine.build(settings)
+    if len(documents) == 1:
+        result = engine.pipeline.put(documents[0], expected_version)
+        data = result.as_dict() | ({"dry_run": True} if result.dry_run else {})
+        emit(data, fmt, lambda d: console().print(
+            f"wrote {d['type']} {d['id']} version {d['version']} etag {d['etag']}"))
+        return
+    if expected_version is not None:
+        raise InvalidDocumentError("--expected-version applies to a single document", ["--expected-version"])
+    with ThreadPoolExecutor(settings.concurrency) as pool:
+        results = list(pool.map(engine.pipeline.put, documents))
+    for result in results:
+        emit(result.as_dict(), "json" if resolve_format(fmt) == "json" else fmt,
+             lambda d: console().print(f"wrote {d['type']} {d['id']} version {d['version']}"))
+
+
+@cli.command("get")
+@click.option("--type", "type_name", type=TYPE_CHOICE, required=True)
+@click.argument("doc_id")
+@common()
+@_run
+def get_cmd(settings: Settings, fmt: str, type_name: str, doc_id: str) -> None:
+    """Read one document: the cache, or S3 on a miss (and backfill)."""
+    result = Engine.build(settings).reader.get(type_name, doc_id)
+    emit(result.document, fmt, lambda d: console().print_json(json.dumps(d)))
+
+
+@cli.command("delete")
+@click.option("--type", "type_name", type=TYPE_CHOICE, required=True)
+@click.option("--expected-version", type=int, default=None)
+@click.argument("doc_id")
+@common(mutating=True)
+@_run
+def delete_cmd(
+    settings: Settings, fmt: str, type_name: str, doc_id: str, expected_version: int | None
+) -> None:
+    """Delete from S3 and leave a tombstone in the cache."""
+    result = Engine.build(settings).pipeline.delete(type_name, doc_id, expected_version)
+    data = result.as_dict() | ({"dry_run": True} if result.dry_run else {})
+    emit(data, fmt, lambda d: console().print(f"deleted {d['type']} {d['id']}: {d['deleted']}"))
+
+
+# -- query ------------------------------------------------------------------------------------
+
+
+@cli.command("query")
+@click.option("--type", "type_names", type=TYPE_CHOICE, multiple=True,
+              help="Repeatable; default: every type.")
+@click.option("--customer", default=None)
+@click.option("--status", default=None)
+@click.option("--since", default=None, help="ISO-8601 or relative (90d, 12h); default: the window.")
+@click.option("--until", default=None)
+@click.option("--limit", type=click.IntRange(1, 10000), default=None)
+@click.option("--page-token", default=None)
+@click.option("--all", "all_pages", is_flag=True, help="Page through to the end.")
+@click.option("--source", type=click.Choice(["auto", "cache", "s3"]), default="auto",
+              help="auto: the cache, S3 while DynamoDB is unavailable.")
+@common()
+@_run
+def query_cmd(
+    settings: Settings,
+    fmt: str,
+    type_names: tuple[str, ...],
+    customer: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    page_token: str | None,
+    all_pages: bool,
+    source: str,
+) -> None:
+    """Documents newest first, by time range, customer, status and type."""
+    query = Query(
+        types=type_names or tuple(sorted(TYPES)),
+        customer=customer,
+        status=status,
+        since=keys.parse_time(since) if since else None,
+        until=keys.parse_time(until) if until else None,
+        limit=limit or settings.query_default_limit,
+    )
+    reader = Engine.build(settings).reader
+    page = reader.query(query, page_token, source)
+    data = page.as_dict()
+    while all_pages and page.next_page_token:
+        page = reader.query(query, page.next_page_token, source)
+        data["items"].extend(page.items)
+        data["source"] = "s3" if "s3" in (data["source"], page.source) else "cache"
+    data["next_page_token"] = page.next_page_token
+
+    def text(d: dict[str, Any]) -> None:
+        rows = [[i.get("modified_at"), i.get("object_type"), i.get("id"), i.get("status"),
+                 ",".join(i.get("customer_codes", [])), i.get("title", "")[:40]] for i in d["items"]]
+        table(f"{len(rows)} documents (source: {d['source']})",
+              ["modified_at", "type", "id", "status", "customers", "title"], rows)
+        if d["next_page_token"]:
+            console().print(f"next page: --page-token {d['next_page_token']}")
+
+    emit(data, fmt, text)
+
+
+# -- backfill ---------------------------------------------------------------------------------
+
+
+@cli.command("backfill")
+@click.option("--type", "type_names", type=TYPE_CHOICE, multiple=True)
+@click.option("--since", default=None, help="Only objects written since (S3 LastModified).")
+@click.option("--customer", default=None)
+@common(mutating=True)
+@_run
+def backfill_cmd(
+    settings: Settings, fmt: str, type_names: tuple[str, ...], since: str | None,
+    customer: str | None,
+) -> None:
+    """Warm the cache from S3 (concurrent, rate-limited, never overwrites a newer entry)."""
+    backfill = Backfill(Engine.build(settings).reader)
+    types = type_names or tuple(sorted(TYPES))
+    since_ts = keys.parse_time(since) if since else None
+    if sys.stderr.isatty():
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as progress:
+            task = progress.add_task("backfill", total=None)
+            counts = backfill.run(
+                types, since_ts, customer,
+                on_listed=lambda n: progress.update(task, total=n),
+                on_done=lambda: progress.advance(task),
+            )
+    else:
+        counts = backfill.run(types, since_ts, customer)
+    data = counts.as_dict() | ({"dry_run": True} if settings.dry_run else {})
+    emit(data, fmt, lambda d: table("backfill", ["outcome", "count"], [[k, v] for k, v in d.items()]))
+
+
+# -- local / demo -----------------------------------------------------------------------------
+
+
+@cli.command("local")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", type=int, default=5000)
+def local_cmd(host: str, port: int) -> None:
+    """Run the embedded moto server in the foreground (Ctrl-C stops it)."""
+    from engine.local_moto import EmbeddedMoto
+
+    server = EmbeddedMoto(host, port).start()
+    click.echo(json.dumps({"endpoint": server.endpoint}) if not sys.stdout.isatty() else
+               f"moto server on {server.endpoint}\n"
+               f"  export DOCSYNC_ENDPOINT_URL={server.endpoint}\n"
+               "  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
+               "  docsync init")
+    sys.stdout.flush()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+
+
+@cli.command("demo")
+@click.option("--documents", type=click.IntRange(10, 5000), default=300)
+@click.option("--seed", type=int, default=7)
+def demo_cmd(documents: int, seed: int) -> None:
+    """Everything on an embedded moto server: init, writes, reads, queries, a summary."""
+    from engine.demo import run_demo
+
+    run_demo(documents, seed)
+
+
+def main() -> None:
+    cli(prog_name="docsync")
