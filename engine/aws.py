@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from loguru import logger
 
@@ -61,7 +62,8 @@ def _dry_run_guard(model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, d
     logger.bind(op=f"{service}.{model.name}", dry_run=True, target=target, key=key).info(
         "dry run: {}.{} not sent", service, model.name
     )
-    return None, {"ResponseMetadata": {"HTTPStatusCode": 200, "DryRun": True}}
+    http = AWSResponse(url="dry-run://", status_code=200, headers={}, raw=None)
+    return http, {"ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": {}, "DryRun": True}}
 
 
 class AwsClients:

@@ -1,0 +1,81 @@
+"""Shared fixtures: one moto server per session on 127.0.0.1, reset before every test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.app import Engine
+from engine.aws import CallCounter
+from engine.infra import Infrastructure
+from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
+from engine.logs import configure_logging
+from engine.settings import Settings, load_settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _aws_env() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in TEST_CREDENTIALS}
+    os.environ.update(TEST_CREDENTIALS)
+    for name in list(os.environ):
+        if name.startswith(("DOCSYNC_", "AWS_ENDPOINT_URL")):
+            del os.environ[name]
+    configure_logging("json", "WARNING")
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[EmbeddedMoto]:
+    with EmbeddedMoto() as server:
+        yield server
+
+
+def make_settings(endpoint: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "endpoint_url": endpoint,
+        "max_attempts": 2,
+        "connect_timeout_s": 1.0,
+        "read_timeout_s": 5.0,
+        "concurrency": 8,
+    }
+    values.update(overrides)
+    return load_settings(None, **values)
+
+
+@pytest.fixture
+def settings(moto_server: EmbeddedMoto) -> Settings:
+    """A fresh moto (reset) with every resource created by `docsync init`."""
+    moto_server.reset()
+    s = make_settings(moto_server.endpoint)
+    Infrastructure(s, Engine.build(s).clients).init()
+    return s
+
+
+@pytest.fixture
+def counter() -> CallCounter:
+    return CallCounter()
+
+
+@pytest.fixture
+def engine(settings: Settings, counter: CallCounter) -> Engine:
+    return Engine.build(settings, counter)
+
+
+def snapshot(engine: Engine) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+    """Everything in the cache table and the bucket, for before/after comparisons."""
+    items = sorted(engine.cache.scan_all(), key=lambda i: str(i["pk"]))
+    objects = {
+        info.key: engine.objects.get(info.key).body for info in engine.objects.list("")
+    }
+    return items, objects
