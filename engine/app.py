@@ -17,7 +17,7 @@ from engine.store.errors import is_outage
 from engine.store.objects import ObjectStore
 
 
-class _BreakerLog(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+class _BreakerLog(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker, old: object, new: object) -> None:
         logger.bind(op="breaker", state=str(getattr(new, "name", new))).warning(
             "DynamoDB circuit breaker: {} → {}",

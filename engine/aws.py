@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 from loguru import logger
 
@@ -53,7 +53,9 @@ class CallCounter:
             self.counts.clear()
 
 
-def _dry_run_guard(model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+def _dry_run_guard(
+    model: Any, params: dict[str, Any], **_: Any
+) -> tuple[Any, dict[str, Any]] | None:
     if not is_mutating(model.name):
         return None
     service = model.service_model.service_name
@@ -62,7 +64,7 @@ def _dry_run_guard(model: Any, params: dict[str, Any], **_: Any) -> tuple[Any, d
     logger.bind(op=f"{service}.{model.name}", dry_run=True, target=target, key=key).info(
         "dry run: {}.{} not sent", service, model.name
     )
-    http = AWSResponse(url="dry-run://", status_code=200, headers={}, raw=None)
+    http = AWSResponse(url="dry-run://", status_code=200, headers=HTTPHeaders(), raw=None)
     return http, {"ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": {}, "DryRun": True}}
 
 
@@ -94,7 +96,8 @@ class AwsClients:
     def client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
-                client = self._session.client(
+                session: Any = self._session  # boto3-stubs overloads want a literal name
+                client = session.client(
                     service, endpoint_url=self.endpoint_for(service), config=self._config
                 )
                 if self.counter is not None:

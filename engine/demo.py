@@ -81,14 +81,19 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
             ("last 90 days, 50 newest", Query(limit=50), "auto"),
             ("customer acme", Query(customer="acme", limit=50), "auto"),
             ("status approved (changes)", Query(types=("change",), status="approved"), "auto"),
-            ("announcements, globex, 30d",
-             Query(types=("announcement",), customer="globex", since=parse_time("30d")), "auto"),
+            (
+                "announcements, globex, 30d",
+                Query(types=("announcement",), customer="globex", since=parse_time("30d")),
+                "auto",
+            ),
             ("last 90 days via S3 (no cache)", Query(limit=50), "s3"),
         ]
         for label, query, source in queries:
             counter.reset()
             page, ms = _timed(lambda q=query, s=source: engine.reader.query(q, None, s))  # type: ignore[misc]
-            table.add_row(label, str(len(page.items)), page.source, f"{ms:.0f}", str(counter.total()))
+            table.add_row(
+                label, str(len(page.items)), page.source, f"{ms:.0f}", str(counter.total())
+            )
         out.print(table)
         try:
             engine.reader.query(Query(since=parse_time("120d")))

@@ -20,7 +20,14 @@ from engine.store.errors import error_code
 NOTIFY_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"]
 MAX_MESSAGE_BYTES = 262_144  # S3 notifications reach 64 KB; smaller limits lose them
 KEY_INDEX_ATTRS = [
-    "etag", "size", "s3_last_modified", "sequencer", "state", "expires_at", "p_tx", "p_at",
+    "etag",
+    "size",
+    "s3_last_modified",
+    "sequencer",
+    "state",
+    "expires_at",
+    "p_tx",
+    "p_at",
 ]
 
 
@@ -114,22 +121,27 @@ class Infrastructure:
             }
             for type_name, prefix in self.s.prefixes().items()
         ]
+        current: dict[str, Any]
         try:
-            current = s3.get_bucket_notification_configuration(Bucket=self.s.bucket)
+            current = dict(s3.get_bucket_notification_configuration(Bucket=self.s.bucket))
         except ClientError:
-            current = {}  # type: ignore[assignment]
+            current = {}
         existing = {c.get("Id"): c for c in current.get("QueueConfigurations", [])}
         if all(_same_notification(existing.get(w["Id"]), w) for w in wanted):
             report.add("bucket-notifications", self.s.bucket, "exists")
             return
-        others = [c for c in current.get("QueueConfigurations", []) if c.get("Id") not in
-                  {w["Id"] for w in wanted}]
+        others = [
+            c
+            for c in current.get("QueueConfigurations", [])
+            if c.get("Id") not in {w["Id"] for w in wanted}
+        ]
         config: dict[str, Any] = {"QueueConfigurations": others + wanted}
         for extra in ("TopicConfigurations", "LambdaFunctionConfigurations"):
             if current.get(extra):
-                config[extra] = current[extra]  # type: ignore[literal-required]
+                config[extra] = current[extra]
         s3.put_bucket_notification_configuration(
-            Bucket=self.s.bucket, NotificationConfiguration=config  # type: ignore[arg-type]
+            Bucket=self.s.bucket,
+            NotificationConfiguration=config,  # type: ignore[arg-type]
         )
         report.add("bucket-notifications", self.s.bucket, self._created, ", ".join(NOTIFY_EVENTS))
 
@@ -149,6 +161,7 @@ class Infrastructure:
         if self._table_exists(self.s.table):
             report.add("table", self.s.table, "exists")
         else:
+
             def gsi(name: str, hash_key: str, range_key: str, projection: dict[str, Any]) -> Any:
                 return {
                     "IndexName": name,
@@ -183,7 +196,9 @@ class Infrastructure:
             if not self.s.dry_run:
                 ddb.get_waiter("table_exists").wait(TableName=self.s.table)
             report.add("table", self.s.table, self._created, "GSIs: time, status, key; stream")
-        ttl = {} if self.s.dry_run else ddb.describe_time_to_live(TableName=self.s.table)
+        ttl: dict[str, Any] = (
+            {} if self.s.dry_run else dict(ddb.describe_time_to_live(TableName=self.s.table))
+        )
         if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
             report.add("table-ttl", "expires_at", "exists")
         else:
@@ -233,10 +248,14 @@ class Infrastructure:
             }:
                 raise
             response = sqs.create_queue(
-                QueueName=name, Attributes=attributes, tags=self.s.tags  # type: ignore[arg-type]
+                QueueName=name,
+                Attributes=attributes,  # type: ignore[arg-type]
+                tags=self.s.tags,
             )
             url = response.get("QueueUrl", "")
-            report.add("queue", name, self._created, "DLQ" if redrive_to is None else "redrive → DLQ")
+            report.add(
+                "queue", name, self._created, "DLQ" if redrive_to is None else "redrive → DLQ"
+            )
         if not url:  # dry run: nothing was created
             return f"arn:aws:sqs:{self.s.region}:000000000000:{name}"
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][

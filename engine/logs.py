@@ -20,9 +20,8 @@ def _json_sink(stream: TextIO) -> Any:
             "msg": record["message"],
         }
         for key, value in record["extra"].items():
-            if any(word in key.lower() for word in _SECRET_WORDS) and key != "page_token":
-                value = "***"
-            line[key] = value
+            secret = any(word in key.lower() for word in _SECRET_WORDS) and key != "page_token"
+            line[key] = "***" if secret else value
         if record["exception"] is not None:
             line["exception"] = repr(record["exception"].value)
         stream.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")

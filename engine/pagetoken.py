@@ -38,7 +38,11 @@ def fingerprint(*parts: object) -> str:
 
 def encode(cursor: Cursor, query_fingerprint: str, secret: bytes) -> str:
     payload = json.dumps(
-        {"v": 1, "f": query_fingerprint, "c": [cursor.sort_key, cursor.type, cursor.since, cursor.until]},
+        {
+            "v": 1,
+            "f": query_fingerprint,
+            "c": [cursor.sort_key, cursor.type, cursor.since, cursor.until],
+        },
         separators=(",", ":"),
     ).encode()
     mac = hmac.new(secret, payload, hashlib.sha256).digest()[:16]

@@ -112,11 +112,15 @@ class WritePipeline:
             bound.update(version=version)
             return WriteResult(doc.id, doc.type, info.etag, version)
 
-    def delete(self, type_name: str, doc_id: str, expected_version: int | None = None) -> DeleteResult:
+    def delete(
+        self, type_name: str, doc_id: str, expected_version: int | None = None
+    ) -> DeleteResult:
         key = self._key(type_name, doc_id)
         log = logger.bind(op="delete", type=type_name, id=doc_id)
         if self.settings.dry_run:
-            log.bind(dry_run=True).info("dry run: would delete {}: intent, S3 delete, tombstone", key)
+            log.bind(dry_run=True).info(
+                "dry run: would delete {}: intent, S3 delete, tombstone", key
+            )
             return DeleteResult(doc_id, type_name, deleted=False, dry_run=True)
         with timed(log):
             tx = uuid.uuid4().hex
@@ -169,7 +173,9 @@ class WritePipeline:
             except ConditionFailed as exc:
                 item = exc.item or {}
                 if op == "put" and item.get("state") == "live" and item.get("etag") == etag:
-                    return WriteResult(doc_id, type_name, etag, int(item["version"]), unchanged=True)
+                    return WriteResult(
+                        doc_id, type_name, etag, int(item["version"]), unchanged=True
+                    )
                 current = int(item["version"]) if "version" in item else None
                 if expected_version is not None and self._version_mismatch(item, expected_version):
                     raise WriteConflictError(

@@ -171,9 +171,7 @@ class Reader:
 
     # -- query --------------------------------------------------------------------------------
 
-    def query(
-        self, query: Query, page_token: str | None = None, source: str = "auto"
-    ) -> QueryPage:
+    def query(self, query: Query, page_token: str | None = None, source: str = "auto") -> QueryPage:
         """One page, newest first. `source`: auto (cache, S3 if DynamoDB fails), cache, s3."""
         for name in query.types:
             doc_type(name)
@@ -213,7 +211,11 @@ class Reader:
                     fp,
                     self._secret,
                 )
-            fields.update(source=page_source, items=len(items), cache="hit" if page_source == "cache" else "miss")
+            fields.update(
+                source=page_source,
+                items=len(items),
+                cache="hit" if page_source == "cache" else "miss",
+            )
             return QueryPage(items, token, page_source)
 
     def _check_window(self, since: datetime, now: datetime) -> None:
@@ -239,9 +241,7 @@ class Reader:
     def _cache_rows(
         self, query: Query, since: datetime, until: datetime, after: Position | None, now: datetime
     ) -> Iterator[tuple[Position, dict[str, Any]]]:
-        streams = [
-            self._cache_stream(t, query, since, until, after, now) for t in query.types
-        ]
+        streams = [self._cache_stream(t, query, since, until, after, now) for t in query.types]
         return heapq.merge(*streams, key=lambda row: row[0], reverse=True)
 
     def _cache_stream(
@@ -266,8 +266,15 @@ class Reader:
             start: dict[str, Any] | None = None
             while True:
                 items, start = self.cache.query_page(
-                    index, attr, part, low, high,
-                    limit=page, now=now, customer=query.customer, start_key=start,
+                    index,
+                    attr,
+                    part,
+                    low,
+                    high,
+                    limit=page,
+                    now=now,
+                    customer=query.customer,
+                    start_key=start,
                 )
                 for item in items:
                     position = (str(item["tsk"]), type_name)
@@ -290,8 +297,9 @@ class Reader:
         rows: list[tuple[Position, dict[str, Any]]] = []
         for type_name in query.types:
             listing = list(self.objects.list(self._prefixes[type_name]))
+            keys_of_type = [(type_name, info.key) for info in listing]
             with ThreadPoolExecutor(self.settings.concurrency) as pool:
-                for doc in pool.map(lambda info: self._s3_document(type_name, info.key), listing):
+                for doc in pool.map(lambda tk: self._s3_document(*tk), keys_of_type):
                     if doc is None or not since <= doc.modified_at <= until:
                         continue
                     if query.status is not None and doc.status != query.status:
@@ -317,7 +325,9 @@ def _parse_body(body: bytes, key: str) -> dict[str, Any]:
     try:
         value = json.loads(body)
     except ValueError as exc:
-        raise InvalidDocumentError(f"{key} is not a valid JSON document: {exc}", ["<body>"]) from exc
+        raise InvalidDocumentError(
+            f"{key} is not a valid JSON document: {exc}", ["<body>"]
+        ) from exc
     if not isinstance(value, dict):
         raise InvalidDocumentError(f"{key} is not a JSON object", ["<body>"])
     return value

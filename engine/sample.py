@@ -12,12 +12,21 @@ STATUSES = {
     "change": ["draft", "submitted", "approved", "implemented", "cancelled"],
     "announcement": ["draft", "published", "archived"],
 }
-TITLES = ["Database failover", "Network maintenance", "Kernel patching", "TLS rotation",
-          "Quarterly review", "New region", "Deprecation notice", "Incident follow-up"]
+TITLES = [
+    "Database failover",
+    "Network maintenance",
+    "Kernel patching",
+    "TLS rotation",
+    "Quarterly review",
+    "New region",
+    "Deprecation notice",
+    "Incident follow-up",
+]
 
 
-def sample_documents(count: int, seed: int = 7, days: int = 120,
-                     now: datetime | None = None) -> list[dict[str, Any]]:
+def sample_documents(
+    count: int, seed: int = 7, days: int = 120, now: datetime | None = None
+) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
     docs = []

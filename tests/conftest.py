@@ -75,7 +75,5 @@ def engine(settings: Settings, counter: CallCounter) -> Engine:
 def snapshot(engine: Engine) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
     """Everything in the cache table and the bucket, for before/after comparisons."""
     items = sorted(engine.cache.scan_all(), key=lambda i: str(i["pk"]))
-    objects = {
-        info.key: engine.objects.get(info.key).body for info in engine.objects.list("")
-    }
+    objects = {info.key: engine.objects.get(info.key).body for info in engine.objects.list("")}
     return items, objects

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -34,10 +35,20 @@ def common(mutating: bool = False) -> Callable[[F], F]:
 
     def decorate(fn: F) -> F:
         options = [
-            click.option("--format", "fmt", type=click.Choice(["auto", "json", "text"]),
-                         default=None, help="Output: json for scripts, text for people."),
-            click.option("--config", "config", type=click.Path(path_type=Path), default=None,
-                         help="TOML settings file (default config/docsync.toml if present)."),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["auto", "json", "text"]),
+                default=None,
+                help="Output: json for scripts, text for people.",
+            ),
+            click.option(
+                "--config",
+                "config",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="TOML settings file (default config/docsync.toml if present).",
+            ),
             click.option("--endpoint-url", default=None, help="AWS endpoint (e.g. moto)."),
             click.option("--region", default=None),
             click.option("--bucket", default=None),
@@ -45,8 +56,14 @@ def common(mutating: bool = False) -> Callable[[F], F]:
             click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default=None),
         ]
         if mutating:
-            options.append(click.option("--dry-run", is_flag=True, default=None,
-                                        help="Log every mutating call; make none."))
+            options.append(
+                click.option(
+                    "--dry-run",
+                    is_flag=True,
+                    default=None,
+                    help="Log every mutating call; make none.",
+                )
+            )
         for option in reversed(options):
             fn = option(fn)
         return fn
@@ -106,8 +123,11 @@ def init_cmd(settings: Settings, fmt: str) -> None:
 
     def text(data: dict[str, Any]) -> None:
         rows = [[r["kind"], r["name"], r["status"], r.get("detail", "")] for r in data["resources"]]
-        table("docsync init" + (" (dry run)" if settings.dry_run else ""),
-              ["resource", "name", "status", "detail"], rows)
+        table(
+            "docsync init" + (" (dry run)" if settings.dry_run else ""),
+            ["resource", "name", "status", "detail"],
+            rows,
+        )
 
     emit(report.as_dict(), fmt, text)
 
@@ -144,8 +164,12 @@ def _read_documents(stream: IO[str], type_name: str) -> list[Document]:
 
 @cli.command("put")
 @click.option("--type", "type_name", type=TYPE_CHOICE, required=True)
-@click.option("--expected-version", type=int, default=None,
-              help="Optimistic lock: fail unless the cached version is this (0 = must not exist).")
+@click.option(
+    "--expected-version",
+    type=int,
+    default=None,
+    help="Optimistic lock: fail unless the cached version is this (0 = must not exist).",
+)
 @click.argument("source", type=click.File("r", encoding="utf-8"))
 @common(mutating=True)
 @_run
@@ -158,16 +182,26 @@ def put_cmd(
     if len(documents) == 1:
         result = engine.pipeline.put(documents[0], expected_version)
         data = result.as_dict() | ({"dry_run": True} if result.dry_run else {})
-        emit(data, fmt, lambda d: console().print(
-            f"wrote {d['type']} {d['id']} version {d['version']} etag {d['etag']}"))
+        emit(
+            data,
+            fmt,
+            lambda d: console().print(
+                f"wrote {d['type']} {d['id']} version {d['version']} etag {d['etag']}"
+            ),
+        )
         return
     if expected_version is not None:
-        raise InvalidDocumentError("--expected-version applies to a single document", ["--expected-version"])
+        raise InvalidDocumentError(
+            "--expected-version applies to a single document", ["--expected-version"]
+        )
     with ThreadPoolExecutor(settings.concurrency) as pool:
         results = list(pool.map(engine.pipeline.put, documents))
     for result in results:
-        emit(result.as_dict(), "json" if resolve_format(fmt) == "json" else fmt,
-             lambda d: console().print(f"wrote {d['type']} {d['id']} version {d['version']}"))
+        emit(
+            result.as_dict(),
+            "json" if resolve_format(fmt) == "json" else fmt,
+            lambda d: console().print(f"wrote {d['type']} {d['id']} version {d['version']}"),
+        )
 
 
 @cli.command("get")
@@ -200,8 +234,9 @@ def delete_cmd(
 
 
 @cli.command("query")
-@click.option("--type", "type_names", type=TYPE_CHOICE, multiple=True,
-              help="Repeatable; default: every type.")
+@click.option(
+    "--type", "type_names", type=TYPE_CHOICE, multiple=True, help="Repeatable; default: every type."
+)
 @click.option("--customer", default=None)
 @click.option("--status", default=None)
 @click.option("--since", default=None, help="ISO-8601 or relative (90d, 12h); default: the window.")
@@ -209,8 +244,12 @@ def delete_cmd(
 @click.option("--limit", type=click.IntRange(1, 10000), default=None)
 @click.option("--page-token", default=None)
 @click.option("--all", "all_pages", is_flag=True, help="Page through to the end.")
-@click.option("--source", type=click.Choice(["auto", "cache", "s3"]), default="auto",
-              help="auto: the cache, S3 while DynamoDB is unavailable.")
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "cache", "s3"]),
+    default="auto",
+    help="auto: the cache, S3 while DynamoDB is unavailable.",
+)
 @common()
 @_run
 def query_cmd(
@@ -245,10 +284,22 @@ def query_cmd(
     data["next_page_token"] = page.next_page_token
 
     def text(d: dict[str, Any]) -> None:
-        rows = [[i.get("modified_at"), i.get("object_type"), i.get("id"), i.get("status"),
-                 ",".join(i.get("customer_codes", [])), i.get("title", "")[:40]] for i in d["items"]]
-        table(f"{len(rows)} documents (source: {d['source']})",
-              ["modified_at", "type", "id", "status", "customers", "title"], rows)
+        rows = [
+            [
+                i.get("modified_at"),
+                i.get("object_type"),
+                i.get("id"),
+                i.get("status"),
+                ",".join(i.get("customer_codes", [])),
+                i.get("title", "")[:40],
+            ]
+            for i in d["items"]
+        ]
+        table(
+            f"{len(rows)} documents (source: {d['source']})",
+            ["modified_at", "type", "id", "status", "customers", "title"],
+            rows,
+        )
         if d["next_page_token"]:
             console().print(f"next page: --page-token {d['next_page_token']}")
 
@@ -265,7 +316,10 @@ def query_cmd(
 @common(mutating=True)
 @_run
 def backfill_cmd(
-    settings: Settings, fmt: str, type_names: tuple[str, ...], since: str | None,
+    settings: Settings,
+    fmt: str,
+    type_names: tuple[str, ...],
+    since: str | None,
     customer: str | None,
 ) -> None:
     """Warm the cache from S3 (concurrent, rate-limited, never overwrites a newer entry)."""
@@ -273,18 +327,27 @@ def backfill_cmd(
     types = type_names or tuple(sorted(TYPES))
     since_ts = keys.parse_time(since) if since else None
     if sys.stderr.isatty():
-        with Progress("[progress.description]{task.description}", BarColumn(),
-                      MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as progress:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as progress:
             task = progress.add_task("backfill", total=None)
             counts = backfill.run(
-                types, since_ts, customer,
+                types,
+                since_ts,
+                customer,
                 on_listed=lambda n: progress.update(task, total=n),
                 on_done=lambda: progress.advance(task),
             )
     else:
         counts = backfill.run(types, since_ts, customer)
     data = counts.as_dict() | ({"dry_run": True} if settings.dry_run else {})
-    emit(data, fmt, lambda d: table("backfill", ["outcome", "count"], [[k, v] for k, v in d.items()]))
+    emit(
+        data, fmt, lambda d: table("backfill", ["outcome", "count"], [[k, v] for k, v in d.items()])
+    )
 
 
 # -- local / demo -----------------------------------------------------------------------------
@@ -298,18 +361,19 @@ def local_cmd(host: str, port: int) -> None:
     from engine.local_moto import EmbeddedMoto
 
     server = EmbeddedMoto(host, port).start()
-    click.echo(json.dumps({"endpoint": server.endpoint}) if not sys.stdout.isatty() else
-               f"moto server on {server.endpoint}\n"
-               f"  export DOCSYNC_ENDPOINT_URL={server.endpoint}\n"
-               "  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
-               "  docsync init")
+    click.echo(
+        json.dumps({"endpoint": server.endpoint})
+        if not sys.stdout.isatty()
+        else f"moto server on {server.endpoint}\n"
+        f"  export DOCSYNC_ENDPOINT_URL={server.endpoint}\n"
+        "  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
+        "  docsync init"
+    )
     sys.stdout.flush()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     server.stop()
 
 

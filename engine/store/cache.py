@@ -32,7 +32,7 @@ PENDING = ("p_tx", "p_etag", "p_op", "p_at", "p_version")
 INDEX_KEYS = ("tpk", "tsk", "spk", "kpk")
 
 
-class ConditionFailed(Exception):  # noqa: N818 - internal signal, not an error
+class ConditionFailed(Exception):
     """A conditional write found the item in another state; `item` is that state (or None)."""
 
     def __init__(self, item: dict[str, Any] | None) -> None:
@@ -163,12 +163,13 @@ class CacheStore:
     def _call(self, op: str, fn: Callable[..., T], **kwargs: Any) -> T:
         self._limiter.acquire()
         try:
-            return self.breaker.call(fn, TableName=self.table, **kwargs)  # type: ignore[no-any-return]
+            result: T = self.breaker.call(fn, TableName=self.table, **kwargs)
+            return result
         except pybreaker.CircuitBreakerError as exc:
             raise CacheUnavailableError(f"DynamoDB {op}: circuit breaker open") from exc
         except ClientError as exc:
             if is_conditional_failure(exc):
-                old = exc.response.get("Item")
+                old: Any = exc.response.get("Item")
                 raise ConditionFailed(deserialize(old) if old else None) from exc
             if is_outage(exc):
                 raise CacheUnavailableError(f"DynamoDB {op} failed: {exc}") from exc

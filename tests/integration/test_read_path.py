@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -68,7 +67,9 @@ def all_pages(engine: Engine, q: Query, source: str = "auto") -> Iterator[list[d
             return
 
 
-def test_every_query_combination_matches_brute_force(loaded: Engine, corpus: list[Document]) -> None:
+def test_every_query_combination_matches_brute_force(
+    loaded: Engine, corpus: list[Document]
+) -> None:
     types_options = [("change",), ("announcement",), ("announcement", "change")]
     customers = [None, "acme", "stark"]
     statuses = [None, "draft", "approved"]
@@ -139,12 +140,22 @@ def test_queries_never_return_expired_tombstoned_or_in_flight(loaded: Engine) ->
     )
     loaded.pipeline.delete(tombstoned["object_type"], tombstoned["id"])
     cache.begin(
-        updating["object_type"], updating["id"], tx="t1", etag="e" * 32, op="put",
-        stale_before=NOW - timedelta(hours=1), expected_version=None,
+        updating["object_type"],
+        updating["id"],
+        tx="t1",
+        etag="e" * 32,
+        op="put",
+        stale_before=NOW - timedelta(hours=1),
+        expected_version=None,
     )
     cache.begin(
-        "change", "CHG-inflight", tx="t2", etag="f" * 32, op="put",
-        stale_before=NOW - timedelta(hours=1), expected_version=None,
+        "change",
+        "CHG-inflight",
+        tx="t2",
+        etag="f" * 32,
+        op="put",
+        stale_before=NOW - timedelta(hours=1),
+        expected_version=None,
     )
     ids = [i["id"] for items in all_pages(loaded, Query(limit=50)) for i in items]
     assert expired["id"] not in ids and tombstoned["id"] not in ids
@@ -224,8 +235,11 @@ def test_dynamodb_unavailable_serves_gets_and_queries_from_s3(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{_closed_port()}")
     s: Settings = make_settings(
-        str(loaded.settings.endpoint_url), max_attempts=1, connect_timeout_s=0.2,
-        breaker_fail_max=2, breaker_reset_s=60,
+        str(loaded.settings.endpoint_url),
+        max_attempts=1,
+        connect_timeout_s=0.2,
+        breaker_fail_max=2,
+        breaker_reset_s=60,
     )
     counter.reset()
     down = Engine.build(s, counter)

@@ -179,7 +179,9 @@ def test_concurrent_writers_with_expected_version_exactly_one_wins(engine: Engin
     def write(n: int) -> None:
         barrier.wait()
         try:
-            wins.append(engine.pipeline.put(doc(title=f"writer {n}"), expected_version=1).version or 0)
+            wins.append(
+                engine.pipeline.put(doc(title=f"writer {n}"), expected_version=1).version or 0
+            )
         except WriteConflictError as exc:
             conflicts.append(exc)
 
