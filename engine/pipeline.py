@@ -24,10 +24,9 @@ from engine.exceptions import NotFoundError, WriteConflictError
 from engine.settings import Settings
 from engine.store.cache import CacheStore, ConditionFailed, live_attributes
 from engine.store.objects import ObjectStore
+from engine.sync import INLINE_BODY_LIMIT
 from engine.timing import timed
 
-# DynamoDB items are capped at 400 KB; above this the body stays in S3 only.
-INLINE_BODY_LIMIT = 350_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +137,7 @@ class WritePipeline:
                 raise
             try:
                 self.cache.commit_deleted(
-                    type_name, doc_id, tx, deleted_at, self.settings.tombstone_ttl_days
+                    type_name, doc_id, tx, deleted_at, self.settings.tombstone_ttl_days, key=key
                 )
             except ConditionFailed:
                 log.warning("delete superseded by a concurrent write after the S3 delete")

@@ -23,14 +23,15 @@ from engine import keys, pagetoken
 from engine.documents import Document, doc_type, parse_document
 from engine.exceptions import (
     CacheUnavailableError,
+    DocsyncError,
     InvalidDocumentError,
     NotFoundError,
     QueryOutsideWindowError,
 )
-from engine.pipeline import INLINE_BODY_LIMIT
 from engine.settings import Settings
-from engine.store.cache import CacheEntry, CacheStore, live_attributes
+from engine.store.cache import CacheEntry, CacheStore
 from engine.store.objects import ObjectStore, StoredObject
+from engine.sync import CacheSync
 from engine.timing import timed
 
 Source = Literal["cache", "s3"]
@@ -96,6 +97,7 @@ class Reader:
         self.cache = cache
         self.objects = objects
         self.stats = ReadStats()
+        self.sync = CacheSync(settings, cache, objects)
         self._prefixes = settings.prefixes()
         self._secret = settings.page_token_secret.get_secret_value().encode()
 
@@ -152,22 +154,16 @@ class Reader:
             return False
         try:
             filled = self.fill(doc, stored, source="backfill")
-        except CacheUnavailableError:
+        except DocsyncError as exc:  # the read succeeded; a failed fill only costs a miss
+            logger.bind(op="get.backfill", type=type_name, id=doc.id).warning("not filled: {}", exc)
             return False
         if filled:
             self.stats.backfills += 1
         return filled
 
     def fill(self, doc: Document, stored: StoredObject, source: str) -> bool:
-        attrs = live_attributes(
-            doc,
-            stored.info,
-            prefix=self._prefixes[doc.type],
-            source=source,
-            ttl_days=self.settings.cache_ttl_days,
-            inline_limit=INLINE_BODY_LIMIT,
-        )
-        return self.cache.put_if_newer(doc.type, doc.id, attrs)
+        """Cache what S3 returned, unless the entry is newer or being written."""
+        return self.sync.upsert(doc, stored, source) == "applied"
 
     # -- query --------------------------------------------------------------------------------
 

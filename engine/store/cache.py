@@ -143,6 +143,22 @@ def live_attributes(
     }
 
 
+def tombstone_attributes(
+    key: str, deleted_at: datetime, *, source: str, ttl_days: int, sequencer: str | None = None
+) -> dict[str, Any]:
+    """The committed image of a deleted document: out of every index, with a TTL."""
+    return {
+        "state": "deleted",
+        "s3_key": key,
+        "s3_last_modified": _to_ms(deleted_at),
+        "sequencer": sequencer,
+        "sync_source": source,
+        "synced_at": now_ms(),
+        "expires_at": keys.expires_at(deleted_at, ttl_days),
+        **dict.fromkeys(("body", "body_in_s3", "etag", "size", *INDEX_KEYS)),
+    }
+
+
 class CacheStore:
     """All DynamoDB access of the cache table. Every call is rate-limited and breaker-guarded."""
 
@@ -306,18 +322,20 @@ class CacheStore:
         return self._commit(type_name, doc_id, tx, sets, removes)
 
     def commit_deleted(
-        self, type_name: str, doc_id: str, tx: str, deleted_at: datetime, ttl_days: int
+        self,
+        type_name: str,
+        doc_id: str,
+        tx: str,
+        deleted_at: datetime,
+        ttl_days: int,
+        *,
+        key: str,
+        source: str = "write",
     ) -> int:
         """Step 3 of a delete: a tombstone, out of every index, with a TTL."""
-        sets = {
-            "state": "deleted",
-            "s3_last_modified": _to_ms(deleted_at),
-            "sync_source": "write",
-            "synced_at": now_ms(),
-            "expires_at": keys.expires_at(deleted_at, ttl_days),
-        }
-        removes = ["body", "body_in_s3", "etag", "size", "sequencer", *INDEX_KEYS]
-        return self._commit(type_name, doc_id, tx, sets, removes)
+        attrs = tombstone_attributes(key, deleted_at, source=source, ttl_days=ttl_days)
+        sets = {k: v for k, v in attrs.items() if v is not None}
+        return self._commit(type_name, doc_id, tx, sets, [k for k, v in attrs.items() if v is None])
 
     def _commit(
         self, type_name: str, doc_id: str, tx: str, sets: dict[str, Any], removes: list[str]
@@ -359,35 +377,57 @@ class CacheStore:
                 ExpressionAttributeValues={":tx": {"S": tx}},
             )
 
-    # -- fills that must never go backwards ---------------------------------------------------
+    # -- fills that must never go backwards (events, backfill, repair) -------------------------
 
-    def put_if_newer(self, type_name: str, doc_id: str, attrs: dict[str, Any]) -> bool:
-        """Write a whole committed image unless the entry is in flight or at least as new.
+    def sync(
+        self,
+        type_name: str,
+        doc_id: str,
+        attrs: dict[str, Any],
+        *,
+        stale_before: datetime,
+        expect: dict[str, Any] | None = None,
+    ) -> None:
+        """Write a committed image (live or tombstone) and drop any stale intent.
 
-        Shared by backfill (and, later, events and repair). Returns False when skipped.
+        Refused (ConditionFailed with the current item) while another write's intent is fresh,
+        and, by default, unless the entry's recorded S3 position (`s3_last_modified`) is older.
+        With `expect`, a compare-and-swap instead: only if `state`, `etag` and
+        `s3_last_modified` are still exactly what the caller saw (used after re-checking S3).
         """
         sets = {k: v for k, v in attrs.items() if v is not None}
-        update, names, values = _update_expression(sets, [k for k, v in attrs.items() if v is None])
-        values.update({":zero": 0, ":one": 1, ":lm": attrs["s3_last_modified"]})
+        removes = [k for k, v in attrs.items() if v is None and k != "pk"]
+        update, names, values = _update_expression(sets, [*removes, *PENDING])
+        values.update({":zero": 0, ":one": 1, ":stale": _to_ms(stale_before)})
         names["#lm"] = "s3_last_modified"
-        try:
-            self._call(
-                "UpdateItem",
-                self._ddb.update_item,
-                Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
-                UpdateExpression=update.replace(
-                    "SET ", "SET version = if_not_exists(version, :zero) + :one, ", 1
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR (attribute_not_exists(p_tx) AND"
-                    " (attribute_not_exists(#lm) OR #lm < :lm))"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=serialize(values),
+        no_fresh_intent = "(attribute_not_exists(p_tx) OR p_at < :stale)"
+        if expect is None:
+            values[":lm"] = attrs["s3_last_modified"]
+            condition = (
+                f"attribute_not_exists(pk) OR ({no_fresh_intent} AND"
+                " (attribute_not_exists(#lm) OR #lm < :lm))"
             )
-        except ConditionFailed:
-            return False
-        return True
+        else:
+            names.update({"#st": "state", "#et": "etag"})
+            values.update({":xst": expect.get("state"), ":xlm": expect.get("s3_last_modified")})
+            condition = f"{no_fresh_intent} AND #st = :xst AND #lm = :xlm"
+            if expect.get("etag") is None:
+                condition += " AND attribute_not_exists(#et)"
+            else:
+                values[":xet"] = expect["etag"]
+                condition += " AND #et = :xet"
+        self._call(
+            "UpdateItem",
+            self._ddb.update_item,
+            Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
+            UpdateExpression=update.replace(
+                "SET ", "SET version = if_not_exists(version, :zero) + :one, ", 1
+            ),
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=serialize(values),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
 
 
 def _update_expression(

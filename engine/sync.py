@@ -1,0 +1,140 @@
+"""The convergence rules, shared by events, backfill and (next) repair: make one cache entry
+equal to what S3 holds for its key, never older than it was.
+
+1. A conditional write on the entry's recorded S3 position (`s3_last_modified`): an older
+   observation never overwrites a newer one, whichever thread or process finishes first.
+2. When refused at the same position (two writes in one second: S3's LastModified has second
+   precision, and moto sends no sequencer) or against a tombstone, S3 is asked again (HEAD is
+   strongly consistent): if it still holds exactly what we are about to write, that is the
+   truth, and we compare-and-swap against the entry we saw.
+3. A fresh intent of the write pipeline is left alone (`in_flight`: retry later), unless S3
+   already holds its ETag, in which case the intent is committed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from loguru import logger
+
+from engine import keys
+from engine.documents import Document
+from engine.settings import Settings
+from engine.store.cache import (
+    CacheStore,
+    ConditionFailed,
+    live_attributes,
+    tombstone_attributes,
+)
+from engine.store.objects import ObjectInfo, ObjectStore, StoredObject
+
+INLINE_BODY_LIMIT = 350_000  # DynamoDB items are capped at 400 KB; above this, S3 only
+
+SyncOutcome = Literal["applied", "committed", "stale", "in_flight"]
+
+
+class CacheSync:
+    def __init__(self, settings: Settings, cache: CacheStore, objects: ObjectStore) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.objects = objects
+        self._prefixes = settings.prefixes()
+
+    def _stale_before(self) -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=self.settings.inflight_grace_s)
+
+    def upsert(
+        self,
+        doc: Document,
+        stored: StoredObject,
+        source: str,
+        sequencer: str | None = None,
+        current: dict[str, Any] | None = None,
+    ) -> SyncOutcome:
+        """Cache `doc` as S3 holds it (`stored`). `current`: the item, if the caller read it."""
+        attrs = live_attributes(
+            doc,
+            stored.info,
+            prefix=self._prefixes[doc.type],
+            source=source,
+            ttl_days=self.settings.cache_ttl_days,
+            inline_limit=INLINE_BODY_LIMIT,
+            sequencer=sequencer,
+        )
+        if current is not None and current.get("p_tx"):
+            if current.get("p_etag") == stored.info.etag and current.get("p_op") == "put":
+                try:
+                    self.cache.commit_live(doc.type, doc.id, str(current["p_tx"]), attrs)
+                    return "committed"
+                except ConditionFailed:
+                    return "in_flight"
+        return self._write(doc.type, doc.id, attrs, stored.info.key, stored.info)
+
+    def tombstone(
+        self,
+        type_name: str,
+        doc_id: str,
+        deleted_at: datetime,
+        source: str,
+        sequencer: str | None = None,
+        current: dict[str, Any] | None = None,
+    ) -> SyncOutcome:
+        """Record that S3 no longer holds the key (so a late create cannot resurrect it)."""
+        key = keys.s3_key(self._prefixes[type_name], doc_id)
+        if current is not None and current.get("p_tx") and current.get("p_op") == "delete":
+            try:
+                self.cache.commit_deleted(
+                    type_name, doc_id, str(current["p_tx"]), deleted_at,
+                    self.settings.tombstone_ttl_days, key=key, source=source,
+                )
+                return "committed"
+            except ConditionFailed:
+                return "in_flight"
+        attrs = tombstone_attributes(
+            key, deleted_at, source=source, ttl_days=self.settings.tombstone_ttl_days,
+            sequencer=sequencer,
+        )
+        return self._write(type_name, doc_id, attrs, key, None)
+
+    def _write(
+        self,
+        type_name: str,
+        doc_id: str,
+        attrs: dict[str, Any],
+        key: str,
+        wanted: ObjectInfo | None,
+    ) -> SyncOutcome:
+        try:
+            self.cache.sync(type_name, doc_id, attrs, stale_before=self._stale_before())
+            return "applied"
+        except ConditionFailed as refused:
+            seen = refused.item or {}
+        if seen.get("p_tx") and int(seen.get("p_at", 0)) >= _ms(self._stale_before()):
+            return "in_flight"
+        if seen.get("state") == attrs["state"] and seen.get("etag") == attrs.get("etag"):
+            return "stale"  # already says the same thing
+        now = self.objects.head(key)
+        still_true = (now is None) if wanted is None else (now is not None and now.etag == wanted.etag)
+        if not still_true:
+            return "stale"
+        try:
+            self.cache.sync(
+                type_name,
+                doc_id,
+                attrs,
+                stale_before=self._stale_before(),
+                expect={
+                    "state": seen.get("state"),
+                    "etag": seen.get("etag"),
+                    "s3_last_modified": seen.get("s3_last_modified"),
+                },
+            )
+        except ConditionFailed:
+            return "stale"  # changed again meanwhile; its own event will bring it here
+        logger.bind(op="sync.cas", key=key).debug("same-position conflict resolved by S3 re-check")
+        return "applied"
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
