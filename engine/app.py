@@ -8,6 +8,7 @@ import pybreaker
 from loguru import logger
 
 from engine.aws import AwsClients, CallCounter
+from engine.events.apply import EventApplier
 from engine.pipeline import WritePipeline
 from engine.ratelimit import TokenBucket
 from engine.reader import Reader
@@ -34,6 +35,7 @@ class Engine:
     objects: ObjectStore
     pipeline: WritePipeline
     reader: Reader
+    applier: EventApplier
 
     @classmethod
     def build(cls, settings: Settings, counter: CallCounter | None = None) -> Engine:
@@ -51,11 +53,13 @@ class Engine:
         )
         cache = CacheStore(clients.dynamodb, settings.table, limiter, breaker)
         objects = ObjectStore(clients.s3, settings.bucket)
+        reader = Reader(settings, cache, objects)
         return cls(
             settings=settings,
             clients=clients,
             cache=cache,
             objects=objects,
             pipeline=WritePipeline(settings, cache, objects),
-            reader=Reader(settings, cache, objects),
+            reader=reader,
+            applier=EventApplier(settings, cache, objects, reader.sync),
         )

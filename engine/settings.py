@@ -6,7 +6,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -103,6 +103,15 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _tombstones_outlive_the_queue(self) -> Settings:
+        if self.tombstone_ttl_days < self.queue_retention_days:
+            raise ValueError(
+                "tombstone_ttl_days must be >= queue_retention_days: a late create event"
+                " would otherwise resurrect a deleted document"
+            )
+        return self
 
     def prefixes(self) -> dict[str, str]:
         """Document type → S3 key prefix."""

@@ -389,3 +389,26 @@ def demo_cmd(documents: int, seed: int) -> None:
 
 def main() -> None:
     cli(prog_name="docsync")
+
+
+# -- listen -----------------------------------------------------------------------------------
+
+
+@cli.command("listen")
+@click.option("--drain", is_flag=True, help="Process what is queued now, print a summary, exit.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None)
+@click.option("--wait", "wait_s", type=click.IntRange(1, 20), default=10,
+              help="Long-poll seconds per receive.")
+@common(mutating=True)
+@_run
+def listen_cmd(settings: Settings, fmt: str, drain: bool, workers: int | None, wait_s: int) -> None:
+    """Apply S3 events from the queue to the cache (SIGTERM: finish in-flight, exit 0)."""
+    from engine.events.worker import SqsListener
+
+    engine = Engine.build(settings)
+    listener = SqsListener(engine.clients, engine.applier, workers=workers, wait_s=wait_s)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: listener.stop.set())
+    summary = listener.run(drain=drain)
+    emit(summary.as_dict(), fmt, lambda d: table(
+        "listen", ["count", "value"], [[k, v] for k, v in d.items()]))

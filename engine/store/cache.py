@@ -196,6 +196,11 @@ class CacheStore:
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, type_name: str, doc_id: str) -> CacheEntry | None:
+        item = self.get_item(type_name, doc_id)
+        return CacheEntry.from_item(item) if item else None
+
+    def get_item(self, type_name: str, doc_id: str) -> dict[str, Any] | None:
+        """The raw item, intent attributes included (for the sync rules)."""
         response = self._call(
             "GetItem",
             self._ddb.get_item,
@@ -203,7 +208,7 @@ class CacheStore:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return CacheEntry.from_item(deserialize(item)) if item else None
+        return deserialize(item) if item else None
 
     def query_page(
         self,

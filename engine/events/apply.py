@@ -1,0 +1,114 @@
+"""Apply one S3 event, level-triggered (invariant 3): the event only says "key K changed";
+S3 is read now and the cache made equal to it through the shared convergence rules.
+
+Cost: a duplicate (the cache already equals S3) is 2 calls (GetItem, HeadObject); a change
+adds GetObject and one conditional UpdateItem.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+from loguru import logger
+
+from engine import keys
+from engine.documents import parse_document
+from engine.events.parse import ObjectEvent
+from engine.exceptions import InvalidDocumentError, NotFoundError
+from engine.settings import Settings
+from engine.store.cache import CacheStore
+from engine.store.objects import ObjectStore
+from engine.sync import CacheSync
+
+Outcome = Literal[
+    "applied",  # upserted or tombstoned
+    "committed",  # a crashed pipeline write's intent, committed (same ETag in S3)
+    "duplicate",  # the cache already equals S3
+    "stale",  # a newer observation is already cached
+    "ignored",  # another bucket, the reserved prefix, or not a document key
+    "out_of_window",  # older than the cache window: not cached
+    "invalid",  # the object is not a valid document: not cached, not retried
+    "in_flight",  # a fresh pipeline write is in progress: retry later
+]
+APPLIED = {"applied", "committed"}
+RETRY = {"in_flight"}
+
+
+class EventApplier:
+    def __init__(
+        self, settings: Settings, cache: CacheStore, objects: ObjectStore, sync: CacheSync
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.objects = objects
+        self.sync = sync
+        self._prefixes = settings.prefixes()
+
+    def target(self, event: ObjectEvent) -> tuple[str, str] | None:
+        if event.bucket != self.settings.bucket or event.key.startswith(
+            self.settings.reserved_prefix
+        ):
+            return None
+        return keys.key_to_doc(event.key, self._prefixes)
+
+    def apply(self, event: ObjectEvent) -> Outcome:
+        started = time.perf_counter()
+        log = logger.bind(op="event.apply", key=event.key, event=event.name)
+        outcome = self._apply(event)
+        fields: dict[str, object] = {
+            "outcome": outcome,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "dry_run": self.settings.dry_run,
+        }
+        if event.event_time is not None and outcome in APPLIED:
+            fields["lag_s"] = round((datetime.now(UTC) - event.event_time).total_seconds(), 3)
+        log.bind(**fields).info("{}", outcome)
+        return outcome
+
+    def _apply(self, event: ObjectEvent) -> Outcome:
+        target = self.target(event)
+        if target is None:
+            return "ignored"
+        type_name, doc_id = target
+        item = self.cache.get_item(type_name, doc_id)
+        head = self.objects.head(event.key)
+        if head is None:
+            return self._absent(type_name, doc_id, event, item)
+        if not keys.in_window(head.last_modified, self.settings.cache_ttl_days):
+            return "out_of_window"
+        if (
+            item is not None
+            and item.get("state") == "live"
+            and item.get("etag") == head.etag
+            and not item.get("p_tx")
+        ):
+            return "duplicate"
+        try:
+            stored = self.objects.get(event.key)
+        except NotFoundError:
+            return self._absent(type_name, doc_id, event, item)
+        try:
+            doc = parse_document(stored.body, type_name)
+            if doc.id != doc_id:
+                raise InvalidDocumentError(f"id {doc.id!r} does not match the key", ["id"])
+        except InvalidDocumentError as exc:
+            logger.bind(op="event.invalid", key=event.key).warning("not a valid document: {}", exc)
+            if item is not None and item.get("state") == "live":
+                # S3 no longer holds the cached document: readers must not be served it.
+                self.sync.tombstone(type_name, doc_id, stored.info.last_modified, "event")
+            return "invalid"
+        sequencer = event.sequencer if event.etag == stored.info.etag else None
+        return self.sync.upsert(doc, stored, "event", sequencer, current=item)
+
+    def _absent(
+        self, type_name: str, doc_id: str, event: ObjectEvent, item: dict[str, object] | None
+    ) -> Outcome:
+        if item is not None and item.get("state") == "deleted" and not item.get("p_tx"):
+            return "duplicate"
+        deleted_at = datetime.now(UTC)
+        if event.kind == "removed" and event.event_time is not None:
+            deleted_at = event.event_time
+        sequencer = event.sequencer if event.kind == "removed" else None
+        return self.sync.tombstone(type_name, doc_id, deleted_at, "event", sequencer, current=item)
