@@ -28,7 +28,6 @@ from engine.sync import INLINE_BODY_LIMIT
 from engine.timing import timed
 
 
-
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     id: str

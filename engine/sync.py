@@ -62,13 +62,17 @@ class CacheSync:
             inline_limit=INLINE_BODY_LIMIT,
             sequencer=sequencer,
         )
-        if current is not None and current.get("p_tx"):
-            if current.get("p_etag") == stored.info.etag and current.get("p_op") == "put":
-                try:
-                    self.cache.commit_live(doc.type, doc.id, str(current["p_tx"]), attrs)
-                    return "committed"
-                except ConditionFailed:
-                    return "in_flight"
+        if (
+            current is not None
+            and current.get("p_tx")
+            and current.get("p_etag") == stored.info.etag
+            and current.get("p_op") == "put"
+        ):
+            try:
+                self.cache.commit_live(doc.type, doc.id, str(current["p_tx"]), attrs)
+                return "committed"
+            except ConditionFailed:
+                return "in_flight"
         return self._write(doc.type, doc.id, attrs, stored.info.key, stored.info)
 
     def tombstone(
@@ -85,14 +89,22 @@ class CacheSync:
         if current is not None and current.get("p_tx") and current.get("p_op") == "delete":
             try:
                 self.cache.commit_deleted(
-                    type_name, doc_id, str(current["p_tx"]), deleted_at,
-                    self.settings.tombstone_ttl_days, key=key, source=source,
+                    type_name,
+                    doc_id,
+                    str(current["p_tx"]),
+                    deleted_at,
+                    self.settings.tombstone_ttl_days,
+                    key=key,
+                    source=source,
                 )
                 return "committed"
             except ConditionFailed:
                 return "in_flight"
         attrs = tombstone_attributes(
-            key, deleted_at, source=source, ttl_days=self.settings.tombstone_ttl_days,
+            key,
+            deleted_at,
+            source=source,
+            ttl_days=self.settings.tombstone_ttl_days,
             sequencer=sequencer,
         )
         return self._write(type_name, doc_id, attrs, key, None)
@@ -115,7 +127,9 @@ class CacheSync:
         if seen.get("state") == attrs["state"] and seen.get("etag") == attrs.get("etag"):
             return "stale"  # already says the same thing
         now = self.objects.head(key)
-        still_true = (now is None) if wanted is None else (now is not None and now.etag == wanted.etag)
+        still_true = (
+            (now is None) if wanted is None else (now is not None and now.etag == wanted.etag)
+        )
         if not still_true:
             return "stale"
         try:

@@ -397,8 +397,13 @@ def main() -> None:
 @cli.command("listen")
 @click.option("--drain", is_flag=True, help="Process what is queued now, print a summary, exit.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None)
-@click.option("--wait", "wait_s", type=click.IntRange(1, 20), default=10,
-              help="Long-poll seconds per receive.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.IntRange(1, 20),
+    default=10,
+    help="Long-poll seconds per receive.",
+)
 @common(mutating=True)
 @_run
 def listen_cmd(settings: Settings, fmt: str, drain: bool, workers: int | None, wait_s: int) -> None:
@@ -410,5 +415,8 @@ def listen_cmd(settings: Settings, fmt: str, drain: bool, workers: int | None, w
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: listener.stop.set())
     summary = listener.run(drain=drain)
-    emit(summary.as_dict(), fmt, lambda d: table(
-        "listen", ["count", "value"], [[k, v] for k, v in d.items()]))
+    emit(
+        summary.as_dict(),
+        fmt,
+        lambda d: table("listen", ["count", "value"], [[k, v] for k, v in d.items()]),
+    )

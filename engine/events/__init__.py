@@ -1,3 +1,3 @@
-"""S3 events → cache: parsing (pure), applying (level-triggered), the SQS worker, Lambda handlers."""
+"""S3 events → cache: parsing (pure), applying (level-triggered), SQS worker, Lambda handlers."""
 
 from __future__ import annotations
