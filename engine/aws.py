@@ -53,14 +53,20 @@ class CallCounter:
             self.counts.clear()
 
 
+def _remember_target(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """Keep the call's own arguments: by `before-call` they are already an HTTP request."""
+    target = params.get("TableName") or params.get("Bucket") or params.get("QueueUrl") or ""
+    key = params.get("Key")
+    context["docsync_target"] = (str(target), key if isinstance(key, str) else None)
+
+
 def _dry_run_guard(
-    model: Any, params: dict[str, Any], **_: Any
+    model: Any, context: dict[str, Any], **_: Any
 ) -> tuple[Any, dict[str, Any]] | None:
     if not is_mutating(model.name):
         return None
     service = model.service_model.service_name
-    target = params.get("TableName") or params.get("Bucket") or params.get("QueueUrl") or ""
-    key = params.get("Key") if isinstance(params.get("Key"), str) else None
+    target, key = context.get("docsync_target", ("", None))
     logger.bind(op=f"{service}.{model.name}", dry_run=True, target=target, key=key).info(
         "dry run: {}.{} not sent", service, model.name
     )
@@ -103,6 +109,7 @@ class AwsClients:
                 if self.counter is not None:
                     client.meta.events.register("before-call.*.*", self.counter)
                 if self.settings.dry_run:
+                    client.meta.events.register("before-parameter-build.*.*", _remember_target)
                     client.meta.events.register("before-call.*.*", _dry_run_guard)
                 self._clients[service] = client
             return self._clients[service]

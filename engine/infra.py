@@ -158,7 +158,8 @@ class Infrastructure:
 
     def _cache_table(self, report: InitReport) -> None:
         ddb = self.clients.dynamodb
-        if self._table_exists(self.s.table):
+        existed = self._table_exists(self.s.table)
+        if existed:
             report.add("table", self.s.table, "exists")
         else:
 
@@ -197,7 +198,9 @@ class Infrastructure:
                 ddb.get_waiter("table_exists").wait(TableName=self.s.table)
             report.add("table", self.s.table, self._created, "GSIs: time, status, key; stream")
         ttl: dict[str, Any] = (
-            {} if self.s.dry_run else dict(ddb.describe_time_to_live(TableName=self.s.table))
+            dict(ddb.describe_time_to_live(TableName=self.s.table))
+            if existed or not self.s.dry_run
+            else {}
         )
         if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
             report.add("table-ttl", "expires_at", "exists")

@@ -2,7 +2,8 @@
 
 Not ThreadedMotoServer as is: its app is wrapped in a lock so that moto handles one request at
 a time (its conditional writes are not atomic under thread switching; races seen by tests must
-be the engine's), werkzeug's per-request log is silenced, and state can be reset over HTTP.
+be the engine's) — except SQS long polls, which wait inside moto —, werkzeug's per-request log
+is silenced, and state can be reset over HTTP.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class _SerializedApp:
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("HTTP_X_AMZ_TARGET", "").endswith(".ReceiveMessage"):
+            # A long poll sleeps inside moto until a message arrives: holding the lock would
+            # stop the very requests that send one.
+            return list(self._app(environ, start_response))
         with self._lock:
             # Drain the body inside the lock: moto may stream it lazily.
             return list(self._app(environ, start_response))

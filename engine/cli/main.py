@@ -404,14 +404,25 @@ def main() -> None:
     default=10,
     help="Long-poll seconds per receive.",
 )
+@click.option(
+    "--visibility",
+    "visibility_s",
+    type=click.IntRange(2, 43200),
+    default=60,
+    help="Seconds a received message stays hidden (extended while it is applied).",
+)
 @common(mutating=True)
 @_run
-def listen_cmd(settings: Settings, fmt: str, drain: bool, workers: int | None, wait_s: int) -> None:
+def listen_cmd(
+    settings: Settings, fmt: str, drain: bool, workers: int | None, wait_s: int, visibility_s: int
+) -> None:
     """Apply S3 events from the queue to the cache (SIGTERM: finish in-flight, exit 0)."""
     from engine.events.worker import SqsListener
 
     engine = Engine.build(settings)
-    listener = SqsListener(engine.clients, engine.applier, workers=workers, wait_s=wait_s)
+    listener = SqsListener(
+        engine.clients, engine.applier, workers=workers, wait_s=wait_s, visibility_s=visibility_s
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: listener.stop.set())
     summary = listener.run(drain=drain)

@@ -39,6 +39,9 @@ class ObjectEvent:
 
 @dataclass(frozen=True, slots=True)
 class TestEvent:
+    """The `s3:TestEvent` S3 sends when notifications are configured."""
+
+    __test__ = False  # not a pytest class, despite the name
     bucket: str
 
 
