@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pybreaker
-from loguru import logger
-
 from engine.aws import AwsClients, CallCounter
+from engine.breaker import CircuitBreaker
 from engine.events.apply import EventApplier
 from engine.pipeline import WritePipeline
 from engine.ratelimit import TokenBucket
@@ -16,15 +14,6 @@ from engine.settings import Settings
 from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
 from engine.store.objects import ObjectStore
-
-
-class _BreakerLog(pybreaker.CircuitBreakerListener):
-    def state_change(self, cb: pybreaker.CircuitBreaker, old: object, new: object) -> None:
-        logger.bind(op="breaker", state=str(getattr(new, "name", new))).warning(
-            "DynamoDB circuit breaker: {} → {}",
-            getattr(old, "name", old),
-            getattr(new, "name", new),
-        )
 
 
 @dataclass
@@ -43,14 +32,7 @@ class Engine:
         limiter = TokenBucket(
             settings.dynamodb_rps, settings.dynamodb_burst, settings.rate_limit_timeout_s
         )
-        breaker = pybreaker.CircuitBreaker(
-            fail_max=settings.breaker_fail_max,
-            reset_timeout=settings.breaker_reset_s,
-            exclude=[lambda exc: not is_outage(exc)],
-            listeners=[_BreakerLog()],
-            throw_new_error_on_trip=False,
-            name="dynamodb",
-        )
+        breaker = CircuitBreaker(settings.breaker_fail_max, settings.breaker_reset_s, is_outage)
         cache = CacheStore(clients.dynamodb, settings.table, limiter, breaker)
         objects = ObjectStore(clients.s3, settings.bucket)
         reader = Reader(settings, cache, objects)

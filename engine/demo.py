@@ -14,8 +14,8 @@ from rich.table import Table
 
 from engine.app import Engine
 from engine.aws import CallCounter
-from engine.documents import parse_document
-from engine.exceptions import QueryOutsideWindowError
+from engine.documents import Document, parse_document
+from engine.exceptions import NotFoundError, QueryOutsideWindowError
 from engine.infra import Infrastructure
 from engine.keys import parse_time
 from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
@@ -35,7 +35,7 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 def run_demo(count: int = 300, seed: int = 7) -> None:
     out = Console(highlight=False, width=110)
-    configure_logging("text", "WARNING")
+    configure_logging("text", "ERROR")
     for name, value in TEST_CREDENTIALS.items():
         os.environ.setdefault(name, value)
     with EmbeddedMoto() as server:
@@ -74,6 +74,8 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
             f" {sum(r.cache == 'hit' for r in second)}/{len(second)} hits in {reread_ms:.0f} ms"
         )
 
+        _listener_section(out, engine, direct[20:], piped[2])
+
         table = Table(title="queries (newest first)")
         for column in ("query", "items", "source", "ms", "AWS calls"):
             table.add_column(column)
@@ -101,6 +103,7 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
             out.print(f"a 120-day query from the cache is refused, not truncated: [dim]{exc}[/]")
 
         deleted = engine.pipeline.delete(piped[1].type, piped[1].id)
+        _purge(engine)
         out.print(f"delete {deleted.type} {deleted.id}: deleted={deleted.deleted}")
         summary: dict[str, Any] = {
             "documents": count,
@@ -111,3 +114,39 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
             "backfilled": stats.backfills,
         }
         out.print("\nsummary: " + json.dumps(summary))
+
+
+def _purge(engine: Engine) -> None:
+    sqs = engine.clients.sqs
+    sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=engine.settings.queue)["QueueUrl"])
+
+
+def _listener_section(
+    out: Console, engine: Engine, direct: list[Document], victim: Document
+) -> None:
+    """Writes that bypass docsync reach the cache through S3 events and the listener."""
+    from engine.events.worker import SqsListener
+
+    key = f"{engine.settings.prefixes()[victim.type]}{victim.id}.json"
+    engine.clients.s3.delete_object(Bucket=engine.settings.bucket, Key=key)
+    changed = parse_document(json.loads(direct[0].body) | {"title": "edited in the console"})
+    engine.objects.put(f"{engine.settings.prefixes()[changed.type]}{changed.id}.json", changed.body)
+    listener = SqsListener(engine.clients, engine.applier, workers=8, wait_s=1)
+    summary, ms = _timed(lambda: listener.run(drain=True))
+    out.print(
+        f"listen --drain: {summary.received} S3 notifications in {ms:.0f} ms → applied"
+        f" {summary.applied}, skipped {summary.skipped} (duplicates of docsync's own writes and"
+        f" of backfilled reads), failed {summary.failed}"
+    )
+    hits = sum(engine.reader.get(d.type, d.id).cache == "hit" for d in direct)
+    edited = engine.reader.get(changed.type, changed.id)
+    try:
+        engine.reader.get(victim.type, victim.id)
+        gone = "still served (wrong)"
+    except NotFoundError:
+        gone = "not found (tombstoned)"
+    out.print(
+        f"after the listener: {hits}/{len(direct)} direct S3 writes are cache hits; an edit made"
+        f" straight in S3 reads back as {edited.document['title']!r} ({edited.cache}); a document"
+        f" deleted straight from S3 is {gone}"
+    )

@@ -131,7 +131,10 @@ def parse_document(raw: bytes | str | dict[str, Any], type_name: str | None = No
             f"field 'object_type': {model.object_type!r} does not match type {dt.name!r}",
             ["object_type"],
         )
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except (ValueError, UnicodeEncodeError) as exc:  # NaN/Infinity, lone surrogates
+        raise InvalidDocumentError(f"document is not valid JSON: {exc}", ["<body>"]) from exc
     return Document(
         type=dt.name,
         id=model.id,

@@ -37,14 +37,15 @@ def key_to_doc(key: str, prefixes: Mapping[str, str]) -> tuple[str, str] | None:
     for type_name, prefix in prefixes.items():
         if key.startswith(prefix) and key.endswith(".json"):
             doc_id = key[len(prefix) : -len(".json")]
-            if _ID_RE.match(doc_id):
+            if _ID_RE.fullmatch(doc_id):
                 return type_name, doc_id
     return None
 
 
 def iso(ts: datetime) -> str:
-    """Canonical sortable UTC form used in index keys."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Canonical sortable UTC form used in index keys (four-digit years, always)."""
+    ts = ts.astimezone(UTC)
+    return f"{ts.year:04d}-{ts:%m-%dT%H:%M:%S.%f}Z"
 
 
 def parse_iso(value: str) -> datetime:
@@ -55,11 +56,13 @@ def parse_iso(value: str) -> datetime:
 
 
 def month_bucket(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m")
+    ts = ts.astimezone(UTC)
+    return f"{ts.year:04d}-{ts.month:02d}"
 
 
 def months_desc(since: datetime, until: datetime) -> Iterator[str]:
-    """Month buckets from `until` back to `since`, newest first."""
+    """Month buckets (UTC, like the index) from `until` back to `since`, newest first."""
+    since, until = since.astimezone(UTC), until.astimezone(UTC)
     year, month = until.year, until.month
     while (year, month) >= (since.year, since.month):
         yield f"{year:04d}-{month:02d}"
@@ -84,10 +87,11 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
     match = _RELATIVE_RE.match(value.strip())
     if match:
         amount, unit = int(match.group(1)), match.group(2)
-        delta = {"d": timedelta(days=amount), "h": timedelta(hours=amount)}.get(
-            unit, timedelta(minutes=amount)
-        )
-        return now - delta
+        try:
+            delta = timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
+            return now - delta
+        except (OverflowError, ValueError):
+            raise InvalidDocumentError(f"invalid time {value!r}: too far back", ["time"]) from None
     try:
         return parse_iso(value)
     except ValueError:

@@ -56,7 +56,8 @@ def decode(token: str, query_fingerprint: str, secret: bytes) -> Cursor:
     except ValueError:
         raise InvalidPageTokenError("invalid page token: not a docsync page token") from None
     expected = hmac.new(secret, payload, hashlib.sha256).digest()[:16]
-    if not hmac.compare_digest(mac, expected):
+    canonical = _b64(payload) == payload_part and _b64(mac) == mac_part
+    if not canonical or not hmac.compare_digest(mac, expected):
         raise InvalidPageTokenError("invalid page token: corrupted or not issued by this service")
     data = json.loads(payload)
     if data.get("v") != 1:

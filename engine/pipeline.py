@@ -89,11 +89,10 @@ class WritePipeline:
             if isinstance(begun, WriteResult):
                 bound.update(unchanged=True, version=begun.version)
                 return begun
-            had_committed = "state" in begun
             try:
                 info = self.objects.put(key, doc.body)
             except Exception:
-                self._rollback(doc.type, doc.id, tx, had_committed)
+                self._rollback(doc.type, doc.id, tx)
                 raise
             attrs = live_attributes(
                 doc,
@@ -103,8 +102,9 @@ class WritePipeline:
                 ttl_days=self.settings.cache_ttl_days,
                 inline_limit=INLINE_BODY_LIMIT,
             )
+            version = self._intent_version(doc.type, doc.id, begun)
             try:
-                version = self.cache.commit_live(doc.type, doc.id, tx, attrs)
+                self.cache.commit_live(doc.type, doc.id, tx, attrs)
             except ConditionFailed as exc:
                 version = self._superseded(exc.item, info.etag)
             bound.update(version=version)
@@ -124,15 +124,12 @@ class WritePipeline:
             tx = uuid.uuid4().hex
             begun = self._begin(type_name, doc_id, tx, "", "delete", expected_version)
             assert not isinstance(begun, WriteResult)
-            had_committed = "state" in begun
-            existed = begun.get("state") == "live"
             try:
-                existed = self.objects.head(key) is not None or existed
-                if not existed:
+                if self.objects.head(key) is None:
                     raise NotFoundError(f"{type_name} {doc_id!r} does not exist")
                 deleted_at = self.objects.delete(key)
             except Exception:
-                self._rollback(type_name, doc_id, tx, had_committed)
+                self._rollback(type_name, doc_id, tx)
                 raise
             try:
                 self.cache.commit_deleted(
@@ -188,15 +185,23 @@ class WritePipeline:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
 
+    def _intent_version(self, type_name: str, doc_id: str, begun: dict[str, Any]) -> int:
+        """The version this write commits. UPDATED_NEW may omit an unchanged `p_version`
+        (moto does, when a retry takes over its own earlier intent): then read it."""
+        if "p_version" in begun:
+            return int(begun["p_version"])
+        item = self.cache.get_item(type_name, doc_id) or {}
+        return int(item.get("p_version", item.get("version", 0)))
+
     @staticmethod
     def _version_mismatch(item: dict[str, Any], expected: int) -> bool:
         if expected == 0:
             return item.get("state") == "live"
         return item.get("state") != "live" or int(item.get("version", 0)) != expected
 
-    def _rollback(self, type_name: str, doc_id: str, tx: str, had_committed: bool) -> None:
+    def _rollback(self, type_name: str, doc_id: str, tx: str) -> None:
         try:
-            self.cache.rollback(type_name, doc_id, tx, had_committed)
+            self.cache.rollback(type_name, doc_id, tx)
             logger.bind(op="rollback", type=type_name, id=doc_id).warning(
                 "S3 step failed: cache entry restored"
             )

@@ -11,6 +11,7 @@ import heapq
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,10 +47,10 @@ class ReadStats:
     misses: int = 0
     s3_fallbacks: int = 0
     backfills: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, outcome: str, ms: float) -> None:
+    def record(self, outcome: str, ms: float, backfilled: bool = False) -> None:
         with self._lock:
             if outcome == "hit":
                 self.hits += 1
@@ -57,6 +58,7 @@ class ReadStats:
                 self.misses += 1
             else:
                 self.s3_fallbacks += 1
+            self.backfills += int(backfilled)
             self.latencies_ms.append(ms)
 
 
@@ -109,8 +111,8 @@ class Reader:
         log = logger.bind(op="get", type=type_name, id=doc_id)
         started = time.perf_counter()
 
-        def record(outcome: str) -> None:
-            self.stats.record(outcome, (time.perf_counter() - started) * 1000)
+        def record(outcome: str, backfilled: bool = False) -> None:
+            self.stats.record(outcome, (time.perf_counter() - started) * 1000, backfilled)
 
         with timed(log) as fields:
             try:
@@ -130,7 +132,7 @@ class Reader:
             stored = self.objects.get(key)
             document = _parse_body(stored.body, key)
             fields["backfilled"] = self._backfill(type_name, stored)
-            record("miss")
+            record("miss", fields["backfilled"])
             return ReadResult(document, "s3", "miss")
 
     def _entry_body(self, entry: CacheEntry, key: str) -> dict[str, Any] | None:
@@ -157,8 +159,6 @@ class Reader:
         except DocsyncError as exc:  # the read succeeded; a failed fill only costs a miss
             logger.bind(op="get.backfill", type=type_name, id=doc.id).warning("not filled: {}", exc)
             return False
-        if filled:
-            self.stats.backfills += 1
         return filled
 
     def fill(self, doc: Document, stored: StoredObject, source: str) -> bool:
@@ -188,7 +188,8 @@ class Reader:
         with timed(log) as fields:
             page_source: Source = "s3" if source == "s3" else "cache"
             if page_source == "cache":
-                self._check_window(since, now)
+                if after is None:  # checked on the first page; later pages keep its range
+                    self._check_window(since, now)
                 try:
                     rows = self._take(self._cache_rows(query, since, until, after, now), limit)
                 except CacheUnavailableError as exc:
@@ -251,8 +252,9 @@ class Reader:
     ) -> Iterator[tuple[Position, dict[str, Any]]]:
         low = keys.iso(since)
         high = keys.iso(until) + "#" + _MAX_SK
-        if after is not None:
+        if after is not None:  # resume at the cursor's month: newer months are done
             high = min(high, after[0])
+            until = min(until, keys.parse_iso(after[0].split("#", 1)[0]))
         page = min(query.limit + 1, self.settings.query_page_max)
         for month in keys.months_desc(since, until):
             if query.status is not None:

@@ -57,6 +57,15 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+def _size(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise MalformedEventError(f"object size is not an integer: {value!r}") from None
+
+
 def _kind(name: str) -> Kind | None:
     if name.startswith("ObjectCreated:") or name == "Object Created":
         return "created"
@@ -88,7 +97,7 @@ def _s3_record(record: dict[str, Any]) -> ObjectEvent | None:
         event_time=_time(record.get("eventTime")),
         sequencer=normalize_sequencer(obj.get("sequencer")),
         etag=str(etag).strip('"') if etag else None,
-        size=int(size) if size is not None and kind == "created" else None,
+        size=_size(size) if kind == "created" else None,
         version_id=obj.get("versionId"),
     )
 
@@ -114,7 +123,7 @@ def _eventbridge(event: dict[str, Any]) -> ObjectEvent | None:
         event_time=_time(event.get("time")),
         sequencer=normalize_sequencer(obj.get("sequencer")),
         etag=obj.get("etag"),
-        size=int(size) if size is not None else None,
+        size=_size(size),
         version_id=obj.get("version-id"),
     )
 

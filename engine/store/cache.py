@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import pybreaker
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine import keys
+from engine.breaker import CircuitBreaker, CircuitOpenError
 from engine.documents import Document
 from engine.exceptions import CacheUnavailableError, StoreError
 from engine.ratelimit import TokenBucket
@@ -167,7 +167,7 @@ class CacheStore:
         client: DynamoDBClient,
         table: str,
         limiter: TokenBucket,
-        breaker: pybreaker.CircuitBreaker,
+        breaker: CircuitBreaker,
     ) -> None:
         self._ddb = client
         self.table = table
@@ -177,21 +177,29 @@ class CacheStore:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(self, op: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        try:
+            self.breaker.before_call()
+        except CircuitOpenError as exc:
+            raise CacheUnavailableError(f"DynamoDB {op}: circuit breaker open") from exc
         self._limiter.acquire()
         try:
-            result: T = self.breaker.call(fn, TableName=self.table, **kwargs)
-            return result
-        except pybreaker.CircuitBreakerError as exc:
-            raise CacheUnavailableError(f"DynamoDB {op}: circuit breaker open") from exc
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                old: Any = exc.response.get("Item")
-                raise ConditionFailed(deserialize(old) if old else None) from exc
-            if is_outage(exc):
-                raise CacheUnavailableError(f"DynamoDB {op} failed: {exc}") from exc
-            raise StoreError(f"DynamoDB {op} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise CacheUnavailableError(f"DynamoDB {op} failed: {exc}") from exc
+            result: T = fn(TableName=self.table, **kwargs)
+        except Exception as exc:
+            self.breaker.on_error(exc)
+            raise self._translate(op, exc) from exc
+        self.breaker.on_success()
+        return result
+
+    @staticmethod
+    def _translate(op: str, exc: Exception) -> Exception:
+        if isinstance(exc, ClientError) and is_conditional_failure(exc):
+            old: Any = exc.response.get("Item")
+            return ConditionFailed(deserialize(old) if old else None)
+        if is_outage(exc):
+            return CacheUnavailableError(f"DynamoDB {op} failed: {exc}")
+        if isinstance(exc, ClientError | BotoCoreError):
+            return StoreError(f"DynamoDB {op} failed: {exc}")
+        return exc
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -278,7 +286,7 @@ class CacheStore:
         stale_before: datetime,
         expected_version: int | None,
     ) -> dict[str, Any]:
-        """Step 1: mark the write in flight; returns the item as it is now (ALL_NEW).
+        """Step 1: mark the write in flight; returns the intent's attributes (`p_version`).
 
         Refused (ConditionFailed with the current item) if the same content is already
         committed, if another fresh write is in flight, or if `expected_version` differs.
@@ -315,16 +323,16 @@ class CacheStore:
             ConditionExpression=condition,
             ExpressionAttributeNames={"#st": "state"},
             ExpressionAttributeValues=serialize(values),
-            ReturnValues="ALL_NEW",
+            ReturnValues="UPDATED_NEW",  # only the p_* attributes, never the body
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
         return deserialize(response.get("Attributes", {}))
 
-    def commit_live(self, type_name: str, doc_id: str, tx: str, attrs: dict[str, Any]) -> int:
-        """Step 3: the pending write becomes the committed image. Returns the new version."""
+    def commit_live(self, type_name: str, doc_id: str, tx: str, attrs: dict[str, Any]) -> None:
+        """Step 3: the pending write becomes the committed image (version = p_version)."""
         sets = {k: v for k, v in attrs.items() if v is not None}
         removes = [k for k, v in attrs.items() if v is None]
-        return self._commit(type_name, doc_id, tx, sets, removes)
+        self._commit(type_name, doc_id, tx, sets, removes)
 
     def commit_deleted(
         self,
@@ -336,18 +344,18 @@ class CacheStore:
         *,
         key: str,
         source: str = "write",
-    ) -> int:
+    ) -> None:
         """Step 3 of a delete: a tombstone, out of every index, with a TTL."""
         attrs = tombstone_attributes(key, deleted_at, source=source, ttl_days=ttl_days)
         sets = {k: v for k, v in attrs.items() if v is not None}
-        return self._commit(type_name, doc_id, tx, sets, [k for k, v in attrs.items() if v is None])
+        self._commit(type_name, doc_id, tx, sets, [k for k, v in attrs.items() if v is None])
 
     def _commit(
         self, type_name: str, doc_id: str, tx: str, sets: dict[str, Any], removes: list[str]
-    ) -> int:
+    ) -> None:
         update, names, values = _update_expression(sets, [*removes, *PENDING])
         values[":tx"] = tx
-        response = self._call(
+        self._call(
             "UpdateItem",
             self._ddb.update_item,
             Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
@@ -355,24 +363,24 @@ class CacheStore:
             ConditionExpression="p_tx = :tx",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=serialize(values),
-            ReturnValues="UPDATED_NEW",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
-        return int(deserialize(response.get("Attributes", {})).get("version", 0))
 
-    def rollback(self, type_name: str, doc_id: str, tx: str, had_committed: bool) -> None:
-        """Undo step 1, only if the pending write is still ours: restore, or remove."""
+    def rollback(self, type_name: str, doc_id: str, tx: str) -> None:
+        """Undo step 1, only if the pending write is still ours: restore the committed image
+        (drop the intent), or remove the item if nothing was committed before."""
         key = {"pk": {"S": keys.cache_pk(type_name, doc_id)}}
-        if had_committed:
+        try:
             self._call(
                 "UpdateItem",
                 self._ddb.update_item,
                 Key=key,
                 UpdateExpression="REMOVE " + ", ".join(PENDING),
-                ConditionExpression="p_tx = :tx",
+                ConditionExpression="p_tx = :tx AND attribute_exists(#st)",
+                ExpressionAttributeNames={"#st": "state"},
                 ExpressionAttributeValues={":tx": {"S": tx}},
             )
-        else:
+        except ConditionFailed:
             self._call(
                 "DeleteItem",
                 self._ddb.delete_item,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
     ConnectionError,
     HTTPClientError,
@@ -35,7 +34,7 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return error_code(exc) in THROTTLING or int(status) >= 500
-    return isinstance(exc, BotoCoreError)
+    return False  # e.g. ParamValidationError: our bug, not DynamoDB's outage
 
 
 def is_conditional_failure(exc: BaseException) -> bool:

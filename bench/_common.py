@@ -1,0 +1,160 @@
+"""Shared harness for the benchmarks: an embedded moto, the engine on it, raw boto3 beside it."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from engine.app import Engine
+from engine.aws import AwsClients, CallCounter
+from engine.infra import Infrastructure
+from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
+from engine.logs import configure_logging
+from engine.settings import Settings, load_settings
+
+READ_PREFIXES = ("Get", "Query", "Scan", "Head", "List")
+MOTO_CAVEAT = (
+    "moto caveat (see ../shared/DESIGN.md, moto section): Query and Scan cost O(whole table)"
+    " (~11 µs per item), and moto 5.2.5 spends ~1.8 ms serializing each item it returns; a LIST"
+    " page re-sorts the whole bucket; requests are serialized (~200 calls/s in total, whatever"
+    " the threads). On AWS a GSI query costs O(items returned): compare AWS calls as well as time."
+)
+
+
+class CallTimer:
+    """The AWS calls of the current thread (botocore before-call → after-call), with durations."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._inflight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()  # most concurrent calls per service, since reset
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-call.*.*", self._before)
+        client.meta.events.register("after-call.*.*", self._after)
+
+    def start(self) -> None:
+        self._local.calls = []
+
+    def calls(self) -> list[tuple[str, float]]:
+        """(operation, seconds) of this thread's calls since `start()`."""
+        return list(getattr(self._local, "calls", []))
+
+    def reset_peak(self) -> None:
+        with self._lock:
+            self.peak.clear()
+
+    def _before(self, model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        with self._lock:
+            self._inflight[service] += 1
+            self.peak[service] = max(self.peak[service], self._inflight[service])
+        self._local.started = time.perf_counter()
+
+    def _after(self, model: Any, **_: Any) -> None:
+        with self._lock:
+            self._inflight[model.service_model.service_name] -= 1
+        calls = getattr(self._local, "calls", None)
+        if calls is not None:
+            calls.append((model.name, time.perf_counter() - self._local.started))
+
+
+@dataclass
+class Harness:
+    server: EmbeddedMoto
+    settings: Settings
+    engine: Engine
+    counter: CallCounter  # the engine's calls
+    raw: AwsClients  # same client config as the engine, no engine code in the way
+    raw_counter: CallCounter
+    timer: CallTimer  # attached to the engine's and the raw clients alike
+    admin: AwsClients  # uncounted, untimed housekeeping
+
+    def drain_events(self) -> None:
+        """Drop the S3 notifications nobody consumes here: moto's SendMessage is O(queue)."""
+        sqs = self.admin.sqs
+        sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=self.settings.queue)["QueueUrl"])
+
+    def reset(self) -> None:
+        """Back to a freshly initialized moto: everything dropped, `docsync init` run again
+        (uncounted), the queue emptied (of the `s3:TestEvent`). The engine's clients stay."""
+        self.server.reset()
+        Infrastructure(self.settings, self.admin).init()
+        self.drain_events()
+
+
+@contextmanager
+def harness() -> Iterator[Harness]:
+    """A fresh embedded moto with every resource created by `docsync init`."""
+    for name in list(os.environ):
+        if name.startswith(("DOCSYNC_", "AWS_ENDPOINT_URL")):
+            del os.environ[name]
+    os.environ.update(TEST_CREDENTIALS)
+    os.environ["MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR"] = "false"  # purge at will
+    configure_logging("json", "WARNING")
+    with EmbeddedMoto() as server:
+        settings = load_settings(None, endpoint_url=server.endpoint, max_attempts=2, concurrency=16)
+        counter, raw_counter = CallCounter(), CallCounter()
+        engine = Engine.build(settings, counter)
+        Infrastructure(settings, engine.clients).init()
+        counter.reset()
+        raw, timer = AwsClients(settings, raw_counter), CallTimer()
+        for clients in (engine.clients, raw):
+            timer.attach(clients.dynamodb)
+            timer.attach(clients.s3)
+        yield Harness(
+            server, settings, engine, counter, raw, raw_counter, timer, AwsClients(settings)
+        )
+
+
+def reads(counts: Counter[str]) -> int:
+    """Calls whose operation is a read (Get*, Query, Scan, Head*, List*)."""
+    return sum(n for op, n in counts.items() if op.partition(".")[2].startswith(READ_PREFIXES))
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000 if samples else float("nan")
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
+def progress(label: str, done: int, total: int, started: float) -> None:
+    """One overwriting progress line on stderr."""
+    rate = done / max(time.perf_counter() - started, 1e-9)
+    end = "\n" if done >= total else ""
+    print(f"\r{label}: {done}/{total} ({rate:,.0f}/s)", end=end, file=sys.stderr, flush=True)
+
+
+def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    cells = [[_fmt(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for n, row in enumerate(cells):
+        print(
+            "  "
+            + "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

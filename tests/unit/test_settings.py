@@ -1,0 +1,182 @@
+"""engine/settings.py: defaults, precedence flags > env > file > defaults, clear errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from engine.exceptions import ConfigError
+from engine.settings import Settings, load_settings
+
+SHIPPED_TOML = Path(__file__).resolve().parents[2] / "config" / "docsync.toml"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No DOCSYNC_* from outside, and a working directory without config/docsync.toml."""
+    for name in list(os.environ):
+        if name.startswith("DOCSYNC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield
+    for name in list(os.environ):
+        if name.startswith("DOCSYNC_"):
+            monkeypatch.delenv(name)
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "docsync-test.toml"
+    path.write_text(text)
+    return path
+
+
+def config_error(config: Path | str | None = None, **flags: object) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, **flags)
+    assert info.value.exit_code == 2
+    return str(info.value)
+
+
+def test_defaults() -> None:
+    s = load_settings(None)
+    assert s.endpoint_url is None
+    assert s.region == "us-east-1"
+    assert s.bucket == "docsync-documents"
+    assert s.table == "docsync-cache"
+    assert s.queue == "docsync-events"
+    assert s.cache_ttl_days == 90
+    assert s.dry_run is False
+    assert s.log_format == "auto"
+    assert s.retry_mode == "standard"
+    assert s.prefixes() == {"change": "changes/", "announcement": "announcements/"}
+    assert s.reserved_prefix == "_docsync/"
+    assert s.tags == {"app": "docsync"}
+
+
+def test_shipped_config_file_matches_the_defaults() -> None:
+    assert load_settings(SHIPPED_TOML) == load_settings(None)
+
+
+def test_default_config_file_is_read_from_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "docsync.toml").write_text('table = "from-default-file"\n')
+    assert load_settings(None).table == "from-default-file"
+
+
+def test_precedence_flags_over_env_over_file_over_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_toml(
+        tmp_path,
+        'table = "file-table"\nbucket = "file-bucket"\nqueue = "file-queue"\ncache_ttl_days = 30\n',
+    )
+    monkeypatch.setenv("DOCSYNC_TABLE", "env-table")
+    monkeypatch.setenv("DOCSYNC_BUCKET", "env-bucket")
+    s = load_settings(path, table="flag-table", dry_run=None)
+    assert s.table == "flag-table"  # flag > env > file
+    assert s.bucket == "env-bucket"  # env > file
+    assert s.queue == "file-queue"  # file > default
+    assert s.cache_ttl_days == 30
+    assert s.region == "us-east-1"  # default
+    assert s.dry_run is False  # a flag left at None is not "passed"
+
+
+def test_env_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSYNC_DRY_RUN", "1")
+    monkeypatch.setenv("DOCSYNC_CACHE_TTL_DAYS", "7")
+    monkeypatch.setenv("DOCSYNC_ENDPOINT_URL", "http://127.0.0.1:5000")
+    monkeypatch.setenv("DOCSYNC_LOG_FORMAT", "json")
+    s = load_settings(None)
+    assert s.dry_run is True
+    assert s.cache_ttl_days == 7
+    assert s.endpoint_url == "http://127.0.0.1:5000"
+    assert s.log_format == "json"
+
+
+def test_empty_endpoint_means_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSYNC_ENDPOINT_URL", "")
+    assert load_settings(None).endpoint_url is None
+
+
+def test_page_token_secret_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSYNC_PAGE_TOKEN_SECRET", "hunter2")
+    s = load_settings(None)
+    assert s.page_token_secret.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(s)
+
+
+def test_settings_are_frozen() -> None:
+    s = load_settings(None)
+    with pytest.raises(ValidationError):
+        s.table = "other"  # type: ignore[misc]
+    assert isinstance(s, Settings)
+
+
+def test_bad_env_value_names_setting_and_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSYNC_CACHE_TTL_DAYS", "abc")
+    msg = config_error()
+    assert "cache_ttl_days" in msg
+    assert "DOCSYNC_CACHE_TTL_DAYS" in msg
+    assert "abc" in msg
+
+
+def test_out_of_range_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSYNC_CACHE_TTL_DAYS", "0")
+    assert "DOCSYNC_CACHE_TTL_DAYS" in config_error()
+
+
+def test_bogus_retry_mode_in_file(tmp_path: Path) -> None:
+    msg = config_error(write_toml(tmp_path, 'retry_mode = "bogus"\n'))
+    assert "retry_mode" in msg
+    assert "DOCSYNC_RETRY_MODE" in msg
+
+
+def test_bogus_retry_mode_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSYNC_RETRY_MODE", "bogus")
+    msg = config_error()
+    assert "retry_mode" in msg
+    assert "DOCSYNC_RETRY_MODE" in msg
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("change_prefix", "changes"),
+        ("announcement_prefix", "/announcements/"),
+        ("reserved_prefix", "_docsync"),
+    ],
+)
+def test_prefix_without_trailing_slash_or_with_leading_slash(name: str, value: str) -> None:
+    msg = config_error(**{name: value})
+    assert name in msg
+    assert "DOCSYNC_" + name.upper() in msg
+
+
+def test_bad_flag_value() -> None:
+    msg = config_error(endpoint_url="localhost:5000")
+    assert "endpoint_url" in msg
+    assert "DOCSYNC_ENDPOINT_URL" in msg
+
+
+def test_missing_explicit_config_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    assert str(missing) in config_error(missing)
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    msg = config_error(write_toml(tmp_path, 'tabel = "typo"\n'))
+    assert "tabel" in msg
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "table = [unclosed\n")
+    assert str(path) in config_error(path)
+
+
+def test_flag_fixes_a_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCSYNC_RETRY_MODE", "bogus")
+    assert load_settings(None, retry_mode="adaptive").retry_mode == "adaptive"
