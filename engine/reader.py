@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from engine import keys, pagetoken
+from engine import keys, metrics, pagetoken
 from engine.documents import Document, doc_type, parse_document
 from engine.exceptions import (
     CacheUnavailableError,
@@ -112,7 +112,10 @@ class Reader:
         started = time.perf_counter()
 
         def record(outcome: str, backfilled: bool = False) -> None:
-            self.stats.record(outcome, (time.perf_counter() - started) * 1000, backfilled)
+            seconds = time.perf_counter() - started
+            self.stats.record(outcome, seconds * 1000, backfilled)
+            metrics.READS.labels(outcome).inc()
+            metrics.READ_SECONDS.labels(outcome).observe(seconds)
 
         with timed(log) as fields:
             try:

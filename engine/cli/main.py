@@ -411,14 +411,24 @@ def main() -> None:
     default=60,
     help="Seconds a received message stays hidden (extended while it is applied).",
 )
+@click.option("--metrics-port", type=int, default=0, help="Serve Prometheus /metrics (0: off).")
 @common(mutating=True)
 @_run
 def listen_cmd(
-    settings: Settings, fmt: str, drain: bool, workers: int | None, wait_s: int, visibility_s: int
+    settings: Settings,
+    fmt: str,
+    drain: bool,
+    workers: int | None,
+    wait_s: int,
+    visibility_s: int,
+    metrics_port: int,
 ) -> None:
     """Apply S3 events from the queue to the cache (SIGTERM: finish in-flight, exit 0)."""
     from engine.events.worker import SqsListener
+    from engine.metrics import serve
 
+    if metrics_port:
+        serve(metrics_port)
     engine = Engine.build(settings)
     listener = SqsListener(
         engine.clients, engine.applier, workers=workers, wait_s=wait_s, visibility_s=visibility_s

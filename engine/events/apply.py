@@ -13,7 +13,7 @@ from typing import Literal
 
 from loguru import logger
 
-from engine import keys
+from engine import keys, metrics
 from engine.documents import parse_document
 from engine.events.parse import ObjectEvent
 from engine.exceptions import InvalidDocumentError, NotFoundError
@@ -57,13 +57,18 @@ class EventApplier:
         started = time.perf_counter()
         log = logger.bind(op="event.apply", key=event.key, event=event.name)
         outcome = self._apply(event)
+        seconds = time.perf_counter() - started
+        metrics.EVENTS.labels(outcome).inc()
+        metrics.EVENT_APPLY_SECONDS.observe(seconds)
         fields: dict[str, object] = {
             "outcome": outcome,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "duration_ms": round(seconds * 1000, 2),
             "dry_run": self.settings.dry_run,
         }
         if event.event_time is not None and outcome in APPLIED:
-            fields["lag_s"] = round((datetime.now(UTC) - event.event_time).total_seconds(), 3)
+            lag = (datetime.now(UTC) - event.event_time).total_seconds()
+            metrics.SYNC_LAG_SECONDS.observe(max(lag, 0.0))
+            fields["lag_s"] = round(lag, 3)
         log.bind(**fields).info("{}", outcome)
         return outcome
 
