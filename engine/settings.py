@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     query_default_limit: int = Field(50, ge=1)
     # Signs page tokens; set your own in production so tokens cannot be forged.
     page_token_secret: SecretStr = SecretStr("docsync-page-tokens")
+    # Reconciler.
+    reconcile_shards_per_type: int = Field(4, ge=1, le=65)
+    reconcile_workers: int = Field(8, ge=1, le=256)
+    reconcile_report_cap: int = Field(1000, ge=0)
+    reconcile_report_cron: str = "0 * * * *"  # hourly drift report ("" = off)
+    reconcile_repair_cron: str = "30 3 * * *"  # daily repair ("" = off)
+    reconcile_misfire_grace_s: int = Field(300, ge=1)
+    reconcile_lock_ttl_s: float = Field(120.0, gt=0)
+    report_dir: str | None = None
     # Infrastructure created by `docsync init`.
     versioning: bool = False
     noncurrent_version_days: int = Field(30, ge=1)

@@ -132,6 +132,13 @@ class CacheSync:
         )
         if not still_true:
             return "stale"
+        # The recorded position never goes backwards: it is a clock for later comparisons
+        # (a tombstone's may come from this host's clock, ahead of S3's second-precision one).
+        attrs = attrs | {
+            "s3_last_modified": max(
+                int(attrs["s3_last_modified"]), int(seen.get("s3_last_modified", 0))
+            )
+        }
         try:
             self.cache.sync(
                 type_name,

@@ -387,10 +387,6 @@ def demo_cmd(documents: int, seed: int) -> None:
     run_demo(documents, seed)
 
 
-def main() -> None:
-    cli(prog_name="docsync")
-
-
 # -- listen -----------------------------------------------------------------------------------
 
 
@@ -441,3 +437,9 @@ def listen_cmd(
         fmt,
         lambda d: table("listen", ["count", "value"], [[k, v] for k, v in d.items()]),
     )
+
+
+def main() -> None:
+    from engine.cli import reconcile_cmd  # noqa: F401  (registers its commands)
+
+    cli(prog_name="docsync")

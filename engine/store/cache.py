@@ -259,6 +259,24 @@ class CacheStore:
         items = [deserialize(i) for i in response.get("Items", [])]
         return items, response.get("LastEvaluatedKey")
 
+    def key_index(self, partition: str) -> Iterator[dict[str, Any]]:
+        """Live entries of one key-index partition, in S3 key order, page by page."""
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "IndexName": keys.KEY_INDEX,
+                "KeyConditionExpression": "kpk = :p",
+                "ExpressionAttributeValues": {":p": {"S": partition}},
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            response = self._call("Query", self._ddb.query, **kwargs)
+            for item in response.get("Items", []):
+                yield deserialize(item)
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
+
     def scan_all(self) -> Iterator[dict[str, Any]]:
         """Every item (tests and small tables only)."""
         start: dict[str, Any] | None = None

@@ -1,0 +1,237 @@
+"""One reconcile run: shards in a bounded pool, each a sorted merge of S3 and the cache,
+drift verified against S3, and (in repair mode) fixed through the shared convergence rules.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from loguru import logger
+
+from engine import keys
+from engine.app import Engine
+from engine.documents import Document, parse_document
+from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
+from engine.store.objects import StoredObject
+from reconciler.diff import CLASSES, Rules, Verdict, merge
+from reconciler.shards import Shard, plan
+from reconciler.sources import cache_rows, s3_rows
+
+Mode = Literal["report", "repair"]
+DRIFT = ("missing", "stale", "orphaned", "invalid")
+REPAIRABLE = ("missing", "stale", "orphaned")  # invalid objects are reported, never repaired
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Narrow a run (backfill is a repair of `missing` with these)."""
+
+    classes: frozenset[str] = frozenset(DRIFT)
+    since: datetime | None = None  # S3 LastModified at or after
+    customer: str | None = None
+
+
+@dataclass
+class ReconcileResult:
+    mode: Mode
+    dry_run: bool
+    cap: int
+    started_at: datetime
+    counts: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    repaired: Counter[str] = field(default_factory=Counter)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    shards: int = 0
+    compared: int = 0
+    duration_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def drift(self) -> int:
+        return sum(self.counts[c] for c in DRIFT)
+
+    def remaining(self) -> int:
+        """Repairable drift left after the run (all of it in report mode)."""
+        return sum(self.counts[c] - self.repaired[c] for c in REPAIRABLE)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "started_at": keys.iso(self.started_at),
+            "duration_s": round(self.duration_s, 3),
+            "shards": self.shards,
+            "compared": self.compared,
+            "counts": {c: self.counts[c] for c in CLASSES},
+            "skipped": dict(self.skipped),
+            "repaired": {c: self.repaired[c] for c in DRIFT},
+            "remaining": self.remaining(),
+            "items": self.items,
+            "items_cap": self.cap,
+            "items_truncated": self.drift > len(self.items),
+        }
+
+
+def _side(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    lm = row.last_modified
+    return {"etag": row.etag, "size": row.size, "last_modified": keys.iso(lm) if lm else None}
+
+
+class Reconciler:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.sync = engine.reader.sync
+        self._prefixes = self.settings.prefixes()
+
+    def run(
+        self,
+        mode: Mode = "report",
+        types: Iterable[str] | None = None,
+        filters: Filters | None = None,
+        on_shard_done: Callable[[Shard], None] | None = None,
+    ) -> ReconcileResult:
+        filters = filters or Filters()
+        chosen = {t: p for t, p in self._prefixes.items() if types is None or t in set(types)}
+        shards = plan(chosen, self.settings.reconcile_shards_per_type)
+        now = datetime.now(UTC)
+        rules = Rules(
+            now=now,
+            window_start=keys.window_start(self.settings.cache_ttl_days, now),
+            grace_start=now - timedelta(seconds=self.settings.inflight_grace_s),
+            is_document_key=lambda key: keys.key_to_doc(key, self._prefixes) is not None,
+        )
+        result = ReconcileResult(
+            mode, self.settings.dry_run, self.settings.reconcile_report_cap, now
+        )
+        result.shards = len(shards)
+        started = time.perf_counter()
+
+        def one(shard: Shard) -> None:
+            self._shard(shard, rules, mode, filters, result)
+            if on_shard_done:
+                on_shard_done(shard)
+
+        with ThreadPoolExecutor(self.settings.reconcile_workers, "reconcile") as pool:
+            list(pool.map(one, shards))
+        result.duration_s = time.perf_counter() - started
+        result.items.sort(key=lambda item: str(item["key"]).encode())
+        logger.bind(
+            op="reconcile",
+            mode=mode,
+            dry_run=self.settings.dry_run,
+            duration_ms=round(result.duration_s * 1000, 1),
+            compared=result.compared,
+            **{f"drift_{c}": result.counts[c] for c in DRIFT},
+            **{f"repaired_{c}": result.repaired[c] for c in DRIFT},
+        ).info("reconcile {}: {} drifted, {} remaining", mode, result.drift, result.remaining())
+        return result
+
+    def _shard(
+        self, shard: Shard, rules: Rules, mode: Mode, filters: Filters, result: ReconcileResult
+    ) -> None:
+        s3 = s3_rows(self.engine.objects, shard)
+        cache = cache_rows(self.engine.cache, shard)
+        for verdict in merge(s3, cache, rules):
+            if filters.since and verdict.s3 and verdict.s3.last_modified < filters.since:
+                continue
+            outcome, repaired = self._settle(verdict, mode, filters)
+            with result._lock:
+                result.compared += 1
+                if outcome in CLASSES:
+                    result.counts[outcome] += 1
+                else:
+                    result.skipped[outcome] += 1
+                if repaired:
+                    result.repaired[outcome] += 1
+                if outcome in DRIFT and len(result.items) < result.cap:
+                    result.items.append(
+                        {
+                            "key": verdict.key,
+                            "class": outcome,
+                            "repaired": repaired,
+                            "s3": _side(verdict.s3),
+                            "cache": _side(verdict.cache),
+                        }
+                    )
+
+    def _settle(self, verdict: Verdict, mode: Mode, filters: Filters) -> tuple[str, bool]:
+        """Verify a drift against S3 now, and repair it if asked. Returns (class, repaired)."""
+        outcome: str = verdict.outcome
+        if outcome not in ("missing", "stale", "orphaned"):
+            return outcome, False
+        target = keys.key_to_doc(verdict.key, self._prefixes)
+        assert target is not None
+        type_name, doc_id = target
+        try:
+            stored = self.engine.objects.get(verdict.key)
+        except NotFoundError:
+            stored = None
+        except DocsyncError as exc:
+            logger.bind(op="reconcile.verify", key=verdict.key).error("S3 read failed: {}", exc)
+            return outcome, False
+        doc: Document | None = None
+        if stored is None:
+            if outcome != "orphaned":
+                return "in_sync_now", False  # deleted since the listing; its event will say so
+        else:
+            try:
+                doc = parse_document(stored.body, type_name)
+                if doc.id != doc_id:
+                    raise InvalidDocumentError("id does not match the key", ["id"])
+            except InvalidDocumentError:
+                outcome = "invalid"
+            else:
+                if outcome == "orphaned":
+                    outcome = "missing"  # re-created since the listing
+        if filters.customer is not None and (
+            doc is None or filters.customer not in doc.customer_codes
+        ):
+            return "filtered", False
+        if outcome not in filters.classes:
+            return "filtered", False
+        if mode != "repair":
+            return outcome, False
+        return outcome, self._repair(outcome, type_name, doc_id, doc, stored)
+
+    def _repair(
+        self,
+        outcome: str,
+        type_name: str,
+        doc_id: str,
+        doc: Document | None,
+        stored: StoredObject | None,
+    ) -> bool:
+        log = logger.bind(op="reconcile.repair", type=type_name, id=doc_id, drift=outcome)
+        if self.settings.dry_run:
+            log.bind(dry_run=True).info("dry run: would repair {}", outcome)
+            return False
+        try:
+            current = self.engine.cache.get_item(type_name, doc_id)
+            if outcome == "invalid":
+                if current is None or current.get("state") != "live":
+                    return False  # nothing cached: nothing to do (never cached, never deleted)
+                assert stored is not None
+                result = self.sync.tombstone(
+                    type_name, doc_id, stored.info.last_modified, "repair", current=None
+                )
+            elif doc is not None and stored is not None:
+                result = self.sync.upsert(doc, stored, "repair", current=current)
+            else:
+                result = self.sync.tombstone(
+                    type_name, doc_id, datetime.now(UTC), "repair", current=current
+                )
+        except DocsyncError as exc:
+            log.error("repair failed: {}", exc)
+            return False
+        log.bind(result=result).info("{}", result)
+        return result in ("applied", "committed")

@@ -1,0 +1,69 @@
+"""The reconcile schedule (APScheduler 3.x): an hourly report and a daily repair by default,
+cron expressions from settings; coalescing, one instance at a time, a misfire grace; across
+replicas one run at a time through the lease lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from loguru import logger
+
+from engine.app import Engine
+from engine.exceptions import ConfigError
+from reconciler.lock import LeaseLock
+from reconciler.reports import save
+from reconciler.run import Mode, Reconciler, ReconcileResult
+
+LOCK_NAME = "reconcile"
+
+
+def locked_run(engine: Engine, mode: Mode, lock: LeaseLock | None = None) -> ReconcileResult | None:
+    """One scheduled run, if this replica gets the lock; the report is saved."""
+    settings = engine.settings
+    lock = lock or LeaseLock(
+        engine.clients.dynamodb, settings.leases_table, LOCK_NAME, settings.reconcile_lock_ttl_s
+    )
+    with lock.held() as mine:
+        if not mine:
+            return None
+        result = Reconciler(engine).run(mode)
+        where = save(engine, result, settings.report_dir)
+        logger.bind(op="reconcile.scheduled", mode=mode, **where).info(
+            "scheduled {}: drift {}, remaining {}", mode, result.drift, result.remaining()
+        )
+        return result
+
+
+def _trigger(expression: str, setting: str) -> CronTrigger:
+    try:
+        return CronTrigger.from_crontab(expression, timezone="UTC")
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting {setting}: {expression!r}: {exc}") from exc
+
+
+def build(
+    engine: Engine, blocking: bool = False, run: Callable[[Engine, Mode], Any] = locked_run
+) -> BlockingScheduler | BackgroundScheduler:
+    settings = engine.settings
+    scheduler_cls = BlockingScheduler if blocking else BackgroundScheduler
+    scheduler = scheduler_cls(
+        timezone="UTC",
+        job_defaults={
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": settings.reconcile_misfire_grace_s,
+        },
+    )
+    for mode, expression, setting in (
+        ("report", settings.reconcile_report_cron, "reconcile_report_cron"),
+        ("repair", settings.reconcile_repair_cron, "reconcile_repair_cron"),
+    ):
+        if expression.strip():
+            scheduler.add_job(
+                run, _trigger(expression, setting), args=[engine, mode], id=f"reconcile-{mode}"
+            )
+    return scheduler
