@@ -99,11 +99,13 @@ class Reconciler:
         types: Iterable[str] | None = None,
         filters: Filters | None = None,
         on_shard_done: Callable[[Shard], None] | None = None,
+        now: datetime | None = None,
     ) -> ReconcileResult:
+        """`now` decides the window, expiry and grace (a parameter so tests can move time)."""
         filters = filters or Filters()
         chosen = {t: p for t, p in self._prefixes.items() if types is None or t in set(types)}
         shards = plan(chosen, self.settings.reconcile_shards_per_type)
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         rules = Rules(
             now=now,
             window_start=keys.window_start(self.settings.cache_ttl_days, now),
