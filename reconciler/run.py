@@ -33,9 +33,10 @@ REPAIRABLE = ("missing", "stale", "orphaned")  # invalid objects are reported, n
 class Filters:
     """Narrow a run (backfill is a repair of `missing` with these)."""
 
-    classes: frozenset[str] = frozenset(DRIFT)
+    classes: frozenset[str] = frozenset(DRIFT)  # what a repair may fix
     since: datetime | None = None  # S3 LastModified at or after
     customer: str | None = None
+    source: str = "repair"  # recorded as the entries' sync_source
 
 
 @dataclass
@@ -145,8 +146,9 @@ class Reconciler:
         cache = cache_rows(self.engine.cache, shard)
         for verdict in merge(s3, cache, rules):
             if filters.since and verdict.s3 and verdict.s3.last_modified < filters.since:
-                continue
-            outcome, repaired = self._settle(verdict, mode, filters)
+                outcome, repaired = "filtered", False
+            else:
+                outcome, repaired = self._settle(verdict, mode, filters)
             with result._lock:
                 result.compared += 1
                 if outcome in CLASSES:
@@ -184,7 +186,7 @@ class Reconciler:
         doc: Document | None = None
         if stored is None:
             if outcome != "orphaned":
-                return "in_sync_now", False  # deleted since the listing; its event will say so
+                return "vanished", False  # deleted since the listing; its event will say so
         else:
             try:
                 doc = parse_document(stored.body, type_name)
@@ -195,15 +197,15 @@ class Reconciler:
             else:
                 if outcome == "orphaned":
                     outcome = "missing"  # re-created since the listing
-        if filters.customer is not None and (
-            doc is None or filters.customer not in doc.customer_codes
+        if (
+            filters.customer is not None
+            and outcome != "invalid"
+            and (doc is None or filters.customer not in doc.customer_codes)
         ):
             return "filtered", False
-        if outcome not in filters.classes:
-            return "filtered", False
-        if mode != "repair":
+        if mode != "repair" or outcome not in filters.classes:
             return outcome, False
-        return outcome, self._repair(outcome, type_name, doc_id, doc, stored)
+        return outcome, self._repair(outcome, type_name, doc_id, doc, stored, filters.source)
 
     def _repair(
         self,
@@ -212,11 +214,12 @@ class Reconciler:
         doc_id: str,
         doc: Document | None,
         stored: StoredObject | None,
+        source: str,
     ) -> bool:
         log = logger.bind(op="reconcile.repair", type=type_name, id=doc_id, drift=outcome)
-        if self.settings.dry_run:
+        if self.settings.dry_run:  # counted as repaired: the report says it is a dry run
             log.bind(dry_run=True).info("dry run: would repair {}", outcome)
-            return False
+            return outcome != "invalid"
         try:
             current = self.engine.cache.get_item(type_name, doc_id)
             if outcome == "invalid":
@@ -224,13 +227,13 @@ class Reconciler:
                     return False  # nothing cached: nothing to do (never cached, never deleted)
                 assert stored is not None
                 result = self.sync.tombstone(
-                    type_name, doc_id, stored.info.last_modified, "repair", current=None
+                    type_name, doc_id, stored.info.last_modified, source, current=None
                 )
             elif doc is not None and stored is not None:
-                result = self.sync.upsert(doc, stored, "repair", current=current)
+                result = self.sync.upsert(doc, stored, source, current=current)
             else:
                 result = self.sync.tombstone(
-                    type_name, doc_id, datetime.now(UTC), "repair", current=current
+                    type_name, doc_id, datetime.now(UTC), source, current=current
                 )
         except DocsyncError as exc:
             log.error("repair failed: {}", exc)

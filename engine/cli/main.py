@@ -17,7 +17,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from engine import keys
 from engine.app import Engine
-from engine.backfill import Backfill
 from engine.cli.output import console, emit, handle_errors, resolve_format, table
 from engine.documents import TYPES, Document, parse_document
 from engine.exceptions import ConfigError, InvalidDocumentError
@@ -322,11 +321,17 @@ def backfill_cmd(
     since: str | None,
     customer: str | None,
 ) -> None:
-    """Warm the cache from S3 (concurrent, rate-limited, never overwrites a newer entry)."""
-    backfill = Backfill(Engine.build(settings).reader)
+    """Warm the cache from S3: the reconciler's repair of `missing`, with filters."""
+    from reconciler.backfill import backfill
+    from reconciler.shards import plan
+
+    engine = Engine.build(settings)
     types = type_names or tuple(sorted(TYPES))
     since_ts = keys.parse_time(since) if since else None
     if sys.stderr.isatty():
+        shards = len(
+            plan({t: settings.prefixes()[t] for t in types}, settings.reconcile_shards_per_type)
+        )
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -334,19 +339,16 @@ def backfill_cmd(
             TimeRemainingColumn(),
             transient=True,
         ) as progress:
-            task = progress.add_task("backfill", total=None)
-            counts = backfill.run(
-                types,
-                since_ts,
-                customer,
-                on_listed=lambda n: progress.update(task, total=n),
-                on_done=lambda: progress.advance(task),
+            task = progress.add_task("backfill (shards)", total=shards)
+            counts = backfill(
+                engine, types, since_ts, customer, on_shard_done=lambda _s: progress.advance(task)
             )
     else:
-        counts = backfill.run(types, since_ts, customer)
-    data = counts.as_dict() | ({"dry_run": True} if settings.dry_run else {})
+        counts = backfill(engine, types, since_ts, customer)
     emit(
-        data, fmt, lambda d: table("backfill", ["outcome", "count"], [[k, v] for k, v in d.items()])
+        counts.as_dict(),
+        fmt,
+        lambda d: table("backfill", ["outcome", "count"], [[k, v] for k, v in d.items()]),
     )
 
 

@@ -179,7 +179,8 @@ class SqsListener:
                 QueueUrl=self._queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
             )
         except Exception as exc:  # the message reappears after its timeout anyway
-            logger.bind(op="listen.visibility").warning("visibility not changed: {}", exc)
+            level = "DEBUG" if "ReceiptHandleIsInvalid" in str(exc) else "WARNING"
+            logger.bind(op="listen.visibility").log(level, "visibility not changed: {}", exc)
 
     def _extend_visibility(self) -> None:
         """Heartbeat: messages still being applied get another full timeout."""

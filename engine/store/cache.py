@@ -146,11 +146,15 @@ def live_attributes(
 def tombstone_attributes(
     key: str, deleted_at: datetime, *, source: str, ttl_days: int, sequencer: str | None = None
 ) -> dict[str, Any]:
-    """The committed image of a deleted document: out of every index, with a TTL."""
+    """The committed image of a deleted document: out of every index, with a TTL.
+
+    Its position is whole seconds, like S3's LastModified, so positions from every source
+    (event times, response dates, this host's clock) stay comparable.
+    """
     return {
         "state": "deleted",
         "s3_key": key,
-        "s3_last_modified": _to_ms(deleted_at),
+        "s3_last_modified": _to_ms(deleted_at.replace(microsecond=0)),
         "sequencer": sequencer,
         "sync_source": source,
         "synced_at": now_ms(),

@@ -15,13 +15,13 @@ import pytest
 
 from engine import keys
 from engine.app import Engine
-from engine.backfill import Backfill
 from engine.documents import Document, parse_document
 from engine.exceptions import InvalidPageTokenError, NotFoundError, QueryOutsideWindowError
 from engine.reader import Query
 from engine.sample import sample_documents
 from engine.settings import Settings
 from engine.store.cache import serialize
+from reconciler.backfill import backfill
 from tests.conftest import make_settings
 
 NOW = datetime.now(UTC)
@@ -201,10 +201,9 @@ def test_backfill_racing_writers_keeps_the_newest(engine: Engine, corpus: list[D
 
     time.sleep(1.1)
     updated = [parse_document(json.loads(d.body) | {"title": "v2"}) for d in docs]
-    backfill = Backfill(engine.reader)
     writer = threading.Thread(target=lambda: [engine.pipeline.put(u) for u in updated])
     writer.start()
-    backfill.run(["change", "announcement"])
+    backfill(engine)
     writer.join()
     for d in docs:
         assert engine.reader.get(d.type, d.id).document["title"] == "v2"
@@ -215,12 +214,13 @@ def test_backfill_filters_and_counts(engine: Engine, corpus: list[Document]) -> 
         put_direct(engine, d)
     engine.objects.put("changes/garbage.json", b"not json")
     engine.objects.put("changes/bad id!.json", b"{}")
-    counts = Backfill(engine.reader).run(["change", "announcement"], customer="acme")
+    counts = backfill(engine, customer="acme")
     with_acme = sum("acme" in d.customer_codes for d in corpus[:20])
     assert counts.filled == with_acme
     assert counts.filtered == 20 - with_acme
     assert counts.invalid == 2
-    again = Backfill(engine.reader).run(["change", "announcement"], customer="acme")
+    assert counts.failed == 0
+    again = backfill(engine, customer="acme")
     assert again.filled == 0 and again.already_current == with_acme
 
 

@@ -68,11 +68,16 @@ def test_planted_drift_of_every_class_then_repair_then_zero(engine: Engine) -> N
         engine.objects.put(key, body("CHG-000", 1))
     first = Reconciler(engine).run("report").as_dict()
     assert first["counts"] == {
-        "missing": 3, "stale": 4, "orphaned": 2, "invalid": 4, "in_sync": 21,
+        "missing": 3,
+        "stale": 4,
+        "orphaned": 2,
+        "invalid": 4,
+        "in_sync": 21,
     }
     assert first["remaining"] == 9
     assert {i["key"] for i in first["items"] if i["class"] == "invalid"} == {
-        "changes/CHG-garbage.json", *ODD_KEYS,
+        "changes/CHG-garbage.json",
+        *ODD_KEYS,
     }
     stale = next(i for i in first["items"] if i["class"] == "stale")
     assert stale["s3"]["etag"] != stale["cache"]["etag"]
@@ -81,7 +86,9 @@ def test_planted_drift_of_every_class_then_repair_then_zero(engine: Engine) -> N
     assert repair["repaired"] == {"missing": 3, "stale": 4, "orphaned": 2, "invalid": 0}
     assert repair["remaining"] == 0
     again = Reconciler(engine).run("repair").as_dict()
-    assert again["counts"]["missing"] == again["counts"]["stale"] == again["counts"]["orphaned"] == 0
+    assert (
+        again["counts"]["missing"] == again["counts"]["stale"] == again["counts"]["orphaned"] == 0
+    )
     assert again["repaired"] == {"missing": 0, "stale": 0, "orphaned": 0, "invalid": 0}
     assert again["counts"]["invalid"] == 4  # reported, never cached, never deleted
     assert engine.objects.head("changes/CHG-garbage.json") is not None
@@ -95,8 +102,13 @@ def test_in_flight_entries_inside_the_grace_are_left_alone(settings: Settings) -
     docs = load(engine, 3)
     engine.objects.put("changes/CHG-000.json", body("CHG-000", 77))  # drifted...
     engine.cache.begin(  # ...but a write is in flight
-        "change", "CHG-000", tx="t", etag="e" * 32, op="put",
-        stale_before=datetime.now(UTC) - timedelta(hours=2), expected_version=None,
+        "change",
+        "CHG-000",
+        tx="t",
+        etag="e" * 32,
+        op="put",
+        stale_before=datetime.now(UTC) - timedelta(hours=2),
+        expected_version=None,
     )
     result = Reconciler(engine).run("repair").as_dict()
     assert result["skipped"].get("in_flight") == 1 and result["counts"]["stale"] == 0
@@ -215,8 +227,10 @@ def test_reports_are_saved_and_listed(engine: Engine, mode: str, tmp_path: Any) 
     where = reports.save(engine, result, str(tmp_path))
     saved = json.loads((tmp_path / where["dir"].split("/")[-1]).read_text())
     assert saved["mode"] == mode and saved["counts"]["missing"] == 1
-    assert (tmp_path / where["dir"].split("/")[-1].replace(".json", ".md")).read_text().startswith(
-        "# Drift report"
+    assert (
+        (tmp_path / where["dir"].split("/")[-1].replace(".json", ".md"))
+        .read_text()
+        .startswith("# Drift report")
     )
     runs = reports.history(engine)
     assert runs[0]["mode"] == mode and runs[0]["counts"]["missing"] == 1
