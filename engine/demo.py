@@ -105,6 +105,7 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
         deleted = engine.pipeline.delete(piped[1].type, piped[1].id)
         _purge(engine)
         out.print(f"delete {deleted.type} {deleted.id}: deleted={deleted.deleted}")
+        drift = _reconcile_section(out, engine, piped[10:20])
         summary: dict[str, Any] = {
             "documents": count,
             "writes": len(piped),
@@ -112,13 +113,24 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
             "hits": stats.hits,
             "misses": stats.misses,
             "backfilled": stats.backfills,
+            "drift_found": drift,
         }
         out.print("\nsummary: " + json.dumps(summary))
 
 
 def _purge(engine: Engine) -> None:
+    """Drop every queued S3 notification (PurgeQueue is limited to once a minute)."""
     sqs = engine.clients.sqs
-    sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=engine.settings.queue)["QueueUrl"])
+    url = sqs.get_queue_url(QueueName=engine.settings.queue)["QueueUrl"]
+    while messages := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+    ).get("Messages", []):
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)
+            ],
+        )
 
 
 def _listener_section(
@@ -150,3 +162,34 @@ def _listener_section(
         f" straight in S3 reads back as {edited.document['title']!r} ({edited.cache}); a document"
         f" deleted straight from S3 is {gone}"
     )
+
+
+def _reconcile_section(out: Console, engine: Engine, victims: list[Document]) -> int:
+    """Drift of every class, planted behind docsync's back (events dropped), then found,
+    repaired, and a clean second report."""
+    from reconciler.reports import save, to_text
+    from reconciler.run import Reconciler
+
+    settings, s3 = engine.settings, engine.clients.s3
+    key = {d.id: f"{settings.prefixes()[d.type]}{d.id}.json" for d in victims}
+    for d in victims[:3]:  # missing: cache entries lost
+        engine.clients.dynamodb.delete_item(
+            TableName=settings.table, Key={"pk": {"S": f"{d.type}#{d.id}"}}
+        )
+    for d in victims[3:5]:  # orphaned: deleted from S3, events dropped
+        s3.delete_object(Bucket=settings.bucket, Key=key[d.id])
+    for d in victims[5:8]:  # stale: changed in S3, events dropped
+        edited = parse_document(json.loads(d.body) | {"title": d.title + " (edited in S3)"})
+        engine.objects.put(key[d.id], edited.body)
+    engine.objects.put("changes/CHG-broken.json", b'{"id": "CHG-broken", "title": ')  # invalid
+    engine.objects.put("changes/notes from the console.json", b"{}")  # invalid: not an id
+    _purge(engine)  # the events are lost: only the reconciler can notice
+    out.print("\n[bold]reconcile[/]: drift planted behind docsync's back (events dropped)")
+    report = Reconciler(engine).run("report")
+    out.print(to_text(report.as_dict()))
+    repair = Reconciler(engine).run("repair")
+    where = save(engine, repair, None)
+    out.print(to_text(repair.as_dict()) + f"\n  report saved to {where['s3']}")
+    clean = Reconciler(engine).run("report")
+    out.print(to_text(clean.as_dict()))
+    return report.drift

@@ -127,6 +127,12 @@ class SqsListener:
             self._holding[message_id] = receipt
         try:
             ack = self._process(message)
+        except Exception as exc:  # a bug must not stop the worker: leave it for redelivery
+            logger.bind(op="listen.message", message_id=message_id).exception(
+                "unexpected error, message left for redelivery: {}", exc
+            )
+            self.summary.add("failed")
+            ack = False
         finally:
             with self._hold_lock:
                 self._holding.pop(message_id, None)
