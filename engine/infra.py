@@ -58,6 +58,7 @@ class Infrastructure:
         self._leases_table(report)
         dlq_arn = self._queue(report, self.s.dlq, redrive_to=None)
         queue_arn = self._queue(report, self.s.queue, redrive_to=dlq_arn)
+        self._queue(report, self.s.work_queue, redrive_to=dlq_arn, s3_source=False)
         self._notifications(report, queue_arn)
         return report
 
@@ -226,7 +227,9 @@ class Infrastructure:
 
     # -- SQS ----------------------------------------------------------------------------------
 
-    def _queue(self, report: InitReport, name: str, redrive_to: str | None) -> str:
+    def _queue(
+        self, report: InitReport, name: str, redrive_to: str | None, s3_source: bool = True
+    ) -> str:
         sqs = self.clients.sqs
         attributes = {
             "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
@@ -238,7 +241,8 @@ class Infrastructure:
             attributes["RedrivePolicy"] = json.dumps(
                 {"deadLetterTargetArn": redrive_to, "maxReceiveCount": "5"}
             )
-            attributes["Policy"] = json.dumps(self._queue_policy(name))
+            if s3_source:
+                attributes["Policy"] = json.dumps(self._queue_policy(name))
         else:
             attributes["MessageRetentionPeriod"] = str(14 * 86400)
         try:

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     leases_table: str = "docsync-leases"
     queue: str = "docsync-events"
     dlq: str = "docsync-events-dlq"
+    work_queue: str = "docsync-reconcile-tasks"  # reconcile shard tasks (`--enqueue`)
     change_prefix: str = "changes/"
     announcement_prefix: str = "announcements/"
     reserved_prefix: str = "_docsync/"

@@ -62,6 +62,29 @@ class ReconcileResult:
         """Repairable drift left after the run (all of it in report mode)."""
         return sum(self.counts[c] - self.repaired[c] for c in REPAIRABLE)
 
+    def merge(self, other: ReconcileResult) -> None:
+        """Fold a partial result (one shard task) into this one."""
+        self.counts.update(other.counts)
+        self.skipped.update(other.skipped)
+        self.repaired.update(other.repaired)
+        self.items.extend(other.items[: max(0, self.cap - len(self.items))])
+        self.shards += other.shards
+        self.compared += other.compared
+        self.duration_s = max(self.duration_s, other.duration_s)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReconcileResult:
+        result = cls(
+            data["mode"], data["dry_run"], data["items_cap"], keys.parse_iso(data["started_at"])
+        )
+        result.counts.update(data["counts"])
+        result.skipped.update(data["skipped"])
+        result.repaired.update(data["repaired"])
+        result.items = list(data["items"])
+        result.shards, result.compared = data["shards"], data["compared"]
+        result.duration_s = data["duration_s"]
+        return result
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
@@ -101,11 +124,13 @@ class Reconciler:
         filters: Filters | None = None,
         on_shard_done: Callable[[Shard], None] | None = None,
         now: datetime | None = None,
+        shards: list[Shard] | None = None,
     ) -> ReconcileResult:
-        """`now` decides the window, expiry and grace (a parameter so tests can move time)."""
+        """`now` decides the window, expiry and grace (a parameter so tests can move time);
+        `shards` runs only those (a task taken from the work queue), else every shard."""
         filters = filters or Filters()
-        chosen = {t: p for t, p in self._prefixes.items() if types is None or t in set(types)}
-        shards = plan(chosen, self.settings.reconcile_shards_per_type)
+        if shards is None:
+            shards = self.plan(types)
         now = now or datetime.now(UTC)
         rules = Rules(
             now=now,
@@ -138,6 +163,10 @@ class Reconciler:
             **{f"repaired_{c}": result.repaired[c] for c in DRIFT},
         ).info("reconcile {}: {} drifted, {} remaining", mode, result.drift, result.remaining())
         return result
+
+    def plan(self, types: Iterable[str] | None = None) -> list[Shard]:
+        chosen = {t: p for t, p in self._prefixes.items() if types is None or t in set(types)}
+        return plan(chosen, self.settings.reconcile_shards_per_type)
 
     def _shard(
         self, shard: Shard, rules: Rules, mode: Mode, filters: Filters, result: ReconcileResult

@@ -23,6 +23,11 @@ from reconciler.run import Mode
 @click.option("--fail-on-drift", is_flag=True, help="Exit 1 when drift remains.")
 @click.option("--history", is_flag=True, help="List recent runs and their counts.")
 @click.option("--schedule", is_flag=True, help="Run the schedule in the foreground.")
+@click.option("--enqueue", is_flag=True, help="Send shard tasks to the work queue (many machines).")
+@click.option(
+    "--work", is_flag=True, help="Take shard tasks from the work queue until it is empty."
+)
+@click.option("--collect", "collect_run", default=None, help="Fold an enqueued run's results.")
 @common(mutating=True)
 @_run
 def reconcile_cmd(
@@ -34,13 +39,35 @@ def reconcile_cmd(
     fail_on_drift: bool,
     history: bool,
     schedule: bool,
+    enqueue: bool,
+    work: bool,
+    collect_run: str | None,
 ) -> None:
     """Compare S3 with the cache shard by shard; report drift, and repair it with --repair."""
-    from reconciler import reports
+    from reconciler import reports, tasks
     from reconciler.run import Reconciler
     from reconciler.schedule import build
 
     engine = Engine.build(settings)
+    mode: Mode = "repair" if repair else "report"
+    if enqueue:
+        emit(tasks.enqueue(engine, mode, list(type_names) or None), fmt)
+        return
+    if work:
+        emit({"tasks_done": tasks.work(engine, drain=True)}, fmt)
+        return
+    if collect_run:
+        collected = tasks.collect(engine, collect_run)
+        emit(
+            collected,
+            fmt,
+            lambda d: console().print(
+                reports.to_text(d) if "counts" in d else f"no results yet for {collect_run}"
+            ),
+        )
+        if fail_on_drift and collected.get("remaining", 0) > 0:
+            sys.exit(1)
+        return
     if history:
         runs = reports.history(engine)
         emit(
@@ -71,7 +98,6 @@ def reconcile_cmd(
         scheduler.start()
         return
     reconciler = Reconciler(engine)
-    mode: Mode = "repair" if repair else "report"
     types = type_names or None
     if sys.stderr.isatty():
         with Progress(

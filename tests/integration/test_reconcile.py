@@ -236,3 +236,31 @@ def test_reports_are_saved_and_listed(engine: Engine, mode: str, tmp_path: Any) 
     assert runs[0]["mode"] == mode and runs[0]["counts"]["missing"] == 1
     # the reports live under the reserved prefix, which the reconciler itself ignores
     assert Reconciler(engine).run("report").counts["invalid"] == 0
+
+
+def test_enqueued_shard_tasks_taken_by_two_workers_give_the_same_report(engine: Engine) -> None:
+    from reconciler import tasks
+
+    load(engine, 12)
+    engine.objects.put("changes/CHG-new.json", body("CHG-new", 1))
+    engine.clients.dynamodb.delete_item(
+        TableName=engine.settings.table, Key={"pk": {"S": "change#CHG-003"}}
+    )
+    local = Reconciler(engine).run("report").as_dict()
+    sent = tasks.enqueue(engine, "report")
+    assert sent["tasks"] == local["shards"]
+    other = Engine.build(engine.settings)  # a second machine
+    done: list[int] = []
+    workers = [
+        threading.Thread(target=lambda e=e: done.append(tasks.work(e))) for e in (engine, other)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert sum(done) == sent["tasks"]
+    collected = tasks.collect(engine, sent["run_id"])
+    assert collected["complete"] is True
+    assert collected["counts"] == local["counts"]
+    assert [i["key"] for i in collected["items"]] == [i["key"] for i in local["items"]]
+    assert collected["counts"]["missing"] == 2
