@@ -27,7 +27,7 @@ from _common import (
 
 from engine import keys
 from engine.documents import Document, parse_document
-from engine.pipeline import INLINE_BODY_LIMIT
+from engine.sync import INLINE_BODY_LIMIT
 from engine.reader import Query
 from engine.sample import sample_documents
 from engine.store.cache import live_attributes, serialize

@@ -90,6 +90,8 @@ class SqsListener:
             empty_polls = 0
             while not self.stop.is_set():
                 messages = self._receive(1 if drain else self.wait_s)
+                if messages is None:  # the queue was unreachable: not a sign it is empty
+                    continue
                 if not messages:
                     empty_polls += 1
                     if drain and (empty_polls >= 2 and not self._holding):
@@ -103,7 +105,7 @@ class SqsListener:
         heartbeat.join(timeout=2)
         return self.summary
 
-    def _receive(self, wait_s: int) -> list[dict[str, Any]]:
+    def _receive(self, wait_s: int) -> list[dict[str, Any]] | None:
         try:
             response = self.sqs.receive_message(
                 QueueUrl=self._queue_url,
@@ -115,7 +117,7 @@ class SqsListener:
         except Exception as exc:  # the queue is unreachable: back off, keep running
             logger.bind(op="listen.receive").error("receive failed: {}", exc)
             self.stop.wait(2.0)
-            return []
+            return None
         messages: list[dict[str, Any]] = [dict(m) for m in response.get("Messages", [])]
         with self.summary._lock:
             self.summary.received += len(messages)
@@ -137,7 +139,12 @@ class SqsListener:
             with self._hold_lock:
                 self._holding.pop(message_id, None)
         if ack:
-            self.sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=receipt)
+            try:
+                self.sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=receipt)
+            except Exception as exc:  # it comes back and is applied again: harmless
+                logger.bind(op="listen.delete", message_id=message_id).warning(
+                    "delete failed, the message will be redelivered: {}", exc
+                )
         else:  # retry soon rather than after the whole visibility timeout
             count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             self._set_visibility(receipt, min(5 * count, self.visibility_s))

@@ -1,0 +1,51 @@
+"""Knobs of the stream consumers and of the read-metrics flush: env `DOCSYNC_STREAMS_<X>`.
+
+Kept apart from engine.settings.Settings (which forbids unknown keys) so that the streams
+part can be configured, and tested with short leases, without touching the core settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.exceptions import ConfigError
+from engine.settings import describe_validation_error
+
+
+class StreamSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DOCSYNC_STREAMS_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    # Analytics: tumbling windows by record time, rows kept as JSON lines.
+    window_s: int = Field(60, ge=1, le=86400)
+    analytics_dir: str | None = None  # a directory: JSON lines there; unset: S3, reserved prefix
+    # Hit/miss flush of the read path into one metrics item per window of the cache table.
+    flush_interval_s: float = Field(10.0, gt=0)
+    metrics_window_s: int = Field(60, ge=1, le=86400)
+    metrics_ttl_days: int = Field(7, ge=1, le=365)
+    # Local consumer.
+    lease_ttl_s: float = Field(30.0, gt=0)
+    checkpoint_interval_s: float = Field(10.0, gt=0)
+    idle_wait_s: float = Field(1.0, ge=0)
+    shard_refresh_s: float = Field(60.0, gt=0)
+    get_records_limit: int = Field(1000, ge=1, le=1000)
+    dedupe_capacity: int = Field(100_000, ge=0)
+    metrics_port: int = Field(0, ge=0, le=65535)
+
+    @property
+    def lease_renew_s(self) -> float:
+        return self.lease_ttl_s / 3
+
+
+def load_stream_settings(**flags: Any) -> StreamSettings:
+    """Flags (only those given) > DOCSYNC_STREAMS_* environment > defaults."""
+    try:
+        return StreamSettings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(
+            describe_validation_error(exc).replace("[DOCSYNC_", "[DOCSYNC_STREAMS_")
+        ) from exc
