@@ -15,6 +15,7 @@ EXPECTED = [
     ("table", LEASES),
     ("queue", DLQ),
     ("queue", QUEUE),
+    ("queue", "docsync-reconcile-tasks"),
     ("bucket-notifications", BUCKET),
 ]
 
