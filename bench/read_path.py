@@ -27,10 +27,10 @@ from _common import (
 
 from engine import keys
 from engine.documents import Document, parse_document
-from engine.sync import INLINE_BODY_LIMIT
 from engine.reader import Query
 from engine.sample import sample_documents
 from engine.store.cache import live_attributes, serialize
+from engine.sync import INLINE_BODY_LIMIT
 
 GET_OVERHEAD_TARGET = 0.15
 QUERY_CALLS_TARGET = 20.0

@@ -19,10 +19,10 @@ from _common import MOTO_CAVEAT, Harness, harness, median_ms, print_table, reads
 
 from engine import keys
 from engine.documents import Document, parse_document
-from engine.sync import INLINE_BODY_LIMIT
 from engine.sample import sample_documents
 from engine.store.cache import live_attributes, serialize
 from engine.store.objects import ObjectInfo
+from engine.sync import INLINE_BODY_LIMIT
 
 OVERHEAD_TARGET = 0.15
 VARIANTS = ("engine", "raw")

@@ -106,6 +106,9 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
         _purge(engine)
         out.print(f"delete {deleted.type} {deleted.id}: deleted={deleted.deleted}")
         drift = _reconcile_section(out, engine, piped[10:20])
+        from engine.streams.demo import stats_section
+
+        stats_section(out, engine)
         summary: dict[str, Any] = {
             "documents": count,
             "writes": len(piped),

@@ -225,6 +225,63 @@ class Infrastructure:
         )
         report.add("table", self.s.leases_table, self._created, "checkpoints and locks")
 
+    # -- Kinesis Data Streams destination (for the KCL consumer) -------------------------------
+
+    def enable_kinesis_destination(
+        self, report: InitReport | None = None, stream_name: str | None = None, shards: int = 1
+    ) -> InitReport:
+        """`docsync init --kinesis`: a Kinesis data stream (default `<table>-changes`) and the
+        cache table's Kinesis streaming destination into it, with millisecond timestamps.
+        Idempotent. Endpoints that do not implement the destination (moto) are reported."""
+        report = report or InitReport()
+        name = stream_name or f"{self.s.table}-changes"
+        kinesis = self.clients.client("kinesis")
+        try:
+            summary = kinesis.describe_stream_summary(StreamName=name)
+            report.add("kinesis-stream", name, "exists")
+        except ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            kinesis.create_stream(StreamName=name, ShardCount=shards)
+            if not self.s.dry_run:
+                kinesis.get_waiter("stream_exists").wait(StreamName=name)
+                kinesis.add_tags_to_stream(StreamName=name, Tags=self.s.tags)
+            report.add("kinesis-stream", name, self._created, f"{shards} shard(s)")
+            summary = {} if self.s.dry_run else kinesis.describe_stream_summary(StreamName=name)
+        arn = summary.get("StreamDescriptionSummary", {}).get(
+            "StreamARN", f"arn:aws:kinesis:{self.s.region}:000000000000:stream/{name}"
+        )
+        ddb = self.clients.dynamodb
+        try:
+            current = ddb.describe_kinesis_streaming_destination(TableName=self.s.table)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if self.s.endpoint_url and int(status) >= 500:
+                report.add(
+                    "table-kinesis-destination",
+                    name,
+                    "unsupported",
+                    f"{self.s.endpoint_url} does not implement Kinesis streaming destinations",
+                )
+                return report
+            raise
+        live = {"ACTIVE", "ENABLING", "UPDATING"}
+        if any(
+            d.get("StreamArn") == arn and d.get("DestinationStatus") in live
+            for d in current.get("KinesisDataStreamDestinations", [])
+        ):
+            report.add("table-kinesis-destination", name, "exists")
+            return report
+        ddb.enable_kinesis_streaming_destination(
+            TableName=self.s.table,
+            StreamArn=arn,
+            EnableKinesisStreamingConfiguration={
+                "ApproximateCreationDateTimePrecision": "MILLISECOND"
+            },
+        )
+        report.add("table-kinesis-destination", name, self._created, "timestamps in ms")
+        return report
+
     # -- SQS ----------------------------------------------------------------------------------
 
     def _queue(

@@ -6,7 +6,7 @@ long-running commands can serve this registry on `/metrics` (`--metrics-port`).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -30,6 +30,101 @@ SYNC_LAG_SECONDS = Histogram(
     "docsync_sync_lag_seconds",
     "S3 event time → cache updated, for applied events.",
     buckets=_LAG,
+    registry=REGISTRY,
+)
+
+
+# -- stream consumers (engine/streams): cluster-wide figures derived from the cache's stream --
+
+STREAM_RECORDS = Counter(
+    "docsync_stream_records",
+    "Stream records processed, by event (INSERT, MODIFY, REMOVE).",
+    ["event"],
+    registry=REGISTRY,
+)
+STREAM_DUPLICATES = Counter(
+    "docsync_stream_duplicate_records",
+    "Records delivered again (at-least-once) and not counted twice.",
+    registry=REGISTRY,
+)
+STREAM_MALFORMED = Counter(
+    "docsync_stream_malformed_records",
+    "Undecodable stream records, sent to the dead-letter path.",
+    registry=REGISTRY,
+)
+STREAM_ITERATOR_AGE = Gauge(
+    "docsync_stream_iterator_age_seconds",
+    "Age of the newest record of the last batch: how far behind the consumer is.",
+    registry=REGISTRY,
+)
+STREAM_TRIMMED = Counter(
+    "docsync_stream_trimmed",
+    "Times records were lost to the stream's retention (run a reconcile).",
+    registry=REGISTRY,
+)
+STREAM_LEASE_HELD = Gauge(
+    "docsync_stream_lease_held",
+    "1 while this local consumer holds the stream's lease, 0 on standby.",
+    registry=REGISTRY,
+)
+TTL_EXPIRIES = Counter(
+    "docsync_ttl_expiries",
+    "Cache entries removed by DynamoDB TTL, by type and state (live, deleted).",
+    ["type", "state"],
+    registry=REGISTRY,
+)
+CACHE_WRITES = Counter(
+    "docsync_cache_writes",
+    "Committed cache changes of every instance, by type and sync_source.",
+    ["type", "source"],
+    registry=REGISTRY,
+)
+CACHE_FILLS = Counter(
+    "docsync_cache_fills",
+    "Cache fills after a miss (backfills) of every instance, by type.",
+    ["type"],
+    registry=REGISTRY,
+)
+DOCUMENT_CHANGES = Counter(
+    "docsync_document_changes",
+    "Documents created, updated, deleted as the cache saw it, by type.",
+    ["type", "change"],
+    registry=REGISTRY,
+)
+STREAM_SYNC_LAG_SECONDS = Histogram(
+    "docsync_stream_sync_lag_seconds",
+    "S3 write (LastModified) → cache commit, for every change, by sync_source.",
+    ["source"],
+    buckets=_LAG,
+    registry=REGISTRY,
+)
+WRITE_COMMIT_SECONDS = Histogram(
+    "docsync_write_commit_seconds",
+    "Write pipeline: intent → commit of every instance's writes.",
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+CLUSTER_READS = Counter(
+    "docsync_cluster_reads",
+    "Gets of every instance (their flushed read metrics), by cache outcome.",
+    ["cache"],
+    registry=REGISTRY,
+)
+CLUSTER_HIT_RATIO = Gauge(
+    "docsync_cluster_hit_ratio",
+    "hits / (hits + misses) of every instance, since this consumer started.",
+    registry=REGISTRY,
+)
+CLUSTER_READ_LATENCY = Gauge(
+    "docsync_cluster_read_latency_seconds",
+    "Get latency percentiles of every instance, from flushed histogram buckets.",
+    ["quantile"],
+    registry=REGISTRY,
+)
+METRICS_FLUSHES = Counter(
+    "docsync_metrics_flushes",
+    "Flushes of this process's read metrics to the cache table, by result.",
+    ["result"],
     registry=REGISTRY,
 )
 

@@ -130,12 +130,6 @@ class ReadStats:
             self._taken = totals
             return delta
 
-    def untake(self, delta: ReadStats.Delta) -> None:
-        """Give a delta back (its flush failed): the next take includes it again."""
-        with self._lock:
-            if self._taken is not None:
-                self._taken = self._taken - delta
-
 
 @dataclass(frozen=True, slots=True)
 class ReadResult:

@@ -37,8 +37,8 @@ def plan(prefixes: dict[str, str], per_type: int) -> list[Shard]:
     """`per_type` shards per prefix, each an equal slice of the id characters."""
     shards = []
     per_type = max(1, min(per_type, len(ID_CHARS)))
-    size = -(-len(ID_CHARS) // per_type)
-    slices = [ID_CHARS[i : i + size] for i in range(0, len(ID_CHARS), size)]
+    bounds = [n * len(ID_CHARS) // per_type for n in range(per_type + 1)]
+    slices = [ID_CHARS[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
     for type_name, prefix in prefixes.items():
         for n, chars in enumerate(slices):
             first = None if n == 0 else chars[0]

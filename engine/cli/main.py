@@ -114,11 +114,17 @@ def cli() -> None:
 
 
 @cli.command("init")
+@click.option(
+    "--kinesis", is_flag=True, help="Also a Kinesis data stream destination, for the KCL consumer."
+)
 @common(mutating=True)
 @_run
-def init_cmd(settings: Settings, fmt: str) -> None:
-    """Create bucket, cache and leases tables, queue + DLQ, notifications (idempotent)."""
-    report = Infrastructure(settings, Engine.build(settings).clients).init()
+def init_cmd(settings: Settings, fmt: str, kinesis: bool) -> None:
+    """Create bucket, cache and leases tables, queues, notifications (idempotent)."""
+    infra = Infrastructure(settings, Engine.build(settings).clients)
+    report = infra.init()
+    if kinesis:
+        infra.enable_kinesis_destination(report)
 
     def text(data: dict[str, Any]) -> None:
         rows = [[r["kind"], r["name"], r["status"], r.get("detail", "")] for r in data["resources"]]
@@ -442,6 +448,9 @@ def listen_cmd(
 
 
 def main() -> None:
-    from engine.cli import reconcile_cmd  # noqa: F401  (registers its commands)
+    from engine.cli import (
+        reconcile_cmd,  # noqa: F401  (registers its commands)
+        streams_cmds,  # noqa: F401  (registers `consume`, `stats`)
+    )
 
     cli(prog_name="docsync")

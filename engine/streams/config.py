@@ -33,7 +33,7 @@ class StreamSettings(BaseSettings):
     idle_wait_s: float = Field(1.0, ge=0)
     shard_refresh_s: float = Field(60.0, gt=0)
     get_records_limit: int = Field(1000, ge=1, le=1000)
-    dedupe_capacity: int = Field(100_000, ge=0)
+    dedupe_capacity: int = Field(20_000, ge=0)  # ~7 MB; a Lambda batch is ≤ 10,000
     metrics_port: int = Field(0, ge=0, le=65535)
 
     @property

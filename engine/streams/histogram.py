@@ -55,7 +55,9 @@ class Histogram:
         self.peak = max(self.peak, value)
 
     def quantile(self, q: float) -> float | None:
-        return quantile(self.bounds, self.counts, q)
+        """Interpolated inside its bucket, never above the largest value observed."""
+        value = quantile(self.bounds, self.counts, q)
+        return None if value is None else min(value, self.peak)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,5 +86,5 @@ class Histogram:
     def from_dict(cls, bounds: tuple[float, ...], data: dict[str, Any]) -> Histogram:
         counts = [int(c) for c in data.get("buckets", [])]
         if len(counts) != len(bounds) + 1:
-            counts = [0] * (len(bounds) + 1)
+            raise ValueError(f"{len(counts)} buckets, expected {len(bounds) + 1}")
         return cls(bounds, counts, float(data.get("sum", 0.0)), float(data.get("max", 0.0)))

@@ -1,0 +1,29 @@
+"""Stream consumers: every change of the cache flows through its DynamoDB stream (or the
+table's Kinesis destination) into the figures an operator watches and into analytics.
+
+    records.py    decode stream / Lambda / Kinesis records into frozen ChangeRecords
+    core.py       the pure processing shared by every driver (idempotent per sequence number)
+    analytics.py  tumbling windows per type, customer, status; rows that add up
+    histogram.py  fixed-bucket histograms (they add up, and still give percentiles)
+    flush.py      the read path's hit/miss flush into reserved metrics items of the cache table
+    shards.py     shard lineage: parents before children
+    leases.py     the local consumer's lease and checkpoints (leases table)
+    consumer.py   `docsync consume`: one active consumer per stream, standby takeover
+    lambda_handler.py   DynamoDB stream (and Kinesis) batches, partial batch responses, EMF
+    kcl.py        KCL 3 record processor for the Kinesis destination (multilang.py: protocol)
+    sinks.py      analytics rows and dead letters: S3 (reserved prefix) or a local directory
+    exporters.py  Prometheus and CloudWatch EMF
+    stats.py      `docsync stats`; demo.py: the demo's closing section
+    config.py     DOCSYNC_STREAMS_* settings
+
+Prometheus metrics (engine/metrics.py): docsync_stream_records_total{event},
+docsync_stream_duplicate_records_total, docsync_stream_malformed_records_total,
+docsync_stream_iterator_age_seconds, docsync_stream_trimmed_total, docsync_stream_lease_held,
+docsync_ttl_expiries_total{type,state}, docsync_cache_writes_total{type,source},
+docsync_cache_fills_total{type}, docsync_document_changes_total{type,change},
+docsync_stream_sync_lag_seconds{source}, docsync_write_commit_seconds,
+docsync_cluster_reads_total{cache}, docsync_cluster_hit_ratio,
+docsync_cluster_read_latency_seconds{quantile}, docsync_metrics_flushes_total{result}.
+"""
+
+from __future__ import annotations

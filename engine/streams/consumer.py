@@ -1,0 +1,427 @@
+"""`docsync consume`: the local consumer of the cache table's DynamoDB stream.
+
+One active consumer per stream (a lease in the leases table; others wait on standby and take
+over once it expires). It discovers shards, reads parents before their children, resumes each
+shard after its checkpoint (TRIM_HORIZON the first time), finishes closed shards, gets a new
+iterator when one expires, and reports data lost to the 24-hour retention (a reconcile is then
+needed). At every checkpoint it first stores the analytics rows and dead letters, then the
+sequence numbers (flush, then checkpoint): nothing is lost, and nothing is counted twice unless
+the process dies between the two. Scale-out beyond one process is Lambda's or KCL's job.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from loguru import logger
+
+from engine import metrics
+from engine.aws import AwsClients
+from engine.exceptions import StoreError
+from engine.settings import Settings
+from engine.store.errors import error_code
+from engine.streams.config import StreamSettings
+from engine.streams.core import StreamProcessor
+from engine.streams.exceptions import (
+    LeaseLostError,
+    MalformedRecordError,
+    StreamNotFoundError,
+    StreamsError,
+)
+from engine.streams.exporters import iterator_age_s, to_prometheus
+from engine.streams.leases import Checkpoint, Checkpoints, ConsumerLease, read_lease
+from engine.streams.records import ChangeRecord, from_stream
+from engine.streams.shards import Shard, parse_shards, ready
+from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, build_sink
+
+RETENTION_S = 24 * 3600
+
+
+@dataclass
+class ShardState:
+    shard: Shard
+    position: str | None = None  # last sequence number processed (in memory)
+    saved: Checkpoint = field(default_factory=Checkpoint)  # what the leases table holds
+    finished: bool = False
+    iterator: str | None = None
+    empty_reads: int = 0  # consecutive empty GetRecords: caught up
+    age_s: float = 0.0
+
+
+@dataclass
+class ConsumeSummary:
+    role: str = "standby"
+    stream_arn: str | None = None
+    shards: int = 0
+    get_records: int = 0
+    malformed: int = 0
+    trimmed: int = 0
+    expired_iterators: int = 0
+    checkpoints: int = 0
+    rows_emitted: int = 0
+    takeovers: int = 0
+    dry_run: bool = False
+    core: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.core)
+        out.update(
+            role=self.role,
+            stream_arn=self.stream_arn,
+            shards=self.shards,
+            get_records=self.get_records,
+            malformed=self.malformed,
+            trimmed=self.trimmed,
+            expired_iterators=self.expired_iterators,
+            checkpoints=self.checkpoints,
+            rows_emitted=self.rows_emitted,
+            takeovers=self.takeovers,
+        )
+        if self.dry_run:
+            out["dry_run"] = True
+        if self.trimmed:
+            out["action"] = "records were lost to the stream's retention: run `docsync reconcile`"
+        return out
+
+
+class LocalConsumer:
+    def __init__(
+        self,
+        settings: Settings,
+        config: StreamSettings,
+        clients: AwsClients,
+        *,
+        streams_client: Any | None = None,
+        sink: RowSink | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.ddb = clients.dynamodb
+        self.streams = streams_client or clients.client("dynamodbstreams")
+        self.sink = sink or build_sink(settings, config, clients, producer="consumer")
+        self.core = StreamProcessor(
+            table=settings.table, window_s=config.window_s, dedupe_capacity=config.dedupe_capacity
+        )
+        self.owner = owner
+        self.stop = threading.Event()
+        self.summary = ConsumeSummary(dry_run=settings.dry_run)
+        self._dead: list[dict[str, Any]] = []
+        self._states: dict[str, ShardState] = {}
+        self._lost = threading.Event()
+        self._last_checkpoint_at: float | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def stream_arn(self) -> str:
+        try:
+            table = self.ddb.describe_table(TableName=self.settings.table)["Table"]
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"describe table {self.settings.table}: {exc}") from exc
+        arn = table.get("LatestStreamArn")
+        if not arn or not table.get("StreamSpecification", {}).get("StreamEnabled", False):
+            raise StreamNotFoundError(
+                f"table {self.settings.table} has no stream: run `docsync init`"
+            )
+        return arn
+
+    def run(self, drain: bool = False) -> ConsumeSummary:
+        """Until `stop` is set; with `drain`, until every shard is read to its end or tip."""
+        with logger.contextualize(dry_run=self.settings.dry_run):
+            return self._run(drain)
+
+    def _run(self, drain: bool) -> ConsumeSummary:
+        arn = self.stream_arn()
+        self.summary.stream_arn = arn
+        lease = ConsumerLease(
+            self.ddb, self.settings.leases_table, arn, self.config.lease_ttl_s, self.owner
+        )
+        log = logger.bind(op="consume", owner=lease.owner)
+        try:
+            while not self.stop.is_set():
+                if not self._wait_for_lease(lease, arn, drain):
+                    break
+                self.summary.role = "active"
+                self.summary.takeovers += 1
+                metrics.STREAM_LEASE_HELD.set(1)
+                log.info("lease acquired: consuming {}", arn)
+                heartbeat = threading.Thread(
+                    target=self._heartbeat, args=(lease,), name="lease-heartbeat", daemon=True
+                )
+                self._lost.clear()
+                heartbeat.start()
+                try:
+                    self._consume(arn, lease, drain)
+                    break
+                except LeaseLostError as exc:
+                    log.error("lease lost, back to standby: {}", exc)
+                    self.core.discard_pending()
+                    self._dead.clear()
+                    self._states.clear()  # its successor moved the checkpoints on
+                    self.summary.role = "standby"
+                finally:
+                    self._lost.set()
+                    heartbeat.join(timeout=5)
+                    metrics.STREAM_LEASE_HELD.set(0)
+        finally:
+            if self.summary.role == "active":
+                lease.release(self._status())
+        self.summary.core = self.core.summary()
+        return self.summary
+
+    def _wait_for_lease(self, lease: ConsumerLease, arn: str, drain: bool) -> bool:
+        deadline = time.monotonic() + 2 * self.config.lease_ttl_s + 1
+        announced = False
+        while not self.stop.is_set():
+            previous = read_lease(self.ddb, self.settings.leases_table, arn) or {}
+            if lease.try_acquire(self._status()):
+                # Our status replaces the last holder's: keep when it last checkpointed.
+                last = (previous.get("status") or {}).get("checkpointed_at")
+                if isinstance(last, int | float) and self._last_checkpoint_at is None:
+                    self._last_checkpoint_at = float(last)
+                return True
+            if not announced:
+                logger.bind(op="consume", owner=lease.owner, holder=previous.get("owner")).info(
+                    "standby: another consumer holds the lease"
+                )
+                announced = True
+            if drain and time.monotonic() > deadline:
+                holder = (read_lease(self.ddb, lease.table, arn) or {}).get("owner")
+                raise StreamsError(
+                    f"another consumer ({holder}) holds the stream's lease: nothing to drain here"
+                )
+            self.stop.wait(self.config.lease_renew_s)
+        return False
+
+    def _heartbeat(self, lease: ConsumerLease) -> None:
+        with logger.contextualize(dry_run=self.settings.dry_run):
+            self._renew(lease)
+
+    def _renew(self, lease: ConsumerLease) -> None:
+        last_ok = time.monotonic()
+        while not self._lost.wait(self.config.lease_renew_s):
+            try:
+                if not lease.try_acquire(self._status()):
+                    self._lost.set()
+                    return
+                last_ok = time.monotonic()
+            except Exception as exc:  # keep trying until the lease would have expired
+                logger.bind(op="consume.lease").warning("renewal failed: {}", exc)
+                if time.monotonic() - last_ok > self.config.lease_ttl_s:
+                    self._lost.set()
+                    return
+
+    def _status(self) -> dict[str, Any]:
+        states = list(self._states.values())  # the heartbeat thread reads while we run
+        ages = [s.age_s for s in states if not s.finished]
+        return {
+            "records": self.core.totals["records"],
+            "iterator_age_s": max(ages) if ages else None,
+            "shards": len(states),
+            "trimmed": self.summary.trimmed,
+            "malformed": self.summary.malformed,
+            "checkpointed_at": self._last_checkpoint_at,
+            "cluster": self.core.cluster.as_dict(),
+        }
+
+    # -- the active loop ----------------------------------------------------------------------
+
+    def _consume(self, arn: str, lease: ConsumerLease, drain: bool) -> None:
+        checkpoints = Checkpoints(self.ddb, self.settings.leases_table, arn)
+        self._check_retention(arn)
+        self._refresh(arn, checkpoints)
+        last_checkpoint = last_refresh = time.monotonic()
+        while not self.stop.is_set():
+            if self._lost.is_set():
+                raise LeaseLostError("the lease could not be renewed")
+            finished = {sid for sid, st in self._states.items() if st.finished}
+            shards = [st.shard for st in self._states.values()]
+            now_ready = ready(shards, finished)
+            progressed = False
+            for shard in now_ready:
+                if self.stop.is_set():
+                    break
+                state = self._states[shard.shard_id]
+                progressed |= self._read(arn, state) > 0
+                if state.finished:  # children may start: store this shard's end first
+                    self._checkpoint(checkpoints, lease)
+                    last_checkpoint = time.monotonic()
+                    self._refresh(arn, checkpoints)
+                    progressed = True
+            metrics.STREAM_ITERATOR_AGE.set(max([s.age_s for s in self._states.values()] or [0]))
+            if time.monotonic() - last_checkpoint >= self.config.checkpoint_interval_s:
+                self._checkpoint(checkpoints, lease)
+                last_checkpoint = time.monotonic()
+            if time.monotonic() - last_refresh >= self.config.shard_refresh_s:
+                self._refresh(arn, checkpoints)
+                last_refresh = time.monotonic()
+            if drain and all(self._states[s.shard_id].empty_reads >= 2 for s in now_ready):
+                break
+            if not progressed and not drain:
+                self.stop.wait(self.config.idle_wait_s)
+        self._checkpoint(checkpoints, lease)
+
+    def _check_retention(self, arn: str) -> None:
+        """A consumer that stopped checkpointing more than 24 h ago has lost records."""
+        last = self._last_checkpoint_at
+        if last is not None and time.time() - last > RETENTION_S:
+            self._trimmed(
+                arn, "*", f"the last checkpoint is {(time.time() - last) / 3600:.0f} h old"
+            )
+
+    def _refresh(self, arn: str, checkpoints: Checkpoints) -> None:
+        shards = self._describe(arn)
+        new = [s for s in shards if s.shard_id not in self._states]
+        if not new:
+            return
+        known = {s.shard_id for s in shards}
+        parents = {s.parent_id for s in new if s.parent_id and s.parent_id not in known}
+        saved = checkpoints.load([s.shard_id for s in new] + sorted(parents))
+        for parent in sorted(parents):
+            cp = saved.get(parent)
+            if cp is not None and not cp.finished:
+                self._trimmed(arn, parent, "a shard we had not finished is gone from the stream")
+        for shard in new:
+            cp = saved.get(shard.shard_id, Checkpoint())
+            self._states[shard.shard_id] = ShardState(
+                shard, position=cp.sequence, saved=cp, finished=cp.finished
+            )
+        self.summary.shards = len(self._states)
+
+    def _describe(self, arn: str) -> list[Shard]:
+        raw: list[dict[str, Any]] = []
+        start: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"StreamArn": arn}
+            if start:
+                kwargs["ExclusiveStartShardId"] = start
+            try:
+                description = self.streams.describe_stream(**kwargs)["StreamDescription"]
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreError(f"describe stream: {exc}") from exc
+            raw.extend(description.get("Shards", []))
+            start = description.get("LastEvaluatedShardId")
+            if not start:
+                return parse_shards(raw)
+
+    def _iterator(self, arn: str, state: ShardState) -> str | None:
+        kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": state.shard.shard_id}
+        if state.position:
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=state.position)
+        else:
+            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
+        try:
+            return str(self.streams.get_shard_iterator(**kwargs)["ShardIterator"])
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "TrimmedDataAccessException" and state.position:
+                self._trimmed(arn, state.shard.shard_id, f"sequence {state.position} was trimmed")
+                state.position = None
+                return self._iterator(arn, state)
+            if code == "ResourceNotFoundException":  # the shard itself has been trimmed
+                self._trimmed(arn, state.shard.shard_id, "the shard is gone")
+                state.finished = True
+                return None
+            raise StoreError(f"get shard iterator: {exc}") from exc
+
+    def _read(self, arn: str, state: ShardState) -> int:
+        if state.iterator is None:
+            state.iterator = self._iterator(arn, state)
+            if state.iterator is None:
+                return 0
+        try:
+            response = self.streams.get_records(
+                ShardIterator=state.iterator, Limit=self.config.get_records_limit
+            )
+        except ClientError as exc:
+            code = error_code(exc)
+            state.iterator = None
+            if code == "ExpiredIteratorException":  # iterators live 15 minutes
+                self.summary.expired_iterators += 1
+                return 0
+            if code == "TrimmedDataAccessException":
+                self._trimmed(arn, state.shard.shard_id, "records were trimmed while reading")
+                state.position = None
+                return 0
+            raise StoreError(f"get records: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"get records: {exc}") from exc
+        self.summary.get_records += 1
+        raw_records = response.get("Records", [])
+        records = self._decode(arn, state.shard.shard_id, raw_records)
+        derived = self.core.process(records)
+        to_prometheus(derived, self.core.cluster)
+        for raw in reversed(raw_records):
+            seq = raw.get("dynamodb", {}).get("SequenceNumber")
+            if isinstance(seq, str):
+                state.position = seq
+                break
+        state.empty_reads = 0 if raw_records else state.empty_reads + 1
+        state.age_s = iterator_age_s(derived) or 0.0
+        if state.age_s > RETENTION_S * 0.8:
+            logger.bind(op="consume", shard=state.shard.shard_id, age_s=state.age_s).warning(
+                "falling behind: records near the stream's 24 h retention"
+            )
+        state.iterator = response.get("NextShardIterator")
+        if state.iterator is None:
+            state.finished = True
+            logger.bind(op="consume", shard=state.shard.shard_id).info("shard finished")
+        return len(raw_records)
+
+    def _decode(self, arn: str, shard_id: str, raw: list[dict[str, Any]]) -> list[ChangeRecord]:
+        records = []
+        source = f"{arn}/{shard_id}"
+        for item in raw:
+            try:
+                records.append(from_stream(item, source))
+            except MalformedRecordError as exc:
+                self.summary.malformed += 1
+                metrics.STREAM_MALFORMED.inc()
+                logger.bind(op="consume", shard=shard_id).warning("malformed record: {}", exc)
+                self._dead.append(
+                    {"reason": str(exc), "source": source, "record": item, "driver": "consumer"}
+                )
+        return records
+
+    def _trimmed(self, arn: str, shard_id: str, why: str) -> None:
+        self.summary.trimmed += 1
+        metrics.STREAM_TRIMMED.inc()
+        logger.bind(op="consume", stream=arn, shard=shard_id).error(
+            "records lost to the stream's 24 h retention ({}): run `docsync reconcile`", why
+        )
+
+    def _checkpoint(self, checkpoints: Checkpoints, lease: ConsumerLease) -> None:
+        rows, dead = self.core.take_rows(), list(self._dead)
+        try:
+            self.sink.write(ANALYTICS, rows)
+            if dead:
+                self.sink.write(DEAD_LETTER, dead)
+        except Exception as exc:  # keep everything; no checkpoint until the rows are stored
+            self.core.restore_rows(rows)
+            logger.bind(op="consume.checkpoint").error("analytics not stored, will retry: {}", exc)
+            return
+        self._dead.clear()
+        self.summary.rows_emitted += len(rows)
+        updates = {
+            sid: Checkpoint(st.position, st.finished)
+            for sid, st in self._states.items()
+            if Checkpoint(st.position, st.finished) != st.saved
+        }
+        if updates:
+            checkpoints.save(updates, lease)
+            for sid, cp in updates.items():
+                self._states[sid].saved = cp
+            self.summary.checkpoints += 1
+        self._last_checkpoint_at = time.time()
+        logger.bind(
+            op="consume.checkpoint",
+            rows=len(rows),
+            shards=len(updates),
+            records=self.core.totals["records"],
+            at=datetime.now(UTC).isoformat(),
+        ).debug("checkpoint")

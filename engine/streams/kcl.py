@@ -1,0 +1,202 @@
+"""KCL 3 record processor for the table's Kinesis Data Streams destination, run by the KCL
+MultiLangDaemon (`executableName = python3 -m engine.streams.kcl`, config/kcl.properties).
+
+`DocsyncRecordProcessor` implements amazon-kclpy's v3 `RecordProcessorBase` (initialize,
+process_records with periodic checkpoints, lease_lost, shard_ended with its mandatory
+checkpoint, shutdown_requested with a checkpoint) over the shared processing core. Each
+checkpoint first stores the analytics rows, then asks the daemon to checkpoint.
+
+amazon-kclpy is optional (`pip install docsync[kcl]`; its build downloads jars): when it is
+missing, engine/streams/multilang.py speaks the daemon's protocol instead. Logs go to stderr:
+stdout belongs to the protocol.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+
+from engine import metrics
+from engine.streams.core import StreamProcessor
+from engine.streams.exceptions import MalformedRecordError
+from engine.streams.exporters import to_prometheus
+from engine.streams.records import ChangeRecord, from_kinesis, sequence_int
+from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink
+
+RETRYABLE = {"ThrottlingException", "KinesisClientLibDependencyException"}
+
+
+def _kclpy_base() -> type:
+    try:
+        from amazon_kclpy.v3.processor import RecordProcessorBase  # type: ignore[import-not-found]
+    except ImportError:
+        return object
+    base: type = RecordProcessorBase
+    return base
+
+
+_ProcessorBase: Any = _kclpy_base()
+
+
+# -- the processor ----------------------------------------------------------------------------
+
+
+class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
+    """One per shard (the daemon starts one process per shard lease)."""
+
+    version = 3
+
+    def __init__(
+        self,
+        core: StreamProcessor,
+        sink: RowSink,
+        *,
+        checkpoint_interval_s: float = 60.0,
+        retries: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.core = core
+        self.sink = sink
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.retries = retries
+        self._sleep = sleep
+        self._clock = clock
+        self.shard_id = ""
+        self._largest: tuple[str, int | None] | None = None  # processed, not checkpointed
+        self._last_checkpoint = clock()
+        self._dead: list[dict[str, Any]] = []
+        self.checkpoints: list[tuple[str | None, int | None]] = []  # what was confirmed
+        self.lost = False
+
+    def initialize(self, initialize_input: Any) -> None:
+        self.shard_id = str(initialize_input.shard_id)
+        self._last_checkpoint = self._clock()
+        logger.bind(op="kcl.initialize", shard=self.shard_id).info(
+            "resuming after {}", initialize_input.sequence_number
+        )
+
+    def process_records(self, process_records_input: Any) -> None:
+        records: list[ChangeRecord] = []
+        source = f"kinesis:{self.shard_id}"
+        for record in process_records_input.records:
+            sub = record.sub_sequence_number
+            try:
+                records.append(
+                    from_kinesis(
+                        record.binary_data,
+                        sequence=record.sequence_number,
+                        source=source,
+                        sub_sequence=sub,
+                    )
+                )
+            except (MalformedRecordError, ValueError) as exc:
+                metrics.STREAM_MALFORMED.inc()
+                logger.bind(op="kcl.record", seq=record.sequence_number).warning(
+                    "malformed: {}", exc
+                )
+                self._dead.append(
+                    {
+                        "reason": str(exc),
+                        "source": source,
+                        "sequence": record.sequence_number,
+                        "data": record.data,
+                        "driver": "kcl",
+                    }
+                )
+            if self._largest is None or sequence_int(record.sequence_number) >= sequence_int(
+                self._largest[0]
+            ):
+                self._largest = (record.sequence_number, sub)
+        derived = self.core.process(records)
+        to_prometheus(derived, self.core.cluster)
+        behind = process_records_input.millis_behind_latest
+        if behind is not None:
+            metrics.STREAM_ITERATOR_AGE.set(int(behind) / 1000)
+        if self._clock() - self._last_checkpoint >= self.checkpoint_interval_s:
+            self._checkpoint(process_records_input.checkpointer, at_largest=True)
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        """Another worker owns the shard now and replays from the last checkpoint."""
+        self.lost = True
+        self.core.discard_pending()
+        self._dead.clear()
+        self._largest = None
+        logger.bind(op="kcl.lease_lost", shard=self.shard_id).warning("lease lost")
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        """Mandatory: checkpoint at the end, or the children never start."""
+        self._checkpoint(shard_ended_input.checkpointer, at_largest=False)
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        self._checkpoint(shutdown_requested_input.checkpointer, at_largest=True)
+
+    def _checkpoint(self, checkpointer: Any, *, at_largest: bool) -> bool:
+        rows, dead = self.core.take_rows(), list(self._dead)
+        try:
+            self.sink.write(ANALYTICS, rows)
+            if dead:
+                self.sink.write(DEAD_LETTER, dead)
+        except Exception as exc:  # no checkpoint before the rows are stored
+            self.core.restore_rows(rows)
+            logger.bind(op="kcl.checkpoint").error("rows not stored, no checkpoint: {}", exc)
+            return False
+        self._dead.clear()
+        seq, sub = self._largest if (at_largest and self._largest) else (None, None)
+        for attempt in range(1, self.retries + 1):
+            try:
+                checkpointer.checkpoint(seq, sub)
+            except Exception as exc:
+                name = str(getattr(exc, "value", type(exc).__name__))
+                if name in RETRYABLE and attempt < self.retries:
+                    self._sleep(min(2.0**attempt * 0.1, 5.0))
+                    continue
+                logger.bind(op="kcl.checkpoint", shard=self.shard_id, error=name).error(
+                    "checkpoint refused: {}", exc
+                )
+                return False
+            self.checkpoints.append((seq, sub))
+            self._largest = None  # everything delivered so far is confirmed
+            self._last_checkpoint = self._clock()
+            return True
+        return False
+
+
+def main() -> None:
+    """Entry point for the MultiLangDaemon (`python3 -m engine.streams.kcl`)."""
+    from engine.aws import AwsClients
+    from engine.logs import configure_logging
+    from engine.settings import load_settings
+    from engine.streams.config import load_stream_settings
+    from engine.streams.sinks import build_sink
+
+    settings = load_settings()
+    configure_logging("json", settings.log_level, stream=sys.stderr)
+    config = load_stream_settings()
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    clients = AwsClients(settings)
+    core = StreamProcessor(
+        table=settings.table, window_s=config.window_s, dedupe_capacity=config.dedupe_capacity
+    )
+    processor = DocsyncRecordProcessor(
+        core,
+        build_sink(settings, config, clients, producer="kcl"),
+        checkpoint_interval_s=config.checkpoint_interval_s,
+    )
+    try:
+        from amazon_kclpy import kcl  # type: ignore[import-not-found]
+    except ImportError:
+        from engine.streams.multilang import MultiLangProcess
+
+        MultiLangProcess(processor).run()
+    else:
+        kcl.KCLProcess(processor).run()
+
+
+if __name__ == "__main__":
+    main()

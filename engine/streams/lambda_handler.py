@@ -1,0 +1,160 @@
+"""AWS Lambda handlers for the stream consumers: DynamoDB stream batches (`stream_handler`)
+and, for the table's Kinesis Data Streams destination, Kinesis batches (`kinesis_handler`).
+
+Event source mappings need `FunctionResponseTypes: [ReportBatchItemFailures]`. A stream is
+ordered, so after the first failed record the rest of the batch is left alone, and the
+response names only that record's sequence number: Lambda resumes there. Undecodable records
+are dead-lettered (S3, reserved prefix) and do not stop the shard. Analytics rows of the batch
+are stored before the handler returns; if they cannot be, the whole batch is reported failed
+(and this container, having seen its records, emits the kept rows with the retry). Metrics go
+out as CloudWatch EMF lines. Settings come from DOCSYNC_* / DOCSYNC_STREAMS_* variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.metrics import Metrics, MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from loguru import logger
+
+from engine.aws import AwsClients, CallCounter
+from engine.logs import configure_logging
+from engine.settings import Settings, load_settings
+from engine.streams.config import StreamSettings, load_stream_settings
+from engine.streams.core import Derived, StreamProcessor
+from engine.streams.exceptions import MalformedRecordError
+from engine.streams.exporters import to_emf
+from engine.streams.records import (
+    ChangeRecord,
+    from_kinesis_lambda,
+    from_stream,
+    sequence_int,
+)
+from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, build_sink
+
+metrics = Metrics(namespace="docsync", service="streams")
+
+
+class SkippedAfterFailureError(Exception):
+    """A record after a failed one: Lambda resumes from the failure, so it waits till then."""
+
+
+@dataclass
+class Runtime:
+    """What survives between invocations of one container."""
+
+    settings: Settings
+    core: StreamProcessor
+    sink: RowSink
+
+
+_runtime: Runtime | None = None
+
+
+def build_runtime(
+    settings: Settings, config: StreamSettings, counter: CallCounter | None = None
+) -> Runtime:
+    clients = AwsClients(settings, counter)
+    core = StreamProcessor(
+        table=settings.table, window_s=config.window_s, dedupe_capacity=config.dedupe_capacity
+    )
+    return Runtime(settings, core, build_sink(settings, config, clients, producer="lambda"))
+
+
+def runtime() -> Runtime:
+    global _runtime  # noqa: PLW0603 - one runtime per Lambda container, built on first use
+    if _runtime is None:
+        settings = load_settings()
+        configure_logging("json", settings.log_level)
+        _runtime = build_runtime(settings, load_stream_settings())
+    return _runtime
+
+
+def use_runtime(value: Runtime | None) -> None:
+    """For tests: a given runtime, or None to build one from the environment again."""
+    global _runtime  # noqa: PLW0603
+    _runtime = value
+
+
+def _handle(
+    event: dict[str, Any],
+    context: Any,
+    event_type: EventType,
+    decode: Callable[[Mapping[str, Any]], ChangeRecord],
+    identifier: Callable[[Mapping[str, Any]], str],
+) -> dict[str, Any]:
+    rt = runtime()
+    batch = Derived()
+    dead: list[dict[str, Any]] = []
+    failed: list[bool] = []
+
+    def record_handler(record: Any) -> None:
+        if failed:
+            raise SkippedAfterFailureError(identifier(record.raw_event))
+        raw = record.raw_event
+        try:
+            change = decode(raw)
+        except MalformedRecordError as exc:
+            logger.bind(op="streams.lambda", record=identifier(raw)).warning("malformed: {}", exc)
+            dead.append({"reason": str(exc), "record": raw, "driver": "lambda"})
+            return
+        try:
+            batch.merge(rt.core.process([change]))
+        except Exception:
+            failed.append(True)
+            raise
+
+    records = event.get("Records", [])
+    try:
+        processor = BatchProcessor(event_type=event_type, raise_on_entire_batch_failure=False)
+        response: Any = process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+        reported: list[dict[str, str]] = response.get("batchItemFailures") or []
+        failures = [f["itemIdentifier"] for f in reported]
+        rows = rt.core.take_rows()
+        try:
+            rt.sink.write(ANALYTICS, rows)
+            if dead:
+                rt.sink.write(DEAD_LETTER, dead)
+        except Exception as exc:
+            rt.core.restore_rows(rows)
+            logger.bind(op="streams.lambda").error("rows not stored; batch retried: {}", exc)
+            failures = [identifier(r) for r in records[:1]]
+        to_emf(metrics, batch)
+        metrics.add_metric(name="stream_malformed", unit=MetricUnit.Count, value=len(dead))
+        metrics.add_metric(name="stream_failed", unit=MetricUnit.Count, value=len(failures))
+        first = min(failures, key=sequence_int) if failures else None
+        logger.bind(
+            op="streams.lambda", records=len(records), counted=batch.records, failed_from=first
+        ).info("batch done")
+        return {"batchItemFailures": [{"itemIdentifier": first}] if first else []}
+    finally:
+        metrics.flush_metrics()
+
+
+def _ddb_sequence(raw: Mapping[str, Any]) -> str:
+    return str(raw.get("dynamodb", {}).get("SequenceNumber", ""))
+
+
+def _kinesis_sequence(raw: Mapping[str, Any]) -> str:
+    return str(raw.get("kinesis", {}).get("sequenceNumber", ""))
+
+
+def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """DynamoDB stream event source mapping on the cache table."""
+    return _handle(event, context, EventType.DynamoDBStreams, from_stream, _ddb_sequence)
+
+
+def kinesis_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Kinesis event source mapping on the table's Kinesis Data Streams destination."""
+    return _handle(
+        event, context, EventType.KinesisDataStreams, from_kinesis_lambda, _kinesis_sequence
+    )

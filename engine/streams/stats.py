@@ -1,0 +1,232 @@
+"""`docsync stats`: the figures an operator watches, gathered from where they are kept.
+
+- hit/miss and read latency: the reserved metrics items of the cache table (every instance's
+  flushes), read by key for each window of the range (BatchGetItem, no scan);
+- sync lag, TTL expiries, fills, writes by source, changes and status transitions: the
+  analytics rows (S3 under the reserved prefix, or the local directory), merged;
+- iterator age and the consumer's state: the consumer's lease item in the leases table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+from rich.table import Table
+
+from engine.aws import AwsClients
+from engine.exceptions import StoreError
+from engine.reader import ReadStats
+from engine.settings import Settings
+from engine.streams.analytics import TypeWindow, merge_rows
+from engine.streams.config import StreamSettings
+from engine.streams.core import ClusterReads
+from engine.streams.flush import delta_of_image, metrics_pk, window_start
+from engine.streams.histogram import LAG_BOUNDS_S, Histogram
+from engine.streams.leases import read_lease
+from engine.streams.records import plain
+from engine.streams.sinks import ANALYTICS, build_sink
+
+_de = TypeDeserializer()
+
+
+def read_metrics(
+    clients: AwsClients, table: str, window_s: int, since: datetime, until: datetime
+) -> ReadStats.Delta:
+    """The sum of every metrics item whose window starts in [since, until]."""
+    first = window_start(since.timestamp(), window_s)
+    keys = [
+        {"pk": {"S": metrics_pk(w)}} for w in range(first, int(until.timestamp()) + 1, window_s)
+    ]
+    total = delta_of_image(None)
+    ddb = clients.dynamodb
+    while keys:
+        chunk, keys = keys[:100], keys[100:]
+        request: Any = {table: {"Keys": chunk, "ConsistentRead": True}}
+        while request:
+            try:
+                response = ddb.batch_get_item(RequestItems=request)
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreError(f"read metrics items: {exc}") from exc
+            for raw in response.get("Responses", {}).get(table, []):
+                item = {k: plain(_de.deserialize(v)) for k, v in raw.items()}
+                total = total + delta_of_image(item)
+            request = response.get("UnprocessedKeys") or {}
+    return total
+
+
+def consumer_state(clients: AwsClients, settings: Settings) -> dict[str, Any] | None:
+    try:
+        table = clients.dynamodb.describe_table(TableName=settings.table)["Table"]
+    except (ClientError, BotoCoreError) as exc:
+        raise StoreError(f"describe table {settings.table}: {exc}") from exc
+    arn = table.get("LatestStreamArn")
+    if not arn:
+        return None
+    lease = read_lease(clients.dynamodb, settings.leases_table, arn)
+    if lease is None:
+        return None
+    status = lease.get("status") or {}
+    expires = float(lease.get("expires", 0))
+    return {
+        "owner": lease.get("owner"),
+        "active": expires > datetime.now(UTC).timestamp(),
+        "renewed_at": _iso(lease.get("renewed_at")),
+        "records": status.get("records"),
+        "iterator_age_s": status.get("iterator_age_s"),
+        "shards": status.get("shards"),
+        "trimmed": status.get("trimmed"),
+        "checkpointed_at": _iso(status.get("checkpointed_at")),
+    }
+
+
+def _iso(epoch: Any) -> str | None:
+    if not isinstance(epoch, int | float):
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def gather(
+    settings: Settings,
+    config: StreamSettings,
+    clients: AwsClients,
+    since: datetime,
+    until: datetime | None = None,
+    windows: int = 10,
+) -> dict[str, Any]:
+    until = until or datetime.now(UTC)
+    reads = ClusterReads(
+        read_metrics(clients, settings.table, config.metrics_window_s, since, until)
+    )
+    sink = build_sink(settings, config, clients, producer="stats")
+    earliest = window_start(since.timestamp(), config.window_s)
+    rows = [
+        row for row in sink.read(ANALYTICS, since) if _epoch(row.get("window_start")) >= earliest
+    ]
+    merged = merge_rows(rows)
+    lag = Histogram(LAG_BOUNDS_S)
+    counts: Counter[str] = Counter()
+    writes: Counter[str] = Counter()
+    transitions: Counter[str] = Counter()
+    for row in merged:
+        window = TypeWindow.from_row(row)
+        counts.update(window.counts)
+        writes.update(window.writes)
+        transitions.update(window.transitions)
+        lag.counts = [a + b for a, b in zip(lag.counts, window.sync_lag.counts, strict=True)]
+        lag.total += window.sync_lag.total
+        lag.peak = max(lag.peak, window.sync_lag.peak)
+    consumer = consumer_state(clients, settings)
+    cluster = reads.as_dict()
+    count = reads.total.reads
+    cluster["read_latency_ms"]["mean"] = (
+        round(reads.total.latency_sum_ms / count, 3) if count else None
+    )
+    cluster["read_latency_ms"]["count"] = count
+    return {
+        "since": _iso(since.timestamp()),
+        "until": _iso(until.timestamp()),
+        **cluster,
+        "sync_lag_s": lag.summary(),
+        "iterator_age_s": (consumer or {}).get("iterator_age_s"),
+        "ttl_expiries": counts["ttl_expiries"],
+        "fills": counts["fills"],
+        "writes": dict(sorted(writes.items())),
+        "changes": {k: counts[k] for k in ("creates", "updates", "deletes")},
+        "transitions": dict(transitions.most_common()),
+        "consumer": consumer,
+        "windows": [_compact(row) for row in merged[:windows]],
+        "sources": {
+            "read_metrics": f"dynamodb:{settings.table} ({config.metrics_window_s} s items)",
+            "analytics": config.analytics_dir
+            or f"s3://{settings.bucket}/{settings.reserved_prefix}streams/{ANALYTICS}/",
+        },
+    }
+
+
+def _epoch(value: Any) -> float:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _compact(row: dict[str, Any]) -> dict[str, Any]:
+    window = TypeWindow.from_row(row)
+    return {
+        "window_start": row["window_start"],
+        "window_s": row["window_s"],
+        "type": row["type"],
+        **{k: window.counts[k] for k in ("creates", "updates", "deletes", "ttl_expiries", "fills")},
+        "transitions": row.get("transitions", {}),
+        "customers": len(row.get("customers", {})),
+        "sync_lag_p50_s": window.sync_lag.summary()["p50"],
+    }
+
+
+def render_text(data: dict[str, Any], out: Console | None = None) -> None:
+    """The same figures, for a person."""
+    out = out or Console(highlight=False)
+    lat, lag = data["read_latency_ms"], data["sync_lag_s"]
+    ratio = data["hit_ratio"]
+    figures = Table(title=f"docsync stats {data['since']} → {data['until']}", show_header=False)
+    figures.add_column("figure")
+    figures.add_column("value", justify="right")
+    consumer = data.get("consumer") or {}
+    rows: list[tuple[str, Any]] = [
+        ("hit ratio", "—" if ratio is None else f"{ratio:.1%}"),
+        (
+            "hits / misses / S3 fallbacks",
+            f"{data['hits']} / {data['misses']} / {data['s3_fallbacks']}",
+        ),
+        ("read latency p50 / p99 (ms)", f"{_num(lat['p50'])} / {_num(lat['p99'])}"),
+        (
+            "sync lag p50 / p99 / max (s)",
+            f"{_num(lag['p50'])} / {_num(lag['p99'])} / {_num(lag['max'])}",
+        ),
+        ("iterator age (s)", _num(data["iterator_age_s"])),
+        ("TTL expiries", data["ttl_expiries"]),
+        ("fills (misses backfilled)", data["fills"]),
+        ("writes by source", ", ".join(f"{k} {v}" for k, v in data["writes"].items()) or "—"),
+        ("creates / updates / deletes", " / ".join(str(v) for v in data["changes"].values())),
+        (
+            "consumer",
+            f"{consumer.get('owner')} ({'active' if consumer.get('active') else 'stopped'})"
+            if consumer
+            else "none yet",
+        ),
+    ]
+    for name, value in rows:
+        figures.add_row(name, str(value))
+    out.print(figures)
+    if data["windows"]:
+        view = Table(title="latest analytics windows")
+        for column in (
+            "window",
+            "type",
+            "creates",
+            "updates",
+            "deletes",
+            "ttl",
+            "fills",
+            "transitions",
+        ):
+            view.add_column(column)
+        for w in data["windows"]:
+            view.add_row(
+                w["window_start"],
+                w["type"],
+                *(str(w[k]) for k in ("creates", "updates", "deletes", "ttl_expiries", "fills")),
+                ", ".join(f"{k} {v}" for k, v in w["transitions"].items()) or "—",
+            )
+        out.print(view)
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.3f}" if isinstance(value, float) else str(value)
