@@ -22,6 +22,7 @@ from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
 from engine.logs import configure_logging
 from engine.reader import Query
 from engine.sample import sample_documents
+from engine.serve.demo_http import http_section
 from engine.settings import load_settings
 
 T = TypeVar("T")
@@ -75,6 +76,7 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
         )
 
         _listener_section(out, engine, direct[20:], piped[2])
+        http_section(out, engine)
 
         table = Table(title="queries (newest first)")
         for column in ("query", "items", "source", "ms", "AWS calls"):

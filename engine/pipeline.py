@@ -128,6 +128,9 @@ class WritePipeline:
                 if self.objects.head(key) is None:
                     raise NotFoundError(f"{type_name} {doc_id!r} does not exist")
                 deleted_at = self.objects.delete(key)
+            except NotFoundError:
+                self._rollback(type_name, doc_id, tx, "nothing to delete: intent dropped")
+                raise
             except Exception:
                 self._rollback(type_name, doc_id, tx)
                 raise
@@ -199,12 +202,16 @@ class WritePipeline:
             return item.get("state") == "live"
         return item.get("state") != "live" or int(item.get("version", 0)) != expected
 
-    def _rollback(self, type_name: str, doc_id: str, tx: str) -> None:
+    def _rollback(
+        self,
+        type_name: str,
+        doc_id: str,
+        tx: str,
+        why: str = "S3 step failed: cache entry restored",
+    ) -> None:
         try:
             self.cache.rollback(type_name, doc_id, tx)
-            logger.bind(op="rollback", type=type_name, id=doc_id).warning(
-                "S3 step failed: cache entry restored"
-            )
+            logger.bind(op="rollback", type=type_name, id=doc_id).warning(why)
         except ConditionFailed:
             logger.bind(op="rollback", type=type_name, id=doc_id).warning(
                 "rollback skipped: the entry is no longer ours"

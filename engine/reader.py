@@ -256,6 +256,8 @@ class Reader:
             after = None
         if since > until:
             raise InvalidDocumentError("--since is after --until", ["since", "until"])
+        if until > now + timedelta(days=1):  # each month of the range costs a Query
+            raise InvalidDocumentError("--until is more than a day in the future", ["until"])
         log = logger.bind(op="query", types=list(query.types), limit=limit)
         with timed(log) as fields:
             page_source: Source = "s3" if source == "s3" else "cache"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -81,12 +83,37 @@ class Settings(BaseSettings):
     noncurrent_version_days: int = Field(30, ge=1)
     queue_retention_days: int = Field(4, ge=1, le=14)
     tags: dict[str, str] = Field(default_factory=lambda: {"app": "docsync"})
+    # `docsync serve`: its parts, and its HTTP API.
+    serve_listener: bool = True
+    serve_consumer: bool = True
+    serve_scheduler: bool = True
+    serve_api: bool = True
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(8080, ge=0, le=65535)
+    shutdown_timeout_s: float = Field(25.0, gt=0, le=3600)  # SIGTERM → exit within this
+    part_restart_max_s: float = Field(60.0, gt=0)  # backoff cap for a failing part
+    api_keys: SecretStr | None = None  # comma-separated; or one per line in api_keys_file
+    api_keys_file: str | None = None
+    rate_limit_per_minute: int = Field(600, ge=0)  # per API key; 0 = off
+    rate_limit_burst: int = Field(60, ge=1)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
     @field_validator("change_prefix", "announcement_prefix", "reserved_prefix")
     @classmethod
     def _prefix_ends_with_slash(cls, value: str) -> str:
         if not value.endswith("/") or value.startswith("/"):
             raise ValueError("must end with '/' and not start with '/'")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """`a,b` or a JSON list, from the environment."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("endpoint_url")

@@ -42,12 +42,14 @@ def backfill(
     result = Reconciler(engine).run("repair", types, filters, on_shard_done)
     return BackfillCounts(
         listed=result.compared,
-        filled=result.repaired["missing"],
+        filled=result.repaired["missing"] + result.would_repair["missing"],
         already_current=result.counts["in_sync"],
         stale=result.counts["stale"],
         filtered=result.skipped["filtered"],
         out_of_window=result.skipped["out_of_window"],
         invalid=result.counts["invalid"],
-        failed=result.counts["missing"] - result.repaired["missing"],
+        failed=result.counts["missing"]
+        - result.repaired["missing"]
+        - result.would_repair["missing"],
         dry_run=result.dry_run,
     )

@@ -4,6 +4,7 @@ directory and in S3 under the reserved prefix (which the listener and reconciler
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ REPORTS = "reports/"
 
 
 def report_name(result: ReconcileResult) -> str:
-    stamp = result.started_at.strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{result.mode}"
+    """Sortable by start time, unique even for two runs in one second."""
+    stamp = result.started_at.strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}-{result.mode}"
 
 
 def to_text(data: dict[str, Any]) -> str:

@@ -48,6 +48,7 @@ class ReconcileResult:
     counts: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     repaired: Counter[str] = field(default_factory=Counter)
+    would_repair: Counter[str] = field(default_factory=Counter)  # in a dry run
     items: list[dict[str, Any]] = field(default_factory=list)
     shards: int = 0
     compared: int = 0
@@ -67,6 +68,7 @@ class ReconcileResult:
         self.counts.update(other.counts)
         self.skipped.update(other.skipped)
         self.repaired.update(other.repaired)
+        self.would_repair.update(other.would_repair)
         self.items.extend(other.items[: max(0, self.cap - len(self.items))])
         self.shards += other.shards
         self.compared += other.compared
@@ -80,6 +82,7 @@ class ReconcileResult:
         result.counts.update(data["counts"])
         result.skipped.update(data["skipped"])
         result.repaired.update(data["repaired"])
+        result.would_repair.update(data.get("would_repair", {}))
         result.items = list(data["items"])
         result.shards, result.compared = data["shards"], data["compared"]
         result.duration_s = data["duration_s"]
@@ -96,6 +99,7 @@ class ReconcileResult:
             "counts": {c: self.counts[c] for c in CLASSES},
             "skipped": dict(self.skipped),
             "repaired": {c: self.repaired[c] for c in DRIFT},
+            "would_repair": {c: self.would_repair[c] for c in REPAIRABLE},
             "remaining": self.remaining(),
             "items": self.items,
             "items_cap": self.cap,
@@ -116,6 +120,8 @@ class Reconciler:
         self.settings = engine.settings
         self.sync = engine.reader.sync
         self._prefixes = self.settings.prefixes()
+        self._would: Counter[str] = Counter()
+        self._would_lock = threading.Lock()
 
     def run(
         self,
@@ -152,6 +158,8 @@ class Reconciler:
         with ThreadPoolExecutor(self.settings.reconcile_workers, "reconcile") as pool:
             list(pool.map(one, shards))
         result.duration_s = time.perf_counter() - started
+        with self._would_lock:
+            result.would_repair, self._would = self._would, Counter()
         result.items.sort(key=lambda item: str(item["key"]).encode())
         logger.bind(
             op="reconcile",
@@ -246,9 +254,12 @@ class Reconciler:
         source: str,
     ) -> bool:
         log = logger.bind(op="reconcile.repair", type=type_name, id=doc_id, drift=outcome)
-        if self.settings.dry_run:  # counted as repaired: the report says it is a dry run
+        if self.settings.dry_run:  # nothing repaired: `would_repair` says what would be
             log.bind(dry_run=True).info("dry run: would repair {}", outcome)
-            return outcome != "invalid"
+            if outcome != "invalid":
+                with self._would_lock:
+                    self._would[outcome] += 1
+            return False
         try:
             current = self.engine.cache.get_item(type_name, doc_id)
             if outcome == "invalid":

@@ -38,9 +38,49 @@ def locked_run(engine: Engine, mode: Mode, lock: LeaseLock | None = None) -> Rec
         return result
 
 
+_DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def crontab_days(field: str) -> str:
+    """A crontab day-of-week field (0 and 7 = Sunday) as APScheduler day names.
+
+    APScheduler 3 numbers days from Monday = 0, so numbers are translated, not passed on.
+    Names and `*` are left alone.
+    """
+    if not any(ch.isdigit() for ch in field):
+        return field
+    days: set[int] = set()
+    for token in field.split(","):
+        rng, _, step_text = token.partition("/")
+        step = int(step_text) if step_text else 1
+        if rng == "*":
+            lo, hi = 0, 6
+        elif "-" in rng:
+            lo, hi = (int(part) for part in rng.split("-", 1))
+        else:
+            lo = hi = int(rng)
+            if step_text:
+                hi = 6
+        if not (0 <= lo <= 7 and 0 <= hi <= 7 and lo <= hi and step >= 1):
+            raise ValueError(f"day of week {token!r} is out of range 0-7")
+        days.update(day % 7 for day in range(lo, hi + 1, step))
+    return ",".join(_DAY_NAMES[day] for day in sorted(days))
+
+
 def _trigger(expression: str, setting: str) -> CronTrigger:
     try:
-        return CronTrigger.from_crontab(expression, timezone="UTC")
+        fields = expression.split()
+        if len(fields) != 5:
+            raise ValueError(f"a crontab expression has 5 fields, got {len(fields)}")
+        minute, hour, day, month, day_of_week = fields
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=crontab_days(day_of_week),
+            timezone="UTC",
+        )
     except ValueError as exc:
         raise ConfigError(f"invalid setting {setting}: {expression!r}: {exc}") from exc
 

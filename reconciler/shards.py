@@ -8,6 +8,7 @@ first character (keys that are not valid document ids included).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 # Valid first characters of an id, in UTF-8 byte order (= S3 and DynamoDB order).
@@ -38,7 +39,7 @@ def plan(prefixes: dict[str, str], per_type: int) -> list[Shard]:
     shards = []
     per_type = max(1, min(per_type, len(ID_CHARS)))
     bounds = [n * len(ID_CHARS) // per_type for n in range(per_type + 1)]
-    slices = [ID_CHARS[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    slices = [ID_CHARS[lo:hi] for lo, hi in itertools.pairwise(bounds)]
     for type_name, prefix in prefixes.items():
         for n, chars in enumerate(slices):
             first = None if n == 0 else chars[0]
