@@ -29,6 +29,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/read_path.py
 	$(BIN)/python bench/write_path.py
 	$(BIN)/python bench/listener.py
+	$(BIN)/python bench/streams.py
+	$(BIN)/python bench/reconcile.py
+	$(BIN)/python bench/http_load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
