@@ -105,6 +105,8 @@ def save(engine: Engine, result: ReconcileResult, report_dir: str | None) -> dic
     engine.objects.put(f"{prefix}{name}.json", body)
     engine.objects.put(f"{prefix}{name}.md", markdown)
     where["s3"] = f"s3://{engine.settings.bucket}/{prefix}{name}.json"
+    if engine.settings.dry_run:  # the guard dropped the puts: say so rather than point nowhere
+        where["s3"] = "not written (dry run): " + where["s3"]
     return where
 
 
