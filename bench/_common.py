@@ -15,10 +15,15 @@ from typing import Any
 
 from engine.app import Engine
 from engine.aws import AwsClients, CallCounter
+from engine.documents import Document
 from engine.infra import Infrastructure
+from engine.keys import cache_pk
 from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
 from engine.logs import configure_logging
 from engine.settings import Settings, load_settings
+from engine.store.cache import live_attributes, serialize
+from engine.store.objects import ObjectInfo
+from engine.sync import INLINE_BODY_LIMIT
 
 READ_PREFIXES = ("Get", "Query", "Scan", "Head", "List")
 MOTO_CAVEAT = (
@@ -158,3 +163,22 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def cache_item(
+    settings: Settings, doc: Document, info: ObjectInfo, source: str, **extra: Any
+) -> dict[str, Any]:
+    """A committed cache item (low-level attribute values) as the engine would write it:
+    for loading corpora without the pipeline, and for raw baselines."""
+    attrs = live_attributes(
+        doc,
+        info,
+        prefix=settings.prefixes()[doc.type],
+        source=source,
+        ttl_days=settings.cache_ttl_days,
+        inline_limit=INLINE_BODY_LIMIT,
+    )
+    item: dict[str, Any] = serialize(
+        {**attrs, "pk": cache_pk(doc.type, doc.id), "version": 1, **extra}
+    )
+    return item

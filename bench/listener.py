@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from _common import Harness, harness, print_table, progress, verdict
+from _common import Harness, cache_item, harness, print_table, progress, verdict
 
 from engine import keys
 from engine.breaker import CircuitBreaker
@@ -29,10 +29,9 @@ from engine.events.parse import ObjectEvent
 from engine.events.worker import SqsListener
 from engine.ratelimit import TokenBucket
 from engine.sample import sample_documents
-from engine.store.cache import CacheStore, live_attributes, serialize
+from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
 from engine.store.objects import ObjectInfo
-from engine.sync import INLINE_BODY_LIMIT
 
 STORE_CALLS_TARGET = 4  # apply.py: GetItem + HeadObject, then GetObject + UpdateItem
 LAG_P99_TARGET_MS = 1000.0
@@ -262,7 +261,7 @@ def raw_drain(h: Harness, clock: AckClock, threads: int, run: Run) -> None:
     item (same parse and item build as the engine), then DeleteMessage. One receiver and a
     pool of `threads`, one batch at a time, the same drain exit as `SqsListener.run(drain)`."""
     sqs, s3, ddb = h.raw.sqs, h.raw.s3, h.raw.dynamodb
-    bucket, table, prefixes = h.settings.bucket, h.settings.table, h.settings.prefixes()
+    bucket, table = h.settings.bucket, h.settings.table
     errors: list[str] = []
 
     def handle(url: str, message: dict[str, Any]) -> None:
@@ -278,15 +277,7 @@ def raw_drain(h: Harness, clock: AckClock, threads: int, run: Run) -> None:
                     int(response["ContentLength"]),
                     response["LastModified"],
                 )
-                attrs = live_attributes(
-                    doc,
-                    info,
-                    prefix=prefixes[doc.type],
-                    source="event",
-                    ttl_days=h.settings.cache_ttl_days,
-                    inline_limit=INLINE_BODY_LIMIT,
-                )
-                item = serialize({**attrs, "pk": keys.cache_pk(doc.type, doc.id), "version": 1})
+                item = cache_item(h.settings, doc, info, "event")
                 ddb.put_item(TableName=table, Item=item)
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         except Exception as exc:

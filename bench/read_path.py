@@ -18,6 +18,7 @@ from typing import Any
 from _common import (
     MOTO_CAVEAT,
     Harness,
+    cache_item,
     harness,
     median_ms,
     print_table,
@@ -29,8 +30,6 @@ from engine import keys
 from engine.documents import Document, parse_document
 from engine.reader import Query
 from engine.sample import sample_documents
-from engine.store.cache import live_attributes, serialize
-from engine.sync import INLINE_BODY_LIMIT
 
 GET_OVERHEAD_TARGET = 0.15
 QUERY_CALLS_TARGET = 20.0
@@ -45,18 +44,7 @@ def load_corpus(h: Harness, count: int, seed: int) -> list[Document]:
 
     def put(doc: Document) -> dict[str, Any]:
         info = h.engine.objects.put(keys.s3_key(prefixes[doc.type], doc.id), doc.body)
-        attrs = live_attributes(
-            doc,
-            info,
-            prefix=prefixes[doc.type],
-            source="backfill",
-            ttl_days=h.settings.cache_ttl_days,
-            inline_limit=INLINE_BODY_LIMIT,
-        )
-        item: dict[str, Any] = serialize(
-            {**attrs, "pk": keys.cache_pk(doc.type, doc.id), "version": 1}
-        )
-        return item
+        return cache_item(h.settings, doc, info, "backfill")
 
     with ThreadPoolExecutor(h.settings.concurrency) as pool:
         items = []

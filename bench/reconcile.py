@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import MOTO_CAVEAT, print_table, progress, verdict
+from _common import MOTO_CAVEAT, cache_item, print_table, progress, verdict
 
 from engine import keys
 from engine.app import Engine
@@ -41,8 +41,7 @@ from engine.local_moto import TEST_CREDENTIALS
 from engine.logs import configure_logging
 from engine.sample import sample_documents
 from engine.settings import Settings, load_settings
-from engine.store.cache import deserialize, live_attributes, serialize
-from engine.sync import INLINE_BODY_LIMIT
+from engine.store.cache import deserialize, serialize
 from reconciler.diff import Rules, merge
 from reconciler.run import Reconciler
 from reconciler.shards import ID_CHARS
@@ -143,18 +142,7 @@ def load(b: Bench, docs: list[Document]) -> None:
 
     def put(doc: Document) -> dict[str, Any]:
         info = b.engine.objects.put(keys.s3_key(prefixes[doc.type], doc.id), doc.body)
-        attrs = live_attributes(
-            doc,
-            info,
-            prefix=prefixes[doc.type],
-            source="backfill",
-            ttl_days=b.settings.cache_ttl_days,
-            inline_limit=INLINE_BODY_LIMIT,
-        )
-        item: dict[str, Any] = serialize(
-            {**attrs, "pk": keys.cache_pk(doc.type, doc.id), "version": 1}
-        )
-        return item
+        return cache_item(b.settings, doc, info, "backfill")
 
     def write_batch(items: list[dict[str, Any]]) -> None:
         request: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in items]}

@@ -15,12 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from _common import MOTO_CAVEAT, Harness, harness, print_table, progress
+from _common import MOTO_CAVEAT, Harness, cache_item, harness, print_table, progress
 
 from engine import keys
 from engine.documents import Document, parse_document
 from engine.sample import sample_documents
-from engine.store.cache import live_attributes, serialize
 from engine.store.objects import ObjectInfo
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
@@ -28,7 +27,6 @@ from engine.streams.core import StreamProcessor
 from engine.streams.flush import MetricsFlusher
 from engine.streams.leases import checkpoint_key, consumer_key
 from engine.streams.records import from_stream
-from engine.sync import INLINE_BODY_LIMIT
 
 RATIO_TARGET = 0.8  # the consumer keeps up with at least 80% of a bare GetRecords loop
 FLUSH_OVERHEAD_TARGET = 0.05  # a flush every second costs the read path at most 5%
@@ -37,18 +35,7 @@ FLUSH_OVERHEAD_TARGET = 0.05  # a flush every second costs the read path at most
 def item_of(h: Harness, doc: Document, version: int, source: str) -> dict[str, Any]:
     prefix = h.settings.prefixes()[doc.type]
     info = ObjectInfo(keys.s3_key(prefix, doc.id), doc.etag, len(doc.body), datetime.now(UTC))
-    attrs = live_attributes(
-        doc,
-        info,
-        prefix=prefix,
-        source=source,
-        ttl_days=h.settings.cache_ttl_days,
-        inline_limit=INLINE_BODY_LIMIT,
-    )
-    item: dict[str, Any] = serialize(
-        {**attrs, "pk": keys.cache_pk(doc.type, doc.id), "version": version}
-    )
-    return item
+    return cache_item(h.settings, doc, info, source, version=version)
 
 
 def load(h: Harness, count: int) -> list[Document]:

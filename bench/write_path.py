@@ -15,14 +15,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from _common import MOTO_CAVEAT, Harness, harness, median_ms, print_table, reads, verdict
+from _common import (
+    MOTO_CAVEAT,
+    Harness,
+    cache_item,
+    harness,
+    median_ms,
+    print_table,
+    reads,
+    verdict,
+)
 
 from engine import keys
 from engine.documents import Document, parse_document
 from engine.sample import sample_documents
-from engine.store.cache import live_attributes, serialize
 from engine.store.objects import ObjectInfo
-from engine.sync import INLINE_BODY_LIMIT
 
 OVERHEAD_TARGET = 0.15
 VARIANTS = ("engine", "raw")
@@ -48,16 +55,8 @@ def raw_writer(h: Harness) -> Callable[[Document], None]:
     def write(doc: Document) -> None:
         key = keys.s3_key(prefixes[doc.type], doc.id)
         info = ObjectInfo(key, doc.etag, len(doc.body), datetime.now(UTC))
-        attrs = live_attributes(
-            doc,
-            info,
-            prefix=prefixes[doc.type],
-            source="write",
-            ttl_days=h.settings.cache_ttl_days,
-            inline_limit=INLINE_BODY_LIMIT,
-        )
-        pk = {"S": keys.cache_pk(doc.type, doc.id)}
-        item = serialize({**attrs, "pk": pk["S"], "version": 1, "p_tx": uuid.uuid4().hex})
+        item = cache_item(h.settings, doc, info, "write", p_tx=uuid.uuid4().hex)
+        pk = item["pk"]
         ddb.put_item(TableName=table, Item=item)
         s3.put_object(Bucket=bucket, Key=key, Body=doc.body, ContentType="application/json")
         ddb.update_item(

@@ -120,8 +120,6 @@ class Reconciler:
         self.settings = engine.settings
         self.sync = engine.reader.sync
         self._prefixes = self.settings.prefixes()
-        self._would: Counter[str] = Counter()
-        self._would_lock = threading.Lock()
 
     def run(
         self,
@@ -158,8 +156,6 @@ class Reconciler:
         with ThreadPoolExecutor(self.settings.reconcile_workers, "reconcile") as pool:
             list(pool.map(one, shards))
         result.duration_s = time.perf_counter() - started
-        with self._would_lock:
-            result.would_repair, self._would = self._would, Counter()
         result.items.sort(key=lambda item: str(item["key"]).encode())
         logger.bind(
             op="reconcile",
@@ -185,7 +181,7 @@ class Reconciler:
             if filters.since and verdict.s3 and verdict.s3.last_modified < filters.since:
                 outcome, repaired = "filtered", False
             else:
-                outcome, repaired = self._settle(verdict, mode, filters)
+                outcome, repaired = self._settle(verdict, mode, filters, result)
             with result._lock:
                 result.compared += 1
                 if outcome in CLASSES:
@@ -205,7 +201,9 @@ class Reconciler:
                         }
                     )
 
-    def _settle(self, verdict: Verdict, mode: Mode, filters: Filters) -> tuple[str, bool]:
+    def _settle(
+        self, verdict: Verdict, mode: Mode, filters: Filters, result: ReconcileResult
+    ) -> tuple[str, bool]:
         """Verify a drift against S3 now, and repair it if asked. Returns (class, repaired)."""
         outcome: str = verdict.outcome
         if outcome not in ("missing", "stale", "orphaned"):
@@ -242,6 +240,14 @@ class Reconciler:
             return "filtered", False
         if mode != "repair" or outcome not in filters.classes:
             return outcome, False
+        if self.settings.dry_run:  # nothing repaired: `would_repair` says what would be
+            logger.bind(op="reconcile.repair", key=verdict.key, dry_run=True).info(
+                "dry run: would repair {}", outcome
+            )
+            if outcome != "invalid":
+                with result._lock:
+                    result.would_repair[outcome] += 1
+            return outcome, False
         return outcome, self._repair(outcome, type_name, doc_id, doc, stored, filters.source)
 
     def _repair(
@@ -254,12 +260,6 @@ class Reconciler:
         source: str,
     ) -> bool:
         log = logger.bind(op="reconcile.repair", type=type_name, id=doc_id, drift=outcome)
-        if self.settings.dry_run:  # nothing repaired: `would_repair` says what would be
-            log.bind(dry_run=True).info("dry run: would repair {}", outcome)
-            if outcome != "invalid":
-                with self._would_lock:
-                    self._would[outcome] += 1
-            return False
         try:
             current = self.engine.cache.get_item(type_name, doc_id)
             if outcome == "invalid":

@@ -24,6 +24,7 @@ from engine.exceptions import NotFoundError
 from engine.logs import configure_logging
 from engine.settings import Settings
 from tests.conftest import FIXTURES, snapshot
+from tests.integration.test_write_pipeline import doc
 
 PUT_SEQUENCER = "0055AED6DCD90281E5"  # s3-put.json
 DELETE_SEQUENCER = "0C0F6F405D6ED209E1"  # s3-delete.json
@@ -35,18 +36,8 @@ def load(name: str) -> dict[str, Any]:
 
 
 def doc_body(doc_id: str, **extra: Any) -> bytes:
-    """A valid change document, as tests/integration/test_write_pipeline.py `doc()` makes."""
-    body = {
-        "id": doc_id,
-        "object_type": "change",
-        "title": "Kernel patching",
-        "customer_codes": ["acme", "globex"],
-        "status": "approved",
-        "created_at": "2026-11-01T10:00:00Z",
-        "modified_at": "2026-11-20T10:00:00Z",
-    }
-    body.update(extra)
-    return parse_document(body).body
+    """A valid change document (the write pipeline tests' `doc()`), as stored bytes."""
+    return doc(doc_id, **extra).body
 
 
 def key_of(doc_id: str) -> str:
