@@ -241,9 +241,14 @@ class Reconciler:
         if mode != "repair" or outcome not in filters.classes:
             return outcome, False
         if self.settings.dry_run:  # nothing repaired: `would_repair` says what would be
-            logger.bind(op="reconcile.repair", key=verdict.key, dry_run=True).info(
-                "dry run: would repair {}", outcome
-            )
+            logger.bind(
+                op="reconcile.repair",
+                key=verdict.key,
+                type=type_name,
+                id=doc_id,
+                drift=outcome,
+                dry_run=True,
+            ).info("dry run: would repair {}", outcome)
             if outcome != "invalid":
                 with result._lock:
                     result.would_repair[outcome] += 1
