@@ -104,7 +104,7 @@ class WritePipeline:
             )
             version = self._intent_version(doc.type, doc.id, begun)
             try:
-                self.cache.commit_live(doc.type, doc.id, tx, attrs)
+                self.cache.commit_live(doc.type, doc.id, tx, attrs, version)
             except ConditionFailed as exc:
                 version = self._superseded(exc.item, info.etag)
             bound.update(version=version)

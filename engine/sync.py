@@ -69,7 +69,8 @@ class CacheSync:
             and current.get("p_op") == "put"
         ):
             try:
-                self.cache.commit_live(doc.type, doc.id, str(current["p_tx"]), attrs)
+                version = int(current["p_version"])
+                self.cache.commit_live(doc.type, doc.id, str(current["p_tx"]), attrs, version)
                 return "committed"
             except ConditionFailed:
                 return "in_flight"

@@ -1,8 +1,9 @@
 """Apply one S3 event, level-triggered (invariant 3): the event only says "key K changed";
 S3 is read now and the cache made equal to it through the shared convergence rules.
 
-Cost: a duplicate (the cache already equals S3) is 2 calls (GetItem, HeadObject); a change
-to a cached key adds GetObject and one conditional UpdateItem (4); a new key skips the HEAD (3).
+Cost: GetItem, then GetObject — conditional (If-None-Match) when the cache holds a committed
+copy, so a duplicate is 2 calls and no download — then one conditional write: 3 calls for a
+change, a new key or a delete.
 """
 
 from __future__ import annotations
@@ -78,20 +79,18 @@ class EventApplier:
             return "ignored"
         type_name, doc_id = target
         item = self.cache.get_item(type_name, doc_id)
-        if item is not None:  # HEAD first: a duplicate then costs no download
-            head = self.objects.head(event.key)
-            if head is None:
-                return self._absent(type_name, doc_id, event, item)
-            if not keys.in_window(head.last_modified, self.settings.cache_ttl_days):
-                return "out_of_window"
-            if (
-                item.get("state") == "live"
-                and item.get("etag") == head.etag
-                and not item.get("p_tx")
-            ):
-                return "duplicate"
+        cached_etag = (
+            item.get("etag")
+            if item is not None and item.get("state") == "live" and not item.get("p_tx")
+            else None
+        )
         try:
-            stored = self.objects.get(event.key)
+            if cached_etag:  # a conditional GET: a duplicate costs no download
+                stored = self.objects.get_if_changed(event.key, str(cached_etag))
+                if stored is None:
+                    return "duplicate"
+            else:
+                stored = self.objects.get(event.key)
         except NotFoundError:
             return self._absent(type_name, doc_id, event, item)
         if not keys.in_window(stored.info.last_modified, self.settings.cache_ttl_days):

@@ -350,11 +350,24 @@ class CacheStore:
         )
         return deserialize(response.get("Attributes", {}))
 
-    def commit_live(self, type_name: str, doc_id: str, tx: str, attrs: dict[str, Any]) -> None:
-        """Step 3: the pending write becomes the committed image (version = p_version)."""
-        sets = {k: v for k, v in attrs.items() if v is not None}
-        removes = [k for k, v in attrs.items() if v is None]
-        self._commit(type_name, doc_id, tx, sets, removes)
+    def commit_live(
+        self, type_name: str, doc_id: str, tx: str, attrs: dict[str, Any], version: int
+    ) -> None:
+        """Step 3: the pending write becomes the committed image, at the intent's `p_version`.
+
+        One conditional PutItem of the whole image (`attrs` is complete: see
+        `live_attributes`) rather than an update: it drops the intent and the previous image
+        in one write, and a 20-attribute update expression costs moto twice the time of a put.
+        """
+        item = {"pk": keys.cache_pk(type_name, doc_id), **attrs, "version": version}
+        self._call(
+            "PutItem",
+            self._ddb.put_item,
+            Item=serialize(item),
+            ConditionExpression="p_tx = :tx AND p_version = :pv",
+            ExpressionAttributeValues=serialize({":tx": tx, ":pv": version}),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
 
     def commit_deleted(
         self,

@@ -46,16 +46,38 @@ def _response_time(response: dict[str, Any]) -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def _status(exc: ClientError) -> int | None:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
 class ObjectStore:
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._s3 = client
         self.bucket = bucket
 
     def get(self, key: str) -> StoredObject:
+        stored = self._get(key)
+        assert stored is not None  # only a conditional get can come back empty
+        return stored
+
+    def get_if_changed(self, key: str, etag: str) -> StoredObject | None:
+        """GetObject with If-None-Match: None (a 304, no body sent) while S3 still holds
+        `etag`, so checking an unchanged key costs one call and no download."""
+        return self._get(key, if_none_match=f'"{etag}"')
+
+    def _get(self, key: str, if_none_match: str | None = None) -> StoredObject | None:
         try:
-            response = self._s3.get_object(Bucket=self.bucket, Key=key)
+            if if_none_match:
+                response = self._s3.get_object(
+                    Bucket=self.bucket, Key=key, IfNoneMatch=if_none_match
+                )
+            else:
+                response = self._s3.get_object(Bucket=self.bucket, Key=key)
             body = response["Body"].read()
         except ClientError as exc:
+            if if_none_match and _status(exc) == 304:
+                return None
             if is_not_found(exc):
                 raise NotFoundError(f"s3://{self.bucket}/{key} does not exist") from exc
             raise ObjectStoreError(f"S3 GetObject {key} failed: {exc}") from exc

@@ -182,6 +182,29 @@ def test_event_commits_a_crashed_pipeline_write(engine: Engine) -> None:
     assert int(item["version"]) == 1
 
 
+def test_event_costs_three_calls_and_a_duplicate_two_without_a_download(
+    engine: Engine, counter: Any
+) -> None:
+    """A change: GetItem, GetObject, one conditional write. The pipeline's own event (the cache
+    already holds S3's ETag) is a conditional GetObject that S3 answers 304, with no body."""
+    engine.pipeline.put(parse_document(json.loads(body("CHG-a", 1))))
+    (own,) = drain_events(engine)
+    counter.reset()
+    assert engine.applier.apply(own) == "duplicate"
+    assert counter.counts == {"dynamodb.GetItem": 1, "s3.GetObject": 1}
+
+    time.sleep(1.05)  # a later second: a same-second overwrite needs a HEAD re-check (+2 calls)
+    engine.clients.s3.put_object(  # another application overwrites it
+        Bucket=engine.settings.bucket, Key="changes/CHG-a.json", Body=body("CHG-a", 2)
+    )
+    (changed,) = drain_events(engine)
+    counter.reset()
+    assert engine.applier.apply(changed) == "applied"
+    assert counter.counts == {"dynamodb.GetItem": 1, "s3.GetObject": 1, "dynamodb.UpdateItem": 1}
+    assert engine.applier.apply(changed) == "duplicate"  # redelivered
+    assert_cache_equals_s3(engine)
+
+
 def test_fresh_intent_with_other_content_defers_the_event(engine: Engine) -> None:
     engine.cache.begin(
         "change",
