@@ -34,6 +34,13 @@ INLINE_BODY_LIMIT = 350_000  # DynamoDB items are capped at 400 KB; above this, 
 SyncOutcome = Literal["applied", "committed", "stale", "in_flight"]
 
 
+class Unread:
+    """The caller did not read the entry (as opposed to reading it and finding nothing)."""
+
+
+UNREAD = Unread()
+
+
 class CacheSync:
     def __init__(self, settings: Settings, cache: CacheStore, objects: ObjectStore) -> None:
         self.settings = settings
@@ -51,8 +58,11 @@ class CacheSync:
         source: str,
         sequencer: str | None = None,
         current: dict[str, Any] | None = None,
+        read: bool = False,
     ) -> SyncOutcome:
-        """Cache `doc` as S3 holds it (`stored`). `current`: the item, if the caller read it."""
+        """Cache `doc` as S3 holds it (`stored`). `current`: the item, if the caller read it
+        (`read`: it did, so None means absent, and a plainly older entry is replaced in one
+        cheap PutItem)."""
         attrs = live_attributes(
             doc,
             stored.info,
@@ -74,7 +84,8 @@ class CacheSync:
                 return "committed"
             except ConditionFailed:
                 return "in_flight"
-        return self._write(doc.type, doc.id, attrs, stored.info.key, stored.info)
+        seen = current if read else UNREAD
+        return self._write(doc.type, doc.id, attrs, stored.info.key, stored.info, seen)
 
     def tombstone(
         self,
@@ -84,6 +95,7 @@ class CacheSync:
         source: str,
         sequencer: str | None = None,
         current: dict[str, Any] | None = None,
+        read: bool = False,
     ) -> SyncOutcome:
         """Record that S3 no longer holds the key (so a late create cannot resurrect it)."""
         key = keys.s3_key(self._prefixes[type_name], doc_id)
@@ -108,7 +120,7 @@ class CacheSync:
             ttl_days=self.settings.tombstone_ttl_days,
             sequencer=sequencer,
         )
-        return self._write(type_name, doc_id, attrs, key, None)
+        return self._write(type_name, doc_id, attrs, key, None, current if read else UNREAD)
 
     def _write(
         self,
@@ -117,7 +129,15 @@ class CacheSync:
         attrs: dict[str, Any],
         key: str,
         wanted: ObjectInfo | None,
+        seen_before: dict[str, Any] | Unread | None = UNREAD,
     ) -> SyncOutcome:
+        replaceable = _replaceable(seen_before, attrs)
+        if replaceable is not None:
+            try:
+                self.cache.replace(type_name, doc_id, attrs, version_seen=replaceable or None)
+                return "applied"
+            except ConditionFailed:
+                pass  # it changed since it was read: decide on the entry as it is now
         try:
             self.cache.sync(type_name, doc_id, attrs, stale_before=self._stale_before())
             return "applied"
@@ -156,6 +176,24 @@ class CacheSync:
             return "stale"  # changed again meanwhile; its own event will bring it here
         logger.bind(op="sync.cas", key=key).debug("same-position conflict resolved by S3 re-check")
         return "applied"
+
+
+def _replaceable(seen: dict[str, Any] | Unread | None, attrs: dict[str, Any]) -> int | None:
+    """The version a whole-image replace may be conditioned on (0: the entry was absent), or
+    None when only the general conditional update can decide (unread, an intent, not older).
+
+    Sound because every change of a committed image bumps `version` and an intent sets
+    `p_tx`: "version unchanged and no intent" means the entry is still the one that was read.
+    """
+    if isinstance(seen, Unread):
+        return None
+    if seen is None:
+        return 0
+    if "p_tx" in seen or "version" not in seen:
+        return None
+    if int(seen.get("s3_last_modified", 0)) >= int(attrs["s3_last_modified"]):
+        return None
+    return int(seen["version"])
 
 
 def _ms(ts: datetime) -> int:

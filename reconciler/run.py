@@ -275,10 +275,10 @@ class Reconciler:
                     type_name, doc_id, stored.info.last_modified, source, current=None
                 )
             elif doc is not None and stored is not None:
-                result = self.sync.upsert(doc, stored, source, current=current)
+                result = self.sync.upsert(doc, stored, source, current=current, read=True)
             else:
                 result = self.sync.tombstone(
-                    type_name, doc_id, datetime.now(UTC), source, current=current
+                    type_name, doc_id, datetime.now(UTC), source, current=current, read=True
                 )
         except DocsyncError as exc:
             log.error("repair failed: {}", exc)

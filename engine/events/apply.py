@@ -106,7 +106,7 @@ class EventApplier:
                 self.sync.tombstone(type_name, doc_id, stored.info.last_modified, "event")
             return "invalid"
         sequencer = event.sequencer if event.etag == stored.info.etag else None
-        return self.sync.upsert(doc, stored, "event", sequencer, current=item)
+        return self.sync.upsert(doc, stored, "event", sequencer, current=item, read=True)
 
     def _absent(
         self, type_name: str, doc_id: str, event: ObjectEvent, item: dict[str, object] | None
@@ -117,4 +117,6 @@ class EventApplier:
         if event.kind == "removed" and event.event_time is not None:
             deleted_at = event.event_time
         sequencer = event.sequencer if event.kind == "removed" else None
-        return self.sync.tombstone(type_name, doc_id, deleted_at, "event", sequencer, current=item)
+        return self.sync.tombstone(
+            type_name, doc_id, deleted_at, "event", sequencer, current=item, read=True
+        )

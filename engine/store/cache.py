@@ -385,6 +385,33 @@ class CacheStore:
         sets = {k: v for k, v in attrs.items() if v is not None}
         self._commit(type_name, doc_id, tx, sets, [k for k, v in attrs.items() if v is None])
 
+    def replace(
+        self, type_name: str, doc_id: str, attrs: dict[str, Any], *, version_seen: int | None
+    ) -> None:
+        """`sync`'s fast path, for a caller that read the entry and found it plainly older (or
+        absent): the whole image in one PutItem, only if the entry is still at `version_seen`
+        with no intent (or still absent). Refused (ConditionFailed) otherwise; the caller then
+        falls back to `sync`. On moto a put costs a fifth of a 20-clause update expression."""
+        item = {
+            "pk": keys.cache_pk(type_name, doc_id),
+            **{k: v for k, v in attrs.items() if v is not None},
+            "version": (version_seen or 0) + 1,
+        }
+        if version_seen is None:
+            conditions: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            conditions = {
+                "ConditionExpression": "version = :v AND attribute_not_exists(p_tx)",
+                "ExpressionAttributeValues": serialize({":v": version_seen}),
+            }
+        self._call(
+            "PutItem",
+            self._ddb.put_item,
+            Item=serialize(item),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            **conditions,
+        )
+
     def _commit(
         self, type_name: str, doc_id: str, tx: str, sets: dict[str, Any], removes: list[str]
     ) -> None:

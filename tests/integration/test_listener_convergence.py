@@ -200,8 +200,33 @@ def test_event_costs_three_calls_and_a_duplicate_two_without_a_download(
     (changed,) = drain_events(engine)
     counter.reset()
     assert engine.applier.apply(changed) == "applied"
-    assert counter.counts == {"dynamodb.GetItem": 1, "s3.GetObject": 1, "dynamodb.UpdateItem": 1}
+    # the entry read is plainly older: the whole image in one PutItem, conditional on its version
+    assert counter.counts == {"dynamodb.GetItem": 1, "s3.GetObject": 1, "dynamodb.PutItem": 1}
     assert engine.applier.apply(changed) == "duplicate"  # redelivered
+    assert_cache_equals_s3(engine)
+
+
+def test_an_apply_that_read_an_old_entry_never_replaces_a_newer_one(engine: Engine) -> None:
+    """Worker A reads v1 and downloads revision 2; meanwhile revision 3 is written and applied.
+    A's whole-image put (conditional on v1) is refused, and the general path finds it stale."""
+    key = "changes/CHG-a.json"
+    engine.objects.put(key, body("CHG-a", 1))
+    for event in drain_events(engine):
+        engine.applier.apply(event)
+    read_by_a = engine.cache.get_item("change", "CHG-a")
+    time.sleep(1.05)  # S3's LastModified has second precision
+    engine.objects.put(key, body("CHG-a", 2))
+    downloaded_by_a = engine.objects.get(key)
+    time.sleep(1.05)
+    engine.objects.put(key, body("CHG-a", 3))
+    for event in drain_events(engine):
+        engine.applier.apply(event)
+    doc = parse_document(downloaded_by_a.body)
+    assert engine.reader.sync.upsert(
+        doc, downloaded_by_a, "event", current=read_by_a, read=True
+    ) == ("stale")
+    item = engine.cache.get_item("change", "CHG-a")
+    assert item is not None and json.loads(item["body"])["n"] == 3
     assert_cache_equals_s3(engine)
 
 
