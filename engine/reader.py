@@ -136,6 +136,7 @@ class ReadResult:
     document: dict[str, Any]
     source: Source
     cache: str  # hit | miss | bypass
+    version: int | None = None  # the cached entry's version (hits only): an HTTP ETag
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +200,7 @@ class Reader:
                 if document is not None:
                     fields.update(cache="hit", source="cache", version=entry.version)
                     record("hit")
-                    return ReadResult(document, "cache", "hit")
+                    return ReadResult(document, "cache", "hit", entry.version)
             fields.update(cache="miss", source="s3")
             stored = self.objects.get(key)
             document = _parse_body(stored.body, key)

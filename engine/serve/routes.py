@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine import keys
@@ -97,9 +97,19 @@ def expected_version(if_match: str | None, if_none_match: str | None) -> int | N
     match = _VERSION_RE.match(if_match.strip())
     if match is None:
         raise InvalidDocumentError(
-            'If-Match must be a document version, e.g. "3" (from a PUT response)', ["if-match"]
+            'If-Match must be a document version, e.g. "3" (the ETag of a GET or PUT)', ["if-match"]
         )
     return int(match.group(1))
+
+
+def _matches(if_none_match: str, version: int) -> bool:
+    """RFC 9110 weak comparison of an If-None-Match list (or `*`) against a version."""
+    for raw in if_none_match.split(","):
+        tag = raw.strip()
+        match = _VERSION_RE.match(tag)
+        if tag == "*" or (match is not None and int(match.group(1)) == version):
+            return True
+    return False
 
 
 def _time(value: str | None, name: str) -> datetime | None:
@@ -210,17 +220,26 @@ def document_router(engine: Engine) -> APIRouter:
         response_model=None,
         responses={
             200: {"content": {"application/json": {"schema": BaseDocument.model_json_schema()}}},
+            304: {"description": "Not Modified: the If-None-Match version is still current"},
             **_errors(401, 404, 422, 429, 503),
         },
     )
     def get_document(
-        request: Request, type_name: str = type_param(), doc_id: str = id_param()
-    ) -> JSONResponse:
+        request: Request,
+        type_name: str = type_param(),
+        doc_id: str = id_param(),
+        if_none_match: Annotated[
+            str | None, Header(description="the ETag of a copy you hold: 304 if still current")
+        ] = None,
+    ) -> Response:
         result = engine.reader.get(type_name, doc_id)
         request.state.source = result.source
-        return JSONResponse(
-            result.document, headers={SOURCE_HEADER: result.source, CACHE_HEADER: result.cache}
-        )
+        headers = {SOURCE_HEADER: result.source, CACHE_HEADER: result.cache}
+        if result.version is not None:  # cache hits; S3 reads carry no docsync version
+            headers["ETag"] = f'"{result.version}"'
+            if if_none_match is not None and _matches(if_none_match, result.version):
+                return Response(status_code=304, headers=headers)
+        return JSONResponse(result.document, headers=headers)
 
     def write(type_name: str, doc_id: str, body: bytes, expected: int | None) -> dict[str, Any]:
         doc = parse_document(body, type_name)

@@ -121,6 +121,29 @@ def test_put_get_query_delete_round_trip(api: Api) -> None:
         assert http.get("/v1/change").json()["items"] == []
 
 
+def test_get_etag_is_the_version_for_conditional_gets_and_if_match(api: Api) -> None:
+    """GET → ETag "1"; If-None-Match "1" → 304 with no body; PUT If-Match "1" → v2; the old
+    ETag no longer matches. A read served from S3 (a miss) has no version, so no ETag."""
+    api.engine.objects.put("changes/CHG-9.json", parse_document(doc("CHG-9")).body)
+    with api.client() as http:
+        miss = http.get("/v1/change/CHG-9")
+        assert miss.status_code == 200 and miss.headers["x-docsync-cache"] == "miss"
+        assert "etag" not in miss.headers
+        got = http.get("/v1/change/CHG-9")  # backfilled: now a hit
+        assert got.headers["x-docsync-cache"] == "hit" and got.headers["etag"] == '"1"'
+        same = http.get("/v1/change/CHG-9", headers={"If-None-Match": got.headers["etag"]})
+        assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == '"1"'
+        listed = http.get("/v1/change/CHG-9", headers={"If-None-Match": 'W/"7", W/"1"'})
+        assert listed.status_code == 304
+        put = http.put(
+            "/v1/change/CHG-9", json=doc("CHG-9", title="v2"), headers={"If-Match": '"1"'}
+        )
+        assert put.status_code == 200 and put.headers["etag"] == '"2"'
+        changed = http.get("/v1/change/CHG-9", headers={"If-None-Match": '"1"'})
+        assert changed.status_code == 200 and changed.json()["title"] == "v2"
+        assert changed.headers["etag"] == '"2"'
+
+
 def test_a_miss_is_read_from_s3_and_backfilled(api: Api) -> None:
     d = parse_document(doc("CHG-S3"))
     api.engine.objects.put("changes/CHG-S3.json", d.body)  # another application wrote it
