@@ -7,7 +7,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,12 +29,31 @@ DEFAULT_CONFIG = Path("config/docsync.toml")
 _toml_path: ContextVar[Path | None] = ContextVar("docsync_toml_path", default=None)
 
 
+class TomlTable(TomlConfigSettingsSource):
+    """One level of the TOML file: the top level without its sub-tables of other settings
+    classes (`table=None`), or one such table (`[streams]`), empty when the file lacks it."""
+
+    OWN_TABLES = ("streams",)
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path, table: str | None) -> None:
+        self._table = table
+        super().__init__(settings_cls, toml_file=path)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        if self._table is not None:
+            section = data.get(self._table, {})
+            return section if isinstance(section, dict) else {self._table: section}
+        return {k: v for k, v in data.items() if k not in self.OWN_TABLES}
+
+
 class Settings(BaseSettings):
     """Every knob of the engine. Field `x` is env `DOCSYNC_X` and TOML key `x`."""
 
     model_config = SettingsConfigDict(
         env_prefix="DOCSYNC_", extra="forbid", frozen=True, validate_default=True
     )
+    _config_file: Path | None = PrivateAttr(default=None)
 
     # Where AWS is.
     endpoint_url: str | None = None
@@ -138,8 +164,13 @@ class Settings(BaseSettings):
         path = _toml_path.get()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            sources.append(TomlTable(settings_cls, path, None))
         return tuple(sources)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The TOML file these settings were read from (its [streams] table is read apart)."""
+        return self._config_file
 
     @model_validator(mode="after")
     def _tombstones_outlive_the_queue(self) -> Settings:
@@ -162,7 +193,9 @@ def load_settings(config: Path | str | None = None, **flags: Any) -> Settings:
         raise ConfigError(f"config file not found: {path}")
     token = _toml_path.set(path if path.is_file() else None)
     try:
-        return Settings(**{k: v for k, v in flags.items() if v is not None})
+        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+        settings._config_file = _toml_path.get()
+        return settings
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from exc
     except ValueError as exc:  # a TOML syntax error

@@ -41,7 +41,10 @@ def consume_cmd(
     from engine.streams.consumer import LocalConsumer
 
     config = load_stream_settings(
-        metrics_port=metrics_port, window_s=window_s, analytics_dir=analytics_dir
+        settings.config_file,
+        metrics_port=metrics_port,
+        window_s=window_s,
+        analytics_dir=analytics_dir,
     )
     if config.metrics_port:
         metrics.serve(config.metrics_port)
@@ -69,7 +72,7 @@ def stats_cmd(
     """Hit ratio, read latency, sync lag, iterator age, TTL expiries, latest windows."""
     from engine.streams.stats import gather, render_text
 
-    config = load_stream_settings(analytics_dir=analytics_dir)
+    config = load_stream_settings(settings.config_file, analytics_dir=analytics_dir)
     data = gather(
         settings,
         config,

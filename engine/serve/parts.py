@@ -95,7 +95,9 @@ class ConsumerPart:
         from engine.streams.config import load_stream_settings
         from engine.streams.consumer import LocalConsumer
 
-        self.consumer = LocalConsumer(engine.settings, load_stream_settings(), engine.clients)
+        self.consumer = LocalConsumer(
+            engine.settings, load_stream_settings(engine.settings.config_file), engine.clients
+        )
 
     def run(self) -> None:
         self.consumer.run()

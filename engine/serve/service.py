@@ -165,7 +165,7 @@ def _start_metrics_flush(engine: Engine) -> MetricsFlusher | None:
         from engine.streams.flush import MetricsFlusher
     except ImportError:
         return None
-    conf = load_stream_settings()
+    conf = load_stream_settings(engine.settings.config_file)
     return MetricsFlusher(
         engine.clients.dynamodb,
         engine.settings.table,

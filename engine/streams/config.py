@@ -1,4 +1,5 @@
-"""Knobs of the stream consumers and of the read-metrics flush: env `DOCSYNC_STREAMS_<X>`.
+"""Knobs of the stream consumers and of the read-metrics flush: env `DOCSYNC_STREAMS_<X>`,
+or `x` in the `[streams]` table of the settings file.
 
 Kept apart from engine.settings.Settings (which forbids unknown keys) so that the streams
 part can be configured, and tested with short leases, without touching the core settings.
@@ -6,13 +7,17 @@ part can be configured, and tested with short leases, without touching the core 
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from engine.exceptions import ConfigError
-from engine.settings import describe_validation_error
+from engine.settings import TomlTable, describe_validation_error
+
+_toml_path: ContextVar[Path | None] = ContextVar("docsync_streams_toml", default=None)
 
 
 class StreamSettings(BaseSettings):
@@ -40,12 +45,30 @@ class StreamSettings(BaseSettings):
     def lease_renew_s(self) -> float:
         return self.lease_ttl_s / 3
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _toml_path.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlTable(settings_cls, path, "streams"))
+        return tuple(sources)
 
-def load_stream_settings(**flags: Any) -> StreamSettings:
-    """Flags (only those given) > DOCSYNC_STREAMS_* environment > defaults."""
+
+def load_stream_settings(config_file: Path | None = None, **flags: Any) -> StreamSettings:
+    """Flags (only those given) > DOCSYNC_STREAMS_* environment > the `[streams]` table of
+    `config_file` (pass `settings.config_file`) > defaults."""
+    token = _toml_path.set(config_file)
     try:
         return StreamSettings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
-        raise ConfigError(
-            describe_validation_error(exc).replace("[DOCSYNC_", "[DOCSYNC_STREAMS_")
-        ) from exc
+        message = describe_validation_error(exc).replace("[DOCSYNC_", "[DOCSYNC_STREAMS_")
+        raise ConfigError(message.replace("invalid setting ", "invalid setting streams.")) from exc
+    finally:
+        _toml_path.reset(token)

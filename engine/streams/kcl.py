@@ -176,7 +176,7 @@ def main() -> None:
 
     settings = load_settings()
     configure_logging("json", settings.log_level, stream=sys.stderr)
-    config = load_stream_settings()
+    config = load_stream_settings(settings.config_file)
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     clients = AwsClients(settings)

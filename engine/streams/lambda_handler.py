@@ -73,7 +73,7 @@ def runtime() -> Runtime:
     if _runtime is None:
         settings = load_settings()
         configure_logging("json", settings.log_level)
-        _runtime = build_runtime(settings, load_stream_settings())
+        _runtime = build_runtime(settings, load_stream_settings(settings.config_file))
     return _runtime
 
 

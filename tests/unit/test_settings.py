@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from engine.exceptions import ConfigError
 from engine.settings import Settings, load_settings
+from engine.streams.config import load_stream_settings
 
 SHIPPED_TOML = Path(__file__).resolve().parents[2] / "config" / "docsync.toml"
 
@@ -58,7 +59,32 @@ def test_defaults() -> None:
 
 
 def test_shipped_config_file_matches_the_defaults() -> None:
-    assert load_settings(SHIPPED_TOML) == load_settings(None)
+    shipped = load_settings(SHIPPED_TOML)
+    assert shipped.model_dump() == load_settings(None).model_dump()
+    assert shipped.config_file == SHIPPED_TOML
+    assert load_stream_settings(shipped.config_file) == load_stream_settings(None)
+
+
+def test_streams_table_precedence_and_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_toml(tmp_path, 'table = "t"\n[streams]\nwindow_s = 300\nlease_ttl_s = 9.0\n')
+    settings = load_settings(path)
+    assert settings.table == "t"  # the core settings ignore the [streams] table
+    assert load_stream_settings(settings.config_file).window_s == 300  # file > default
+    monkeypatch.setenv("DOCSYNC_STREAMS_WINDOW_S", "120")
+    conf = load_stream_settings(settings.config_file)
+    assert conf.window_s == 120 and conf.lease_ttl_s == 9.0  # env > file
+    assert load_stream_settings(settings.config_file, window_s=30).window_s == 30  # flag > env
+    assert load_stream_settings(load_settings(None).config_file).lease_ttl_s == 30.0
+
+    monkeypatch.delenv("DOCSYNC_STREAMS_WINDOW_S")
+    bad = write_toml(tmp_path, "[streams]\nwindow_s = 0\nleases = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_stream_settings(load_settings(bad).config_file)
+    message = str(info.value)
+    assert "streams.window_s [DOCSYNC_STREAMS_WINDOW_S]" in message
+    assert "streams.leases" in message
 
 
 def test_default_config_file_is_read_from_the_working_directory(tmp_path: Path) -> None:
