@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from engine.app import Engine
 from engine.aws import AwsClients, CallCounter
@@ -32,6 +36,62 @@ MOTO_CAVEAT = (
     " page re-sorts the whole bucket; requests are serialized (~200 calls/s in total, whatever"
     " the threads). On AWS a GSI query costs O(items returned): compare AWS calls as well as time."
 )
+
+
+class MotoServer(Protocol):
+    @property
+    def endpoint(self) -> str: ...
+
+    def reset(self) -> None: ...
+
+
+class MotoProcess:
+    """`docsync local` in a child process: the server gets its own interpreter (and GIL), as
+    AWS would, so the clients' own CPU does not slow the server down. BENCH_MOTO=thread runs
+    it in this process instead (the tests' set-up)."""
+
+    def __init__(self) -> None:
+        docsync = Path(sys.executable).with_name("docsync")
+        self._proc = subprocess.Popen(
+            [str(docsync), "local", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"docsync local exited with {self._proc.wait()}")
+        self._endpoint = str(json.loads(line)["endpoint"])
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self._endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+
+
+@contextmanager
+def moto_server() -> Iterator[MotoServer]:
+    if os.environ.get("BENCH_MOTO", "process") == "thread":
+        with EmbeddedMoto() as embedded:
+            yield embedded
+        return
+    child = MotoProcess()
+    try:
+        yield child
+    finally:
+        child.stop()
 
 
 class CallTimer:
@@ -75,7 +135,7 @@ class CallTimer:
 
 @dataclass
 class Harness:
-    server: EmbeddedMoto
+    server: MotoServer
     settings: Settings
     engine: Engine
     counter: CallCounter  # the engine's calls
@@ -106,7 +166,7 @@ def harness() -> Iterator[Harness]:
     os.environ.update(TEST_CREDENTIALS)
     os.environ["MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR"] = "false"  # purge at will
     configure_logging("json", "WARNING")
-    with EmbeddedMoto() as server:
+    with moto_server() as server:
         settings = load_settings(None, endpoint_url=server.endpoint, max_attempts=2, concurrency=16)
         counter, raw_counter = CallCounter(), CallCounter()
         engine = Engine.build(settings, counter)

@@ -40,16 +40,17 @@ WORKERS_TARGET = 0.9
 LISTENER_CAVEAT = (
     "moto caveat (see ../shared/DESIGN.md, moto section): the embedded server"
     " (engine/local_moto.py) handles one request at a time (only ReceiveMessage long polls wait"
-    " outside its lock), and it shares this process's GIL with the clients, so extra workers"
-    " mostly hide latency rather than add throughput (their client-side CPU even competes with"
-    " the server's)."
+    " outside its lock), so extra workers mostly hide latency rather than add throughput. It"
+    " runs in a child process (`docsync local`), so the clients' CPU does not slow it down"
+    " (BENCH_MOTO=thread runs it in this process, sharing its GIL)."
     " SendMessage (one per S3 put) and ReceiveMessage cost O(messages in the queue) (a receive"
     " of 10 recomputes the queue's attributes per message: ~150-250 ms at a few hundred queued),"
     " so every throughput run starts from a freshly reset server holding the same N messages,"
-    " loaded outside the timed part. moto spends ~30 ms on the engine's conditional UpdateItem"
-    " (a 20-clause update expression) against ~5 ms for a PutItem: most of the engine/raw gap"
-    " here. Compare AWS calls per event as well as time: they carry over to AWS, the rates do"
-    " not."
+    " loaded outside the timed part. The engine's write for an entry it has read is one PutItem"
+    " conditional on that entry's version (or absence); only a race or a same-second overwrite"
+    " falls back to the conditional UpdateItem (a 20-clause update expression: ~30 ms on moto"
+    " against ~5 ms for a put). Compare AWS calls per event as well as time: they carry over to"
+    " AWS, the rates do not."
 )
 
 
@@ -551,7 +552,7 @@ def report_throughput(runs: list[Run], n: int) -> dict[int, float]:
         " (two empty 1-s long polls, in both variants). 'cached OK': live entries holding S3's"
         " ETag afterwards; 'left': messages still on the queue. The raw loop parses the"
         " document and builds the same item as the engine (pure code), but makes no GetItem"
-        " and a plain PutItem instead of the conditional UpdateItem."
+        " and its PutItem has no condition."
         " ChangeMessageVisibility is the listener's heartbeat (every 20 s, for the messages"
         " held at that moment)."
     )

@@ -21,6 +21,15 @@ def report_name(result: ReconcileResult) -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}-{result.mode}"
 
 
+def source_note(data: dict[str, Any]) -> str:
+    """Where the S3 side came from, when it was not a listing (an inventory is a snapshot)."""
+    source = data.get("s3_source", "list")
+    if source == "list":
+        return ""
+    taken = data.get("inventory_created_at")
+    return f"{source}" + (f", taken {taken}; drift verified against S3 now" if taken else "")
+
+
 def to_text(data: dict[str, Any]) -> str:
     counts, repaired = data["counts"], data["repaired"]
     drift = sum(counts[c] for c in DRIFT)
@@ -31,6 +40,8 @@ def to_text(data: dict[str, Any]) -> str:
     ]
     if data["mode"] == "repair":
         lines.append("  repaired " + "  ".join(f"{c} {repaired[c]}" for c in DRIFT))
+    if source_note(data):
+        lines.append(f"  S3 side: {source_note(data)}")
     lines.append(
         f"  drift {drift}, remaining {data['remaining']}"
         + (
@@ -58,6 +69,7 @@ def to_markdown(data: dict[str, Any]) -> str:
         "",
         f"Started {data['started_at']}, {data['duration_s']:.1f} s, {data['compared']} keys"
         f" compared in {data['shards']} shards. Drift remaining: **{data['remaining']}**.",
+        *([f"S3 side: {source_note(data)}."] if source_note(data) else []),
         "",
         "| class | found | repaired |",
         "|---|---:|---:|",

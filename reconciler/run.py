@@ -1,13 +1,17 @@
 """One reconcile run: shards in a bounded pool, each a sorted merge of S3 and the cache,
 drift verified against S3, and (in repair mode) fixed through the shared convergence rules.
+
+The S3 side is a listing, or an S3 Inventory report (`reconciler.inventory`) for buckets too
+large to list; the report is a day-old snapshot, which the verification against S3 absorbs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,8 +25,9 @@ from engine.documents import Document, parse_document
 from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
 from engine.store.objects import StoredObject
 from reconciler.diff import CLASSES, Rules, Verdict, merge
+from reconciler.inventory import InventorySource
 from reconciler.shards import Shard, plan
-from reconciler.sources import cache_rows, s3_rows
+from reconciler.sources import S3Row, cache_rows, s3_rows
 
 Mode = Literal["report", "repair"]
 DRIFT = ("missing", "stale", "orphaned", "invalid")
@@ -53,6 +58,8 @@ class ReconcileResult:
     shards: int = 0
     compared: int = 0
     duration_s: float = 0.0
+    s3_source: str = "list"  # or "inventory:<manifest URI>"
+    inventory_created_at: datetime | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -86,14 +93,21 @@ class ReconcileResult:
         result.items = list(data["items"])
         result.shards, result.compared = data["shards"], data["compared"]
         result.duration_s = data["duration_s"]
+        result.s3_source = data.get("s3_source", "list")
+        if data.get("inventory_created_at"):
+            result.inventory_created_at = keys.parse_iso(data["inventory_created_at"])
         return result
 
     def as_dict(self) -> dict[str, Any]:
+        source: dict[str, Any] = {"s3_source": self.s3_source}
+        if self.inventory_created_at is not None:
+            source["inventory_created_at"] = keys.iso(self.inventory_created_at)
         return {
             "mode": self.mode,
             "dry_run": self.dry_run,
             "started_at": keys.iso(self.started_at),
             "duration_s": round(self.duration_s, 3),
+            **source,
             "shards": self.shards,
             "compared": self.compared,
             "counts": {c: self.counts[c] for c in CLASSES},
@@ -129,9 +143,11 @@ class Reconciler:
         on_shard_done: Callable[[Shard], None] | None = None,
         now: datetime | None = None,
         shards: list[Shard] | None = None,
+        inventory: InventorySource | None = None,
     ) -> ReconcileResult:
         """`now` decides the window, expiry and grace (a parameter so tests can move time);
-        `shards` runs only those (a task taken from the work queue), else every shard."""
+        `shards` runs only those (a task taken from the work queue), else every shard;
+        `inventory` reads the S3 side from that report instead of listing the bucket."""
         filters = filters or Filters()
         if shards is None:
             shards = self.plan(types)
@@ -147,19 +163,29 @@ class Reconciler:
         )
         result.shards = len(shards)
         started = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            s3_side: Callable[[Shard], Iterator[S3Row]]
+            if inventory is None:
+                s3_side = lambda shard: s3_rows(self.engine.objects, shard)  # noqa: E731
+            else:
+                result.s3_source = inventory.label
+                result.inventory_created_at = inventory.created_at
+                s3_side = stack.enter_context(inventory.sort(shards)).rows
+            snapshot = inventory is not None
 
-        def one(shard: Shard) -> None:
-            self._shard(shard, rules, mode, filters, result)
-            if on_shard_done:
-                on_shard_done(shard)
+            def one(shard: Shard) -> None:
+                self._shard(shard, s3_side(shard), rules, mode, filters, result, snapshot)
+                if on_shard_done:
+                    on_shard_done(shard)
 
-        with ThreadPoolExecutor(self.settings.reconcile_workers, "reconcile") as pool:
-            list(pool.map(one, shards))
+            with ThreadPoolExecutor(self.settings.reconcile_workers, "reconcile") as pool:
+                list(pool.map(one, shards))
         result.duration_s = time.perf_counter() - started
         result.items.sort(key=lambda item: str(item["key"]).encode())
         logger.bind(
             op="reconcile",
             mode=mode,
+            s3_source=result.s3_source,
             dry_run=self.settings.dry_run,
             duration_ms=round(result.duration_s * 1000, 1),
             compared=result.compared,
@@ -173,15 +199,21 @@ class Reconciler:
         return plan(chosen, self.settings.reconcile_shards_per_type)
 
     def _shard(
-        self, shard: Shard, rules: Rules, mode: Mode, filters: Filters, result: ReconcileResult
+        self,
+        shard: Shard,
+        s3: Iterable[S3Row],
+        rules: Rules,
+        mode: Mode,
+        filters: Filters,
+        result: ReconcileResult,
+        snapshot: bool = False,
     ) -> None:
-        s3 = s3_rows(self.engine.objects, shard)
         cache = cache_rows(self.engine.cache, shard)
         for verdict in merge(s3, cache, rules):
             if filters.since and verdict.s3 and verdict.s3.last_modified < filters.since:
                 outcome, repaired = "filtered", False
             else:
-                outcome, repaired = self._settle(verdict, mode, filters, result)
+                outcome, repaired = self._settle(verdict, mode, filters, result, snapshot)
             with result._lock:
                 result.compared += 1
                 if outcome in CLASSES:
@@ -202,17 +234,34 @@ class Reconciler:
                     )
 
     def _settle(
-        self, verdict: Verdict, mode: Mode, filters: Filters, result: ReconcileResult
+        self,
+        verdict: Verdict,
+        mode: Mode,
+        filters: Filters,
+        result: ReconcileResult,
+        snapshot: bool = False,
     ) -> tuple[str, bool]:
-        """Verify a drift against S3 now, and repair it if asked. Returns (class, repaired)."""
+        """Verify a drift against S3 now, and repair it if asked. Returns (class, repaired).
+
+        The S3 side is older than the cache (a listing by moments, an inventory by up to a
+        day): an entry whose ETag S3 holds now is in sync, whatever that side said.
+        """
         outcome: str = verdict.outcome
+        if outcome == "invalid" and snapshot:
+            return self._still_there(verdict.key), False
         if outcome not in ("missing", "stale", "orphaned"):
             return outcome, False
         target = keys.key_to_doc(verdict.key, self._prefixes)
         assert target is not None
         type_name, doc_id = target
+        cached = verdict.cache.etag if verdict.cache is not None else None
         try:
-            stored = self.engine.objects.get(verdict.key)
+            if cached:
+                stored = self.engine.objects.get_if_changed(verdict.key, cached)
+                if stored is None:
+                    return "in_sync", False  # S3 answered 304: it holds the cached ETag
+            else:
+                stored = self.engine.objects.get(verdict.key)
         except NotFoundError:
             stored = None
         except DocsyncError as exc:
@@ -231,7 +280,7 @@ class Reconciler:
                 outcome = "invalid"
             else:
                 if outcome == "orphaned":
-                    outcome = "missing"  # re-created since the listing
+                    outcome = "stale"  # re-created since the listing, not as cached
         if (
             filters.customer is not None
             and outcome != "invalid"
@@ -254,6 +303,15 @@ class Reconciler:
                     result.would_repair[outcome] += 1
             return outcome, False
         return outcome, self._repair(outcome, type_name, doc_id, doc, stored, filters.source)
+
+    def _still_there(self, key: str) -> str:
+        """An invalid object seen in a snapshot is reported only if S3 still holds it."""
+        try:
+            info = self.engine.objects.head(key)
+        except DocsyncError as exc:
+            logger.bind(op="reconcile.verify", key=key).error("S3 read failed: {}", exc)
+            return "invalid"
+        return "invalid" if info is not None else "vanished"
 
     def _repair(
         self,

@@ -28,6 +28,13 @@ from reconciler.run import Mode
     "--work", is_flag=True, help="Take shard tasks from the work queue until it is empty."
 )
 @click.option("--collect", "collect_run", default=None, help="Fold an enqueued run's results.")
+@click.option(
+    "--inventory",
+    "inventory_uri",
+    default=None,
+    metavar="S3_URI",
+    help="Read the S3 side from this S3 Inventory manifest.json (CSV) instead of listing.",
+)
 @common(mutating=True)
 @_run
 def reconcile_cmd(
@@ -42,12 +49,28 @@ def reconcile_cmd(
     enqueue: bool,
     work: bool,
     collect_run: str | None,
+    inventory_uri: str | None,
 ) -> None:
     """Compare S3 with the cache shard by shard; report drift, and repair it with --repair."""
     from reconciler import reports, tasks
+    from reconciler.inventory import InventoryError, InventorySource
     from reconciler.run import Reconciler
     from reconciler.schedule import build
 
+    if inventory_uri:
+        others = {
+            "--enqueue": enqueue,
+            "--work": work,
+            "--collect": collect_run,
+            "--history": history,
+            "--schedule": schedule,
+        }
+        clash = [flag for flag, given in others.items() if given]
+        if clash:
+            raise InventoryError(
+                f"--inventory cannot be combined with {', '.join(clash)}:"
+                " the report is read and sorted on this machine, for one run"
+            )
     engine = Engine.build(settings)
     mode: Mode = "repair" if repair else "report"
     if enqueue:
@@ -99,6 +122,11 @@ def reconcile_cmd(
         return
     reconciler = Reconciler(engine)
     types = type_names or None
+    inventory = (
+        InventorySource.open(engine.clients.s3, inventory_uri, settings.bucket)
+        if inventory_uri
+        else None
+    )
     if sys.stderr.isatty():
         with Progress(
             "[progress.description]{task.description}",
@@ -108,9 +136,14 @@ def reconcile_cmd(
             transient=True,
         ) as progress:
             task = progress.add_task(f"reconcile {mode}", total=None)
-            result = reconciler.run(mode, types, on_shard_done=lambda _s: progress.advance(task))
+            result = reconciler.run(
+                mode,
+                types,
+                on_shard_done=lambda _s: progress.advance(task),
+                inventory=inventory,
+            )
     else:
-        result = reconciler.run(mode, types)
+        result = reconciler.run(mode, types, inventory=inventory)
     data: dict[str, Any] = result.as_dict()
     data["report"] = reports.save(engine, result, report_dir or settings.report_dir)
     emit(data, fmt, lambda d: console().print(reports.to_text(d)))
