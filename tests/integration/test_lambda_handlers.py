@@ -300,7 +300,8 @@ def test_dry_run_applies_nothing(
     logs = [
         json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
     ]
-    assert any(line["msg"].startswith("dry run: dynamodb.UpdateItem") for line in logs)
+    writes = [line for line in logs if line["msg"].startswith("dry run: dynamodb.")]
+    assert len(writes) == 2, logs  # the new entry, the tombstone: PutItem or UpdateItem each
     assert logs and all(line.get("dry_run") is True for line in logs)
 
 
