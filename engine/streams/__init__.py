@@ -11,7 +11,8 @@ table's Kinesis destination) into the figures an operator watches and into analy
     consumer.py   `docsync consume`: one active consumer per stream, standby takeover
     lambda_handler.py   DynamoDB stream (and Kinesis) batches, partial batch responses, EMF
     kcl.py        KCL 3 record processor for the Kinesis destination (multilang.py: protocol)
-    sinks.py      analytics rows and dead letters: S3 (reserved prefix) or a local directory
+    sinks.py      analytics rows and dead letters, one named object per emission: S3 (reserved
+                  prefix) or a local directory; a retried emission overwrites its name
     exporters.py  Prometheus and CloudWatch EMF
     stats.py      `docsync stats`; demo.py: the demo's closing section
     config.py     DOCSYNC_STREAMS_* settings

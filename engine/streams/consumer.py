@@ -4,15 +4,21 @@ One active consumer per stream (a lease in the leases table; others wait on stan
 over once it expires). It discovers shards, reads parents before their children, resumes each
 shard after its checkpoint (TRIM_HORIZON the first time), finishes closed shards, gets a new
 iterator when one expires, and reports data lost to the 24-hour retention (a reconcile is then
-needed). At every checkpoint it first stores the analytics rows and dead letters, then the
-sequence numbers (flush, then checkpoint): nothing is lost, and nothing is counted twice unless
-the process dies between the two. Scale-out beyond one process is Lambda's or KCL's job.
+needed). Analytics are exactly once in effect, across crashes and takeovers: every checkpoint
+is two-phase. It first records the pending emission (the sink name of its rows and the shard
+positions they cover) beside the checkpoints, under the lease's fence; then writes the rows
+(and dead letters) under exactly that name; then moves the checkpoints and drops the marker in
+one transaction. Whoever finds a marker (this process after a failed write, or a successor)
+asks the sink: the object is there, so the checkpoints roll forward to the marker's positions
+(nothing counted twice); or it is not, so the marker goes and those records are read again
+(nothing lost). Scale-out beyond one process is Lambda's or KCL's job.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,10 +40,16 @@ from engine.streams.exceptions import (
     StreamsError,
 )
 from engine.streams.exporters import iterator_age_s, to_prometheus
-from engine.streams.leases import Checkpoint, Checkpoints, ConsumerLease, read_lease
+from engine.streams.leases import (
+    Checkpoint,
+    Checkpoints,
+    ConsumerLease,
+    PendingEmission,
+    read_lease,
+)
 from engine.streams.records import ChangeRecord, from_stream
 from engine.streams.shards import Shard, parse_shards, ready
-from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, build_sink
+from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, build_sink, emission_name
 
 RETENTION_S = 24 * 3600
 
@@ -51,6 +63,15 @@ class ShardState:
     iterator: str | None = None
     empty_reads: int = 0  # consecutive empty GetRecords: caught up
     age_s: float = 0.0
+
+
+@dataclass
+class Emission:
+    """A begun emission whose fate is unknown (its write failed): kept until settled."""
+
+    pending: PendingEmission
+    rows: list[dict[str, Any]]
+    dead: list[dict[str, Any]]
 
 
 @dataclass
@@ -113,6 +134,7 @@ class LocalConsumer:
         self.summary = ConsumeSummary(dry_run=settings.dry_run)
         self._dead: list[dict[str, Any]] = []
         self._states: dict[str, ShardState] = {}
+        self._unsettled: Emission | None = None
         self._lost = threading.Event()
         self._last_checkpoint_at: float | None = None
 
@@ -162,6 +184,7 @@ class LocalConsumer:
                     log.error("lease lost, back to standby: {}", exc)
                     self.core.discard_pending()
                     self._dead.clear()
+                    self._unsettled = None  # the marker is its successor's to settle
                     self._states.clear()  # its successor moved the checkpoints on
                     self.summary.role = "standby"
                 finally:
@@ -234,6 +257,7 @@ class LocalConsumer:
     def _consume(self, arn: str, lease: ConsumerLease, drain: bool) -> None:
         checkpoints = Checkpoints(self.ddb, self.settings.leases_table, arn)
         self._check_retention(arn)
+        self._recover(checkpoints, lease)
         self._refresh(arn, checkpoints)
         last_checkpoint = last_refresh = time.monotonic()
         while not self.stop.is_set():
@@ -395,29 +419,77 @@ class LocalConsumer:
             "records lost to the stream's 24 h retention ({}): run `docsync reconcile`", why
         )
 
-    def _checkpoint(self, checkpoints: Checkpoints, lease: ConsumerLease) -> None:
-        rows, dead = self.core.take_rows(), list(self._dead)
-        try:
-            self.sink.write(ANALYTICS, rows)
-            if dead:
-                self.sink.write(DEAD_LETTER, dead)
-        except Exception as exc:  # keep everything; no checkpoint until the rows are stored
-            self.core.restore_rows(rows)
-            logger.bind(op="consume.checkpoint").error("analytics not stored, will retry: {}", exc)
+    def _recover(self, checkpoints: Checkpoints, lease: ConsumerLease) -> None:
+        """Settle the emission a predecessor began (the sink says whether its rows are stored)
+        before any checkpoint is read."""
+        pending = checkpoints.load_pending()
+        if pending is None:
             return
-        self._dead.clear()
-        self.summary.rows_emitted += len(rows)
+        log = logger.bind(op="consume.recover", emission=pending.name)
+        if self.sink.exists(ANALYTICS, pending.name):
+            checkpoints.save(pending.positions, lease, settle=True)
+            log.info("a begun emission was stored: checkpoints rolled forward to it")
+        else:
+            checkpoints.drop_pending(lease)
+            log.info("a begun emission was not stored: its records will be read again")
+
+    def _settle(self, checkpoints: Checkpoints, lease: ConsumerLease) -> bool:
+        """After a failed write: roll forward if it was stored after all, else take its rows
+        back for the next emission. False while the sink cannot tell."""
+        emission = self._unsettled
+        if emission is None:
+            return True
+        try:
+            stored = self.sink.exists(ANALYTICS, emission.pending.name)
+        except Exception as exc:
+            logger.bind(op="consume.checkpoint").error("sink unreachable, will retry: {}", exc)
+            return False
+        if stored:
+            checkpoints.save(emission.pending.positions, lease, settle=True)
+            self._saved(emission.pending.positions, len(emission.rows))
+        else:
+            self.core.restore_rows(emission.rows)
+            self._dead[:0] = emission.dead
+        self._unsettled = None
+        return True
+
+    def _checkpoint(self, checkpoints: Checkpoints, lease: ConsumerLease) -> None:
+        if not self._settle(checkpoints, lease):
+            return
         updates = {
             sid: Checkpoint(st.position, st.finished)
             for sid, st in self._states.items()
             if Checkpoint(st.position, st.finished) != st.saved
         }
-        if updates:
+        rows, dead = self.core.take_rows(), list(self._dead)
+        if rows or dead:
+            identity = [
+                f"{sid}:{self._states[sid].saved.sequence}:{cp.sequence}:{cp.finished}"
+                for sid, cp in sorted(updates.items())
+            ]
+            name = emission_name(datetime.now(UTC), "consumer", checkpoints.stream_arn, *identity)
+            emission = Emission(PendingEmission(name, updates), rows, dead)
+            try:
+                checkpoints.begin(emission.pending, lease)
+            except BaseException:
+                self.core.restore_rows(rows)
+                raise
+            self._dead.clear()
+            self._unsettled = emission
+            try:
+                if dead:
+                    self.sink.put(DEAD_LETTER, name, dead)
+                self.sink.put(ANALYTICS, name, rows)  # last: its presence means all is stored
+            except Exception as exc:  # settled at the next checkpoint, or by a successor
+                logger.bind(op="consume.checkpoint").error(
+                    "analytics not stored, will retry: {}", exc
+                )
+                return
+            checkpoints.save(updates, lease, settle=True)
+            self._unsettled = None
+        elif updates:
             checkpoints.save(updates, lease)
-            for sid, cp in updates.items():
-                self._states[sid].saved = cp
-            self.summary.checkpoints += 1
-        self._last_checkpoint_at = time.time()
+        self._saved(updates, len(rows))
         logger.bind(
             op="consume.checkpoint",
             rows=len(rows),
@@ -425,3 +497,12 @@ class LocalConsumer:
             records=self.core.totals["records"],
             at=datetime.now(UTC).isoformat(),
         ).debug("checkpoint")
+
+    def _saved(self, positions: Mapping[str, Checkpoint], rows: int) -> None:
+        for sid, cp in positions.items():
+            if sid in self._states:
+                self._states[sid].saved = cp
+        if positions:
+            self.summary.checkpoints += 1
+        self.summary.rows_emitted += rows
+        self._last_checkpoint_at = time.time()

@@ -116,6 +116,13 @@ class StreamProcessor:
         self._count(out)
         return out
 
+    def fresh(self) -> StreamProcessor:
+        """A processor with these settings and no memory: its rows are those of exactly the
+        records it is given (what a Lambda batch stores, wherever it ran before)."""
+        return StreamProcessor(
+            table=self.table, window_s=self.windows.window_s, dedupe_capacity=self._capacity
+        )
+
     def take_rows(self) -> list[dict[str, Any]]:
         return self.windows.take_rows()
 

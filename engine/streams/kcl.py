@@ -4,7 +4,12 @@ MultiLangDaemon (`executableName = python3 -m engine.streams.kcl`, config/kcl.pr
 `DocsyncRecordProcessor` implements amazon-kclpy's v3 `RecordProcessorBase` (initialize,
 process_records with periodic checkpoints, lease_lost, shard_ended with its mandatory
 checkpoint, shutdown_requested with a checkpoint) over the shared processing core. Each
-checkpoint first stores the analytics rows, then asks the daemon to checkpoint.
+checkpoint first stores the analytics rows, then asks the daemon to checkpoint. The rows are
+named by the first record after the last checkpoint (`emission_name`), so analytics are exactly
+once in effect: a worker that dies (or loses its lease) between the two is replayed from that
+checkpoint by its successor, whose first emission starts at the same record and overwrites
+the stored one, wherever it ends. For the same reason a refused checkpoint keeps the rows for
+the next emission, which replaces this one.
 
 amazon-kclpy is optional (`pip install docsync[kcl]`; its build downloads jars): when it is
 missing, engine/streams/multilang.py speaks the daemon's protocol instead. Logs go to stderr:
@@ -16,6 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from loguru import logger
@@ -25,7 +31,7 @@ from engine.streams.core import StreamProcessor
 from engine.streams.exceptions import MalformedRecordError
 from engine.streams.exporters import to_prometheus
 from engine.streams.records import ChangeRecord, from_kinesis, sequence_int
-from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink
+from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, emission_name, fresh_name
 
 RETRYABLE = {"ThrottlingException", "KinesisClientLibDependencyException"}
 
@@ -68,6 +74,8 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
         self._clock = clock
         self.shard_id = ""
         self._largest: tuple[str, int | None] | None = None  # processed, not checkpointed
+        self._first: tuple[str, str] | None = None  # first record since the last checkpoint
+        self._anchor: datetime | None = None  # the time of the first one that decoded
         self._last_checkpoint = clock()
         self._dead: list[dict[str, Any]] = []
         self.checkpoints: list[tuple[str | None, int | None]] = []  # what was confirmed
@@ -85,15 +93,18 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
         source = f"kinesis:{self.shard_id}"
         for record in process_records_input.records:
             sub = record.sub_sequence_number
+            if self._first is None:
+                self._first = (str(record.sequence_number), str(sub or 0))
             try:
-                records.append(
-                    from_kinesis(
-                        record.binary_data,
-                        sequence=record.sequence_number,
-                        source=source,
-                        sub_sequence=sub,
-                    )
+                change = from_kinesis(
+                    record.binary_data,
+                    sequence=record.sequence_number,
+                    source=source,
+                    sub_sequence=sub,
                 )
+                records.append(change)
+                if self._anchor is None:
+                    self._anchor = change.created_at
             except (MalformedRecordError, ValueError) as exc:
                 metrics.STREAM_MALFORMED.inc()
                 logger.bind(op="kcl.record", seq=record.sequence_number).warning(
@@ -126,6 +137,7 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
         self.core.discard_pending()
         self._dead.clear()
         self._largest = None
+        self._first = self._anchor = None
         logger.bind(op="kcl.lease_lost", shard=self.shard_id).warning("lease lost")
 
     def shard_ended(self, shard_ended_input: Any) -> None:
@@ -135,17 +147,31 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         self._checkpoint(shutdown_requested_input.checkpointer, at_largest=True)
 
+    def _name(self) -> str | None:
+        if self._first is None or self._anchor is None:
+            return None
+        return emission_name(self._anchor, "kcl", f"kinesis:{self.shard_id}", *self._first)
+
+    def _store(self, rows: list[dict[str, Any]], dead: list[dict[str, Any]]) -> None:
+        name = self._name()
+        if name is None:  # nothing decoded since the last checkpoint: no rows, no name
+            if dead:
+                self.sink.put(DEAD_LETTER, fresh_name("kcl"), dead)
+                self._dead.clear()
+            return
+        if dead:
+            self.sink.put(DEAD_LETTER, name, dead)
+        if rows or self.sink.exists(ANALYTICS, name):  # no rows: only to empty a replayed one
+            self.sink.put(ANALYTICS, name, rows)
+
     def _checkpoint(self, checkpointer: Any, *, at_largest: bool) -> bool:
         rows, dead = self.core.take_rows(), list(self._dead)
         try:
-            self.sink.write(ANALYTICS, rows)
-            if dead:
-                self.sink.write(DEAD_LETTER, dead)
+            self._store(rows, dead)
         except Exception as exc:  # no checkpoint before the rows are stored
             self.core.restore_rows(rows)
             logger.bind(op="kcl.checkpoint").error("rows not stored, no checkpoint: {}", exc)
             return False
-        self._dead.clear()
         seq, sub = self._largest if (at_largest and self._largest) else (None, None)
         for attempt in range(1, self.retries + 1):
             try:
@@ -158,9 +184,12 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
                 logger.bind(op="kcl.checkpoint", shard=self.shard_id, error=name).error(
                     "checkpoint refused: {}", exc
                 )
+                self.core.restore_rows(rows)  # the next emission replaces this one: keep them
                 return False
             self.checkpoints.append((seq, sub))
             self._largest = None  # everything delivered so far is confirmed
+            self._dead.clear()
+            self._first = self._anchor = None
             self._last_checkpoint = self._clock()
             return True
         return False

@@ -4,15 +4,22 @@ and, for the table's Kinesis Data Streams destination, Kinesis batches (`kinesis
 Event source mappings need `FunctionResponseTypes: [ReportBatchItemFailures]`. A stream is
 ordered, so after the first failed record the rest of the batch is left alone, and the
 response names only that record's sequence number: Lambda resumes there. Undecodable records
-are dead-lettered (S3, reserved prefix) and do not stop the shard. Analytics rows of the batch
-are stored before the handler returns; if they cannot be, the whole batch is reported failed
-(and this container, having seen its records, emits the kept rows with the retry). Metrics go
-out as CloudWatch EMF lines. Settings come from DOCSYNC_* / DOCSYNC_STREAMS_* variables.
+are dead-lettered (S3, reserved prefix) and do not stop the shard.
+
+Analytics are exactly once in effect under retries. The rows of a batch are those of its
+records before the first failure, computed from the batch alone (not from what this container
+saw before), and stored before the handler returns as one object named by where the batch
+starts (`batch_name`). A batch delivered again after a failure, a timeout or a crash (in any
+container, whole or bisected) starts at the same record and overwrites that object; the batch
+after a partial failure starts at the failed record, a different name, and holds only records
+not stored before. If the rows cannot be stored the whole batch is reported failed. Metrics go
+out as CloudWatch EMF lines, each record counted once per container. Settings come from
+DOCSYNC_* / DOCSYNC_STREAMS_* variables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +44,14 @@ from engine.streams.records import (
     from_stream,
     sequence_int,
 )
-from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, build_sink
+from engine.streams.sinks import (
+    ANALYTICS,
+    DEAD_LETTER,
+    RowSink,
+    build_sink,
+    emission_name,
+    fresh_name,
+)
 
 metrics = Metrics(namespace="docsync", service="streams")
 
@@ -83,6 +97,40 @@ def use_runtime(value: Runtime | None) -> None:
     _runtime = value
 
 
+def batch_name(
+    records: Sequence[Mapping[str, Any]],
+    changes: Sequence[ChangeRecord],
+    identifier: Callable[[Mapping[str, Any]], str],
+) -> str | None:
+    """The sink name of a batch's rows: from its first record (stream, event id, sequence
+    number), in the hour of its first decoded one. Deliberately not from its end, so that
+    every retry from the same start, a bisected half included, replaces what an earlier
+    attempt stored. None when nothing in it decoded (no rows)."""
+    if not records or not changes:
+        return None
+    first = records[0]
+    return emission_name(
+        changes[0].created_at,
+        "lambda",
+        str(first.get("eventSourceARN", "")),
+        str(first.get("eventID", "")),
+        identifier(first),
+    )
+
+
+def _store(
+    sink: RowSink, name: str | None, rows: list[dict[str, Any]], dead: list[dict[str, Any]]
+) -> None:
+    if name is None:
+        if dead:
+            sink.put(DEAD_LETTER, fresh_name("lambda"), dead)
+        return
+    if dead:
+        sink.put(DEAD_LETTER, name, dead)
+    if rows or sink.exists(ANALYTICS, name):  # with no rows, only to empty an earlier attempt
+        sink.put(ANALYTICS, name, rows)
+
+
 def _handle(
     event: dict[str, Any],
     context: Any,
@@ -91,7 +139,8 @@ def _handle(
     identifier: Callable[[Mapping[str, Any]], str],
 ) -> dict[str, Any]:
     rt = runtime()
-    batch = Derived()
+    scratch = rt.core.fresh()  # this batch's rows, from its records alone
+    changes: list[ChangeRecord] = []
     dead: list[dict[str, Any]] = []
     failed: list[bool] = []
 
@@ -101,15 +150,15 @@ def _handle(
         raw = record.raw_event
         try:
             change = decode(raw)
+            scratch.process([change])
         except MalformedRecordError as exc:
             logger.bind(op="streams.lambda", record=identifier(raw)).warning("malformed: {}", exc)
             dead.append({"reason": str(exc), "record": raw, "driver": "lambda"})
             return
-        try:
-            batch.merge(rt.core.process([change]))
         except Exception:
             failed.append(True)
             raise
+        changes.append(change)
 
     records = event.get("Records", [])
     try:
@@ -119,15 +168,18 @@ def _handle(
         )
         reported: list[dict[str, str]] = response.get("batchItemFailures") or []
         failures = [f["itemIdentifier"] for f in reported]
-        rows = rt.core.take_rows()
+        if failed:  # the failed record may have left a trace: the rows of those before it
+            scratch = rt.core.fresh()
+            scratch.process(changes)
+        batch = Derived()
         try:
-            rt.sink.write(ANALYTICS, rows)
-            if dead:
-                rt.sink.write(DEAD_LETTER, dead)
+            _store(rt.sink, batch_name(records, changes, identifier), scratch.take_rows(), dead)
         except Exception as exc:
-            rt.core.restore_rows(rows)
             logger.bind(op="streams.lambda").error("rows not stored; batch retried: {}", exc)
             failures = [identifier(r) for r in records[:1]]
+        else:
+            batch = rt.core.process(changes)  # counted once stored (and once per container)
+            rt.core.take_rows()  # its own rows are not the ones stored: drop them
         to_emf(metrics, batch)
         metrics.add_metric(name="stream_malformed", unit=MetricUnit.Count, value=len(dead))
         metrics.add_metric(name="stream_failed", unit=MetricUnit.Count, value=len(failures))

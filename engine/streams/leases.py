@@ -8,6 +8,10 @@ a consumer's own writes would feed back into the stream it reads).
   stored, and whether the shard is finished (closed and read to its end). Written in one
   transaction with a condition on the lease, so a consumer that lost its lease cannot move
   them (a fencing check, not a clock).
+- `streams#pending#<stream ARN>`: the emission being stored (its sink name, the checkpoints
+  it takes the shards to), saved under the same fence before its rows are written and
+  removed with the checkpoints that follow them: whoever finds it next knows from the sink
+  whether to roll the checkpoints forward or to read those records again.
 Keys name the stream ARN: moto gives every table the same shard ids and sequence numbers.
 """
 
@@ -42,6 +46,10 @@ def consumer_key(stream_arn: str) -> str:
 
 def checkpoint_key(stream_arn: str, shard_id: str) -> str:
     return f"streams#checkpoint#{stream_arn}#{shard_id}"
+
+
+def pending_key(stream_arn: str) -> str:
+    return f"streams#pending#{stream_arn}"
 
 
 def default_owner() -> str:
@@ -151,6 +159,14 @@ class Checkpoint:
     finished: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class PendingEmission:
+    """Rows about to be stored as `name`, and the checkpoints that hold once they are."""
+
+    name: str
+    positions: Mapping[str, Checkpoint]
+
+
 class Checkpoints:
     def __init__(self, client: DynamoDBClient, table: str, stream_arn: str) -> None:
         self._ddb = client
@@ -185,12 +201,58 @@ class Checkpoints:
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def save(self, updates: Mapping[str, Checkpoint], lease: ConsumerLease) -> None:
-        """Store checkpoints, each transaction fenced by the lease (LeaseLostError if not ours)."""
+    def load_pending(self) -> PendingEmission | None:
+        """The emission a consumer began and did not finish (None: there is none)."""
+        try:
+            response = self._ddb.get_item(
+                TableName=self.table,
+                Key={"lease_key": {"S": pending_key(self.stream_arn)}},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"pending emission: {exc}") from exc
+        raw = response.get("Item")
+        if not raw:
+            return None
+        item = {k: plain(_de.deserialize(v)) for k, v in raw.items()}
+        positions = {
+            str(shard): Checkpoint(
+                str(cp["sequence"]) if cp.get("sequence") else None, bool(cp.get("finished"))
+            )
+            for shard, cp in (item.get("positions") or {}).items()
+        }
+        return PendingEmission(str(item["name"]), positions)
+
+    def begin(self, pending: PendingEmission, lease: ConsumerLease) -> None:
+        """Phase one: record the emission before its rows are written (replacing any other)."""
+        item: dict[str, Any] = {
+            "lease_key": {"S": pending_key(self.stream_arn)},
+            "stream_arn": {"S": self.stream_arn},
+            "name": {"S": pending.name},
+            "positions": _ser.serialize(
+                {
+                    shard: {"sequence": cp.sequence, "finished": cp.finished}
+                    for shard, cp in pending.positions.items()
+                }
+            ),
+            "owner": {"S": lease.owner},
+            "updated_at": {"N": f"{time.time():.3f}"},
+        }
+        self._transact([lease.fence(), {"Put": {"TableName": self.table, "Item": item}}], lease)
+
+    def drop_pending(self, lease: ConsumerLease) -> None:
+        """Forget a begun emission whose rows were never stored."""
+        self._transact([lease.fence(), self._settled()], lease)
+
+    def save(
+        self, updates: Mapping[str, Checkpoint], lease: ConsumerLease, *, settle: bool = False
+    ) -> None:
+        """Store checkpoints, each transaction fenced by the lease (LeaseLostError if not ours);
+        with `settle`, the last one also removes the pending emission (phase two)."""
         items = list(updates.items())
         now = f"{time.time():.3f}"
-        while items:
-            chunk, items = items[:99], items[99:]
+        while items or settle:
+            chunk, items = items[:98], items[98:]
             writes: list[Any] = [lease.fence()]
             for shard, cp in chunk:
                 item: dict[str, Any] = {
@@ -204,16 +266,30 @@ class Checkpoints:
                 if cp.sequence:
                     item["sequence"] = {"S": cp.sequence}
                 writes.append({"Put": {"TableName": self.table, "Item": item}})
-            try:
-                self._ddb.transact_write_items(TransactItems=writes)
-            except ClientError as exc:
-                reasons = exc.response.get("CancellationReasons") or []
-                first = reasons[0].get("Code") if reasons else None
-                if error_code(exc) == "TransactionCanceledException" and first in (
-                    "ConditionalCheckFailed",
-                    None,
-                ):
-                    raise LeaseLostError(f"{lease.key} is held by another consumer") from exc
-                raise StoreError(f"checkpoints: {exc}") from exc
-            except BotoCoreError as exc:
-                raise StoreError(f"checkpoints: {exc}") from exc
+            if settle and not items:
+                writes.append(self._settled())
+                settle = False
+            self._transact(writes, lease)
+
+    def _settled(self) -> dict[str, Any]:
+        return {
+            "Delete": {
+                "TableName": self.table,
+                "Key": {"lease_key": {"S": pending_key(self.stream_arn)}},
+            }
+        }
+
+    def _transact(self, writes: list[Any], lease: ConsumerLease) -> None:
+        try:
+            self._ddb.transact_write_items(TransactItems=writes)
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            first = reasons[0].get("Code") if reasons else None
+            if error_code(exc) == "TransactionCanceledException" and first in (
+                "ConditionalCheckFailed",
+                None,
+            ):
+                raise LeaseLostError(f"{lease.key} is held by another consumer") from exc
+            raise StoreError(f"checkpoints: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"checkpoints: {exc}") from exc

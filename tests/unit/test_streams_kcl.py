@@ -158,7 +158,7 @@ def test_checkpoint_errors_retried_when_retryable_only() -> None:
 
 def test_rows_not_stored_means_no_checkpoint() -> None:
     class Broken(MemorySink):
-        def write(self, kind: str, rows: Any) -> str | None:
+        def put(self, kind: str, name: str, rows: Any) -> str:
             raise OSError("disk full")
 
     core = StreamProcessor(table="docsync-cache")
@@ -177,3 +177,114 @@ def test_unknown_or_broken_messages_do_not_stop_the_processor(line: str) -> None
     replies = run([line, json.dumps(MESSAGES["initialize"])], processor)
     assert replies[-1] == {"action": "status", "responseFor": "initialize"}
     assert processor.shard_id == "shardId-123"
+
+
+# -- exactly once in effect: a replayed worker overwrites what its predecessor stored ---------
+
+
+class SimulatedCrash(BaseException):
+    """The worker process dies here."""
+
+
+class Checkpointer:
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.fail = fail
+        self.calls: list[tuple[str | None, int | None]] = []
+
+    def checkpoint(self, sequence_number: str | None = None, sub: int | None = None) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.calls.append((sequence_number, sub))
+
+
+SHARD = "shardId-000000000007"
+
+
+def records_input(payloads: list[dict[str, Any]], first: int, checkpointer: Any) -> Any:
+    from engine.streams.multilang import KinesisRecord, ProcessRecordsInput
+
+    records = [
+        KinesisRecord(
+            data=base64.b64encode(json.dumps(p).encode()).decode(),
+            partition_key="pk",
+            sequence_number=str(first + n),
+            sub_sequence_number=0,
+            timestamp_millis=0,
+        )
+        for n, p in enumerate(payloads)
+    ]
+    return ProcessRecordsInput(records, 0, checkpointer)
+
+
+def worker(sink: MemorySink, interval_s: float) -> DocsyncRecordProcessor:
+    from engine.streams.multilang import InitializeInput
+
+    processor = DocsyncRecordProcessor(
+        StreamProcessor(table="docsync-cache", window_s=60), sink, checkpoint_interval_s=interval_s
+    )
+    processor.initialize(InitializeInput(SHARD, "TRIM_HORIZON", None))
+    return processor
+
+
+def straight_rows(payloads: list[dict[str, Any]], first: int = 100) -> list[dict[str, Any]]:
+    from engine.streams.analytics import merge_rows
+    from engine.streams.records import from_kinesis
+
+    core = StreamProcessor(table="docsync-cache", window_s=60)
+    core.process(
+        from_kinesis(json.dumps(p).encode(), sequence=str(first + n), source=f"kinesis:{SHARD}")
+        for n, p in enumerate(payloads)
+    )
+    return merge_rows(core.take_rows())
+
+
+def test_a_worker_replayed_after_a_crash_overwrites_what_it_stored() -> None:
+    from engine.streams.analytics import merge_rows
+    from engine.streams.multilang import ShutdownRequestedInput
+
+    payloads = [kinesis_payload(r) for r in scripted_batch()]
+    sink = MemorySink()
+    first = worker(sink, interval_s=0.0)
+    with pytest.raises(SimulatedCrash):  # rows stored, checkpoint never made
+        first.process_records(records_input(payloads[:10], 100, Checkpointer(SimulatedCrash())))
+    assert sink.rows[ANALYTICS]
+    successor = worker(sink, interval_s=3600.0)  # replays from the same (no) checkpoint
+    checkpointer = Checkpointer()
+    successor.process_records(records_input(payloads[:4], 100, checkpointer))
+    successor.process_records(records_input(payloads[4:], 104, checkpointer))
+    successor.shutdown_requested(ShutdownRequestedInput(checkpointer))
+    assert checkpointer.calls == [("114", 0)]
+    assert len(sink.objects[ANALYTICS]) == 1  # replaced, wherever the replay ended
+    assert merge_rows(sink.rows[ANALYTICS]) == straight_rows(payloads)
+
+
+def test_a_replay_with_no_rows_empties_what_its_predecessor_stored() -> None:
+    from engine.streams.analytics import merge_rows
+
+    payloads = [kinesis_payload(r) for r in scripted_batch()][3:]  # a metrics flush first
+    sink = MemorySink()
+    first = worker(sink, interval_s=0.0)
+    with pytest.raises(SimulatedCrash):
+        first.process_records(records_input(payloads, 100, Checkpointer(SimulatedCrash())))
+    successor = worker(sink, interval_s=0.0)
+    checkpointer = Checkpointer()
+    successor.process_records(records_input(payloads[:1], 100, checkpointer))  # no rows
+    successor.process_records(records_input(payloads[1:], 101, checkpointer))
+    assert checkpointer.calls == [("100", 0), (str(100 + len(payloads) - 1), 0)]
+    assert merge_rows(sink.rows[ANALYTICS]) == straight_rows(payloads)
+
+
+def test_a_refused_checkpoint_keeps_the_rows_for_the_emission_that_replaces_it() -> None:
+    from engine.streams.analytics import merge_rows
+    from engine.streams.multilang import CheckpointError
+
+    payloads = [kinesis_payload(r) for r in scripted_batch()]
+    sink = MemorySink()
+    processor = worker(sink, interval_s=0.0)
+    refused = Checkpointer(CheckpointError("InvalidStateException"))
+    processor.process_records(records_input(payloads[:8], 100, refused))
+    assert processor.checkpoints == [] and len(sink.objects[ANALYTICS]) == 1
+    processor.process_records(records_input(payloads[8:], 108, Checkpointer()))
+    assert processor.checkpoints == [("114", 0)]
+    assert len(sink.objects[ANALYTICS]) == 1  # the same start, the same object: both batches
+    assert merge_rows(sink.rows[ANALYTICS]) == straight_rows(payloads)
