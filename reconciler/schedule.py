@@ -42,12 +42,12 @@ _DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 
 
 def crontab_days(field: str) -> str:
-    """A crontab day-of-week field (0 and 7 = Sunday) as APScheduler day names.
+    """A crontab day-of-week field (0 and 7 = Sunday; names, numbers, or both as in `mon,3`)
+    as APScheduler day names.
 
     APScheduler 3 numbers days from Monday = 0, so numbers are translated, not passed on.
-    Names and `*` are left alone.
     """
-    if not any(ch.isdigit() for ch in field):
+    if field == "*":
         return field
     days: set[int] = set()
     for token in field.split(","):
@@ -56,15 +56,26 @@ def crontab_days(field: str) -> str:
         if rng == "*":
             lo, hi = 0, 6
         elif "-" in rng:
-            lo, hi = (int(part) for part in rng.split("-", 1))
+            lo, hi = (_day_number(part) for part in rng.split("-", 1))
         else:
-            lo = hi = int(rng)
+            lo = hi = _day_number(rng)
             if step_text:
                 hi = 6
         if not (0 <= lo <= 7 and 0 <= hi <= 7 and lo <= hi and step >= 1):
             raise ValueError(f"day of week {token!r} is out of range 0-7")
         days.update(day % 7 for day in range(lo, hi + 1, step))
     return ",".join(_DAY_NAMES[day] for day in sorted(days))
+
+
+def _day_number(text: str) -> int:
+    """`3` or `wed` (any case) → 3, crontab's numbering."""
+    name = text.strip().lower()[:3]
+    if name in _DAY_NAMES and text.strip().isalpha():
+        return _DAY_NAMES.index(name)
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"day of week {text!r} is neither 0-7 nor a day name") from None
 
 
 def _trigger(expression: str, setting: str) -> CronTrigger:

@@ -365,6 +365,9 @@ def test_numeric_day_of_week_follows_crontab(moto_server: EmbeddedMoto) -> None:
         "7": {"Sunday"},
         "1-5": {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday"},
         "sat,sun": {"Saturday", "Sunday"},
+        "mon,3": {"Monday", "Wednesday"},  # names and numbers mixed, as crontab allows
+        "SUN-tue": {"Sunday", "Monday", "Tuesday"},
+        "*/2": {"Sunday", "Tuesday", "Thursday", "Saturday"},
     }
     wrong: dict[str, object] = {}
     for field, days in expected.items():
@@ -390,6 +393,7 @@ def test_numeric_day_of_week_follows_crontab(moto_server: EmbeddedMoto) -> None:
         ("reconcile_report_cron", "every hour"),
         ("reconcile_repair_cron", "* * *"),
         ("reconcile_repair_cron", "0 25 * * *"),
+        ("reconcile_repair_cron", "0 3 * * someday"),
     ],
 )
 def test_an_invalid_cron_is_a_config_error_naming_the_setting(
