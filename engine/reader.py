@@ -204,7 +204,7 @@ class Reader:
             fields.update(cache="miss", source="s3")
             stored = self.objects.get(key)
             document = _parse_body(stored.body, key)
-            fields["backfilled"] = self._backfill(type_name, stored)
+            fields["backfilled"] = self._backfill(type_name, stored, absent=entry is None)
             record("miss", fields["backfilled"])
             return ReadResult(document, "s3", "miss")
 
@@ -217,8 +217,9 @@ class Reader:
                 return _parse_body(stored.body, key)
         return None
 
-    def _backfill(self, type_name: str, stored: StoredObject) -> bool:
-        """Fill the cache after a miss, unless out of window, invalid, dry run or not newer."""
+    def _backfill(self, type_name: str, stored: StoredObject, absent: bool) -> bool:
+        """Fill the cache after a miss, unless out of window, invalid, dry run or not newer.
+        `absent`: the get found no entry at all, so the fill may be one put-if-absent."""
         if self.settings.dry_run or not keys.in_window(
             stored.info.last_modified, self.settings.cache_ttl_days
         ):
@@ -228,15 +229,15 @@ class Reader:
         except InvalidDocumentError:
             return False
         try:
-            filled = self.fill(doc, stored, source="backfill")
+            filled = self.fill(doc, stored, source="backfill", absent=absent)
         except DocsyncError as exc:  # the read succeeded; a failed fill only costs a miss
             logger.bind(op="get.backfill", type=type_name, id=doc.id).warning("not filled: {}", exc)
             return False
         return filled
 
-    def fill(self, doc: Document, stored: StoredObject, source: str) -> bool:
+    def fill(self, doc: Document, stored: StoredObject, source: str, absent: bool = False) -> bool:
         """Cache what S3 returned, unless the entry is newer or being written."""
-        return self.sync.upsert(doc, stored, source) == "applied"
+        return self.sync.upsert(doc, stored, source, current=None, read=absent) == "applied"
 
     # -- query --------------------------------------------------------------------------------
 

@@ -168,11 +168,16 @@ def test_queries_never_return_expired_tombstoned_or_in_flight(loaded: Engine) ->
         loaded.reader.get("change", "CHG-inflight")
 
 
-def test_miss_reads_s3_and_backfills_then_hits(engine: Engine, corpus: list[Document]) -> None:
+def test_miss_reads_s3_and_backfills_then_hits(
+    engine: Engine, corpus: list[Document], counter: Any
+) -> None:
     d = corpus[0]
     put_direct(engine, d)
+    counter.reset()
     first = engine.reader.get(d.type, d.id)
     assert (first.cache, first.source) == ("miss", "s3")
+    # no entry at all: the fill is one put-if-absent
+    assert counter.counts == {"dynamodb.GetItem": 1, "s3.GetObject": 1, "dynamodb.PutItem": 1}
     assert first.document == json.loads(d.body)
     second = engine.reader.get(d.type, d.id)
     assert second.cache == "hit" and second.document == first.document
@@ -190,6 +195,8 @@ def test_backfill_never_overwrites_a_newer_entry(engine: Engine, corpus: list[Do
     time.sleep(1.1)  # S3 LastModified has one-second precision
     engine.pipeline.put(newer)
     assert engine.reader.fill(d, stale, source="backfill") is False
+    # a get that found nothing, then the writer committed before its fill: still refused
+    assert engine.reader.fill(d, stale, source="backfill", absent=True) is False
     assert engine.reader.get(d.type, d.id).document["title"] == "newer"
 
 
