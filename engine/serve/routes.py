@@ -22,10 +22,12 @@ from engine.documents import ID_PATTERN, TYPES, BaseDocument, doc_type, parse_do
 from engine.exceptions import (
     CacheUnavailableError,
     InvalidDocumentError,
+    NotFoundError,
     WriteConflictError,
 )
 from engine.reader import Query as ReaderQuery
 from engine.serve.errors import PreconditionFailedError
+from engine.serve.reconcile_runs import ReconcileRuns
 
 SOURCE_HEADER = "X-Docsync-Source"  # cache | s3: where the answer came from
 CACHE_HEADER = "X-Docsync-Cache"  # hit | miss | bypass (gets)
@@ -59,6 +61,11 @@ class ReconcileRequest(BaseModel):
 
     mode: Literal["report", "repair"] = "report"
     types: list[str] | None = Field(None, description="document types (default: all)")
+    wait: bool = Field(
+        True,
+        description="false: start the run in the background and answer 202 at once, with"
+        " a Location to poll (a large bucket outlasts a load balancer's idle timeout)",
+    )
 
     @field_validator("types")
     @classmethod
@@ -124,6 +131,7 @@ def _time(value: str | None, name: str) -> datetime | None:
 def document_router(engine: Engine) -> APIRouter:
     settings = engine.settings
     router = APIRouter(prefix="/v1")
+    runs = ReconcileRuns()
     type_names = sorted(TYPES)
 
     # Parameters whose schema depends on the settings or the registered types are declared
@@ -156,9 +164,12 @@ def document_router(engine: Engine) -> APIRouter:
         "/reconcile",
         tags=["reconcile"],
         summary="Compare S3 with the cache; report drift, or repair it",
-        responses=_errors(401, 409, 413, 422, 429, 503),
+        responses={
+            202: {"description": "started (wait=false): poll the Location header's URL"},
+            **_errors(401, 409, 413, 422, 429, 503),
+        },
     )
-    def reconcile(body: ReconcileRequest) -> dict[str, Any]:
+    def reconcile(body: ReconcileRequest) -> Any:
         from reconciler.lock import LeaseLock
         from reconciler.reports import save
         from reconciler.run import Reconciler
@@ -167,12 +178,41 @@ def document_router(engine: Engine) -> APIRouter:
         lock = LeaseLock(
             engine.clients.dynamodb, settings.leases_table, LOCK_NAME, settings.reconcile_lock_ttl_s
         )
-        with lock.held() as mine:
-            if not mine:
-                raise WriteConflictError("another reconcile run is in progress (lease held)")
-            result = Reconciler(engine).run(body.mode, body.types)
-            where = save(engine, result, settings.report_dir)
-        return result.as_dict() | {"report": where}
+        busy = "another reconcile run is in progress (lease held)"
+
+        def run_locked() -> dict[str, Any]:
+            with lock.held() as mine:
+                if not mine:
+                    raise WriteConflictError(busy)
+                result = Reconciler(engine).run(body.mode, body.types)
+                where = save(engine, result, settings.report_dir)
+            return result.as_dict() | {"report": where}
+
+        if body.wait:
+            return run_locked()
+        if not lock.try_acquire():  # refused now, not in the background; the run renews it
+            raise WriteConflictError(busy)
+        status = runs.start(body.mode, run_locked)
+        href = f"{router.prefix}/reconcile/{status['run_id']}"
+        return JSONResponse(status | {"href": href}, status_code=202, headers={"Location": href})
+
+    @router.get(
+        "/reconcile/{run_id}",
+        tags=["reconcile"],
+        summary="A reconcile run started with wait=false: running, done (with its result), failed",
+        responses=_errors(401, 404, 422, 429),
+    )
+    def reconcile_run(
+        run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="from the 202")],
+    ) -> dict[str, Any]:
+        status = runs.get(run_id)
+        if status is None:
+            raise NotFoundError(
+                f"reconcile run {run_id!r} is unknown here: runs are tracked by the replica"
+                " that started them (the last 50); every run's report is listed by"
+                " `docsync reconcile --history`"
+            )
+        return status
 
     @router.get(
         "/{type}",

@@ -519,8 +519,37 @@ def test_reconcile_reports_and_repairs_over_http(api: Api) -> None:
         try:
             busy = http.post("/v1/reconcile", json={"mode": "repair"})
             assert busy.status_code == 409 and "in progress" in busy.json()["error"]
+            busy = http.post("/v1/reconcile", json={"mode": "repair", "wait": False})
+            assert busy.status_code == 409  # refused at once, not in the background
         finally:
             other.release()
+
+
+def test_reconcile_without_waiting_answers_202_and_a_run_to_poll(api: Api) -> None:
+    engine = api.engine
+    with api.client() as http:
+        for n in range(3):
+            http.put(f"/v1/change/CHG-{n}", json=doc(f"CHG-{n}"))
+        engine.clients.dynamodb.delete_item(
+            TableName=engine.settings.table, Key={"pk": {"S": "change#CHG-1"}}
+        )
+        started = http.post("/v1/reconcile", json={"mode": "repair", "wait": False})
+        assert started.status_code == 202, started.text
+        location = started.headers["location"]
+        assert started.json()["status"] == "running" and location == started.json()["href"]
+        deadline = time.monotonic() + 60
+        while (run := http.get(location).json())["status"] == "running":
+            assert time.monotonic() < deadline, run
+            time.sleep(0.1)
+        assert run["status"] == "done", run
+        assert run["result"]["repaired"]["missing"] == 1 and run["result"]["remaining"] == 0
+        assert run["result"]["report"]["s3"].startswith("s3://")
+        assert http.get("/v1/change/CHG-1").headers["x-docsync-cache"] == "hit"
+        # the lease went with the run: the next one may start
+        assert http.post("/v1/reconcile", json={}).status_code == 200
+        unknown = http.get("/v1/reconcile/0123456789abcdef")
+        assert unknown.status_code == 404 and "--history" in unknown.json()["error"]
+        assert http.get("/v1/reconcile/not-a-run").status_code == 422
 
 
 def test_a_server_that_cannot_bind_fails_to_start(engine: Engine) -> None:
