@@ -497,14 +497,19 @@ def test_reads_fall_back_to_s3_when_dynamodb_is_unreachable(
 # -- reconcile --------------------------------------------------------------------------------
 
 
+def with_one_missing(api: Api, http: httpx.Client, count: int, missing: int) -> None:
+    """`count` documents written over HTTP, then the cache entry of one of them deleted."""
+    for n in range(count):
+        http.put(f"/v1/change/CHG-{n}", json=doc(f"CHG-{n}"))
+    api.engine.clients.dynamodb.delete_item(
+        TableName=api.engine.settings.table, Key={"pk": {"S": f"change#CHG-{missing}"}}
+    )
+
+
 def test_reconcile_reports_and_repairs_over_http(api: Api) -> None:
     engine = api.engine
     with api.client() as http:
-        for n in range(4):
-            http.put(f"/v1/change/CHG-{n}", json=doc(f"CHG-{n}"))
-        engine.clients.dynamodb.delete_item(
-            TableName=engine.settings.table, Key={"pk": {"S": "change#CHG-2"}}
-        )
+        with_one_missing(api, http, 4, missing=2)
         report = http.post("/v1/reconcile", json={})
         assert report.status_code == 200, report.text
         data = report.json()
@@ -526,13 +531,8 @@ def test_reconcile_reports_and_repairs_over_http(api: Api) -> None:
 
 
 def test_reconcile_without_waiting_answers_202_and_a_run_to_poll(api: Api) -> None:
-    engine = api.engine
     with api.client() as http:
-        for n in range(3):
-            http.put(f"/v1/change/CHG-{n}", json=doc(f"CHG-{n}"))
-        engine.clients.dynamodb.delete_item(
-            TableName=engine.settings.table, Key={"pk": {"S": "change#CHG-1"}}
-        )
+        with_one_missing(api, http, 3, missing=1)
         started = http.post("/v1/reconcile", json={"mode": "repair", "wait": False})
         assert started.status_code == 202, started.text
         location = started.headers["location"]
