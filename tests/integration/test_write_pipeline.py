@@ -6,6 +6,8 @@ import hashlib
 import json
 import random
 import threading
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,6 +17,9 @@ from engine.documents import Document, parse_document
 from engine.exceptions import CacheUnavailableError, ObjectStoreError, WriteConflictError
 from engine.reader import Query
 from engine.settings import Settings
+from engine.store.cache import ConditionFailed, live_attributes
+from engine.store.objects import ObjectInfo
+from engine.sync import INLINE_BODY_LIMIT
 from tests.conftest import make_settings, snapshot
 from tests.integration.faults import Faults, SimulatedCrash
 
@@ -168,6 +173,35 @@ def test_randomized_fault_schedule_converges(faulty: tuple[Engine, Faults]) -> N
         assert entry is not None and entry["body"] == d.body.decode()
         assert "p_tx" not in entry
         assert int(entry["version"]) == versions[doc_id]
+
+
+def test_a_late_commit_after_another_writer_took_over_is_refused(
+    faulty: tuple[Engine, Faults],
+) -> None:
+    """Writer A stalls after its S3 put; its intent goes stale and writer B takes over and
+    commits. A's commit (a whole-image put) must then be refused: the entry is no longer A's."""
+    engine, faults = faulty
+    a, b = doc(title="writer A"), doc(title="writer B")
+    faults.crash_after("s3", "PutObject")
+    with pytest.raises(SimulatedCrash):
+        engine.pipeline.put(a)
+    faults.clear()
+    stalled = item(engine, a.id)
+    assert stalled is not None and stalled["p_etag"] == a.etag
+    time.sleep(engine.settings.inflight_grace_s + 0.1)
+    assert engine.pipeline.put(b).version == 1
+    info = ObjectInfo("changes/CHG-1.json", a.etag, len(a.body), datetime.now(UTC))
+    attrs = live_attributes(
+        a, info, prefix="changes/", source="write", ttl_days=90, inline_limit=INLINE_BODY_LIMIT
+    )
+    with pytest.raises(ConditionFailed):
+        engine.cache.commit_live(
+            a.type, a.id, str(stalled["p_tx"]), attrs, int(stalled["p_version"])
+        )
+    entry = item(engine, b.id)
+    assert entry is not None and json.loads(entry["body"])["title"] == "writer B"
+    assert int(entry["version"]) == 1 and "p_tx" not in entry
+    assert s3_body(engine, b) == b.body
 
 
 def test_concurrent_writers_with_expected_version_exactly_one_wins(engine: Engine) -> None:
