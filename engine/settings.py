@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     Field,
@@ -47,7 +47,46 @@ class TomlTable(TomlConfigSettingsSource):
         return {k: v for k, v in data.items() if k not in self.OWN_TABLES}
 
 
-class Settings(BaseSettings):
+class FileSettings(BaseSettings):
+    """Flags > environment > this class's table of the TOML file being loaded > defaults.
+
+    The file is handed over by `build` (a context variable: pydantic-settings builds its
+    sources in a classmethod, with no instance to carry it).
+    """
+
+    toml_table: ClassVar[str | None] = None  # None: the file's top level
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _toml_path.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlTable(settings_cls, path, cls.toml_table))
+        return tuple(sources)
+
+    @classmethod
+    def build(cls, path: Path | None, flags: dict[str, Any]) -> Self:
+        """An instance from `path` (None: no file) and the flags a user actually passed;
+        a wrong value is a ConfigError naming the setting as the user sets it."""
+        token = _toml_path.set(path)
+        try:
+            return cls(**{k: v for k, v in flags.items() if v is not None})
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, cls)) from exc
+        except ValueError as exc:  # a TOML syntax error
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        finally:
+            _toml_path.reset(token)
+
+
+class Settings(FileSettings):
     """Every knob of the engine. Field `x` is env `DOCSYNC_X` and TOML key `x`."""
 
     model_config = SettingsConfigDict(
@@ -152,21 +191,6 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = _toml_path.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if path is not None:
-            sources.append(TomlTable(settings_cls, path, None))
-        return tuple(sources)
-
     @property
     def config_file(self) -> Path | None:
         """The TOML file these settings were read from (its [streams] table is read apart)."""
@@ -191,25 +215,22 @@ def load_settings(config: Path | str | None = None, **flags: Any) -> Settings:
     path = Path(config) if config is not None else DEFAULT_CONFIG
     if config is not None and not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    token = _toml_path.set(path if path.is_file() else None)
-    try:
-        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
-        settings._config_file = _toml_path.get()
-        return settings
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from exc
-    except ValueError as exc:  # a TOML syntax error
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    finally:
-        _toml_path.reset(token)
+    used = path if path.is_file() else None
+    settings = Settings.build(used, flags)
+    settings._config_file = used
+    return settings
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per wrong setting, naming it the way a user sets it."""
+def describe_validation_error(exc: ValidationError, cls: type[BaseSettings]) -> str:
+    """One line per wrong setting, naming it the way a user sets it: its key in the file (with
+    its table) and its environment variable."""
+    table = getattr(cls, "toml_table", None)
+    prefix = str(cls.model_config.get("env_prefix", ""))
     lines = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"]) or "settings"
-        env = "DOCSYNC_" + str(err["loc"][0]).upper() if err["loc"] else ""
+        name = f"{table}.{name}" if table else name
+        env = prefix + str(err["loc"][0]).upper() if err["loc"] else ""
         given = err.get("input")
         shown = f" (got {given!r})" if not isinstance(given, dict) else ""
         lines.append(f"invalid setting {name} [{env}]: {err['msg']}{shown}")

@@ -7,23 +7,20 @@ part can be configured, and tested with short leases, without touching the core 
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from engine.exceptions import ConfigError
-from engine.settings import TomlTable, describe_validation_error
-
-_toml_path: ContextVar[Path | None] = ContextVar("docsync_streams_toml", default=None)
+from engine.settings import FileSettings
 
 
-class StreamSettings(BaseSettings):
+class StreamSettings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="DOCSYNC_STREAMS_", extra="forbid", frozen=True, validate_default=True
     )
+    toml_table: ClassVar[str | None] = "streams"
 
     # Analytics: tumbling windows by record time, rows kept as JSON lines.
     window_s: int = Field(60, ge=1, le=86400)
@@ -45,30 +42,8 @@ class StreamSettings(BaseSettings):
     def lease_renew_s(self) -> float:
         return self.lease_ttl_s / 3
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = _toml_path.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if path is not None:
-            sources.append(TomlTable(settings_cls, path, "streams"))
-        return tuple(sources)
-
 
 def load_stream_settings(config_file: Path | None = None, **flags: Any) -> StreamSettings:
     """Flags (only those given) > DOCSYNC_STREAMS_* environment > the `[streams]` table of
     `config_file` (pass `settings.config_file`) > defaults."""
-    token = _toml_path.set(config_file)
-    try:
-        return StreamSettings(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as exc:
-        message = describe_validation_error(exc).replace("[DOCSYNC_", "[DOCSYNC_STREAMS_")
-        raise ConfigError(message.replace("invalid setting ", "invalid setting streams.")) from exc
-    finally:
-        _toml_path.reset(token)
+    return StreamSettings.build(config_file, flags)
