@@ -19,6 +19,11 @@ from engine.exceptions import InvalidDocumentError
 ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 
 
+# Each customer has an index entry written in the commit's transaction: 1 image + 49 puts +
+# 49 deletes (customers dropped by an update) = 99 of DynamoDB's 100 items per transaction.
+MAX_CUSTOMERS = 49
+
+
 class BaseDocument(BaseModel):
     """Fields every document has; extra fields are allowed and kept."""
 
@@ -37,6 +42,8 @@ class BaseDocument(BaseModel):
     def _codes_not_blank(cls, value: list[str]) -> list[str]:
         if any(not code.strip() or "#" in code for code in value):
             raise ValueError("customer codes must be non-empty and must not contain '#'")
+        if len(set(value)) > MAX_CUSTOMERS:  # one customer-index entry each, in one transaction
+            raise ValueError(f"at most {MAX_CUSTOMERS} distinct customer codes per document")
         return value
 
     @field_validator("status")

@@ -28,6 +28,7 @@ KEY_INDEX_ATTRS = [
     "expires_at",
     "p_tx",
     "p_at",
+    "customers",  # the reconciler checks a document's customer-index entries against them
 ]
 
 
@@ -162,30 +163,21 @@ class Infrastructure:
         existed = self._table_exists(self.s.table)
         if existed:
             report.add("table", self.s.table, "exists")
+            self._customer_index(report)
         else:
-
-            def gsi(name: str, hash_key: str, range_key: str, projection: dict[str, Any]) -> Any:
-                return {
-                    "IndexName": name,
-                    "KeySchema": [
-                        {"AttributeName": hash_key, "KeyType": "HASH"},
-                        {"AttributeName": range_key, "KeyType": "RANGE"},
-                    ],
-                    "Projection": projection,
-                }
-
             ddb.create_table(
                 TableName=self.s.table,
                 BillingMode="PAY_PER_REQUEST",
                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                 AttributeDefinitions=[
                     {"AttributeName": name, "AttributeType": "S"}
-                    for name in ("pk", "tpk", "tsk", "spk", "kpk", "s3_key")
+                    for name in ("pk", "tpk", "tsk", "spk", "kpk", "s3_key", "cpk")
                 ],
                 GlobalSecondaryIndexes=[
-                    gsi(keys.TIME_INDEX, "tpk", "tsk", {"ProjectionType": "ALL"}),
-                    gsi(keys.STATUS_INDEX, "spk", "tsk", {"ProjectionType": "ALL"}),
-                    gsi(
+                    _gsi(keys.CUSTOMER_INDEX, "cpk", "tsk", {"ProjectionType": "ALL"}),
+                    _gsi(keys.TIME_INDEX, "tpk", "tsk", {"ProjectionType": "ALL"}),
+                    _gsi(keys.STATUS_INDEX, "spk", "tsk", {"ProjectionType": "ALL"}),
+                    _gsi(
                         keys.KEY_INDEX,
                         "kpk",
                         "s3_key",
@@ -197,7 +189,10 @@ class Infrastructure:
             )
             if not self.s.dry_run:
                 ddb.get_waiter("table_exists").wait(TableName=self.s.table)
-            report.add("table", self.s.table, self._created, "GSIs: time, status, key; stream")
+            report.add(
+                "table", self.s.table, self._created, "GSIs: customer, time, status, key; stream"
+            )
+            report.add("table-index", keys.CUSTOMER_INDEX, self._created)
         ttl: dict[str, Any] = (
             dict(ddb.describe_time_to_live(TableName=self.s.table))
             if existed or not self.s.dry_run
@@ -211,6 +206,29 @@ class Infrastructure:
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
             )
             report.add("table-ttl", "expires_at", self._created)
+
+    def _customer_index(self, report: InitReport) -> None:
+        """A table created before the customer index gets it added (DynamoDB backfills a new
+        GSI from the items; the entries themselves come from `docsync reconcile --repair`)."""
+        ddb = self.clients.dynamodb
+        table = ddb.describe_table(TableName=self.s.table).get("Table", {})
+        names = {g.get("IndexName") for g in table.get("GlobalSecondaryIndexes", [])}
+        if keys.CUSTOMER_INDEX in names:
+            report.add("table-index", keys.CUSTOMER_INDEX, "exists")
+            return
+        ddb.update_table(
+            TableName=self.s.table,
+            AttributeDefinitions=[
+                {"AttributeName": "cpk", "AttributeType": "S"},
+                {"AttributeName": "tsk", "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexUpdates=[
+                {"Create": _gsi(keys.CUSTOMER_INDEX, "cpk", "tsk", {"ProjectionType": "ALL"})}
+            ],
+        )
+        report.add(
+            "table-index", keys.CUSTOMER_INDEX, self._created, "then reconcile --repair fills it"
+        )
 
     def _leases_table(self, report: InitReport) -> None:
         if self._table_exists(self.s.leases_table):
@@ -341,6 +359,17 @@ class Infrastructure:
                 }
             ],
         }
+
+
+def _gsi(name: str, hash_key: str, range_key: str, projection: dict[str, Any]) -> Any:
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": range_key, "KeyType": "RANGE"},
+        ],
+        "Projection": projection,
+    }
 
 
 def _same_notification(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:

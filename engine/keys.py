@@ -20,12 +20,25 @@ _RELATIVE_RE = re.compile(r"^(\d+)([dhm])$")
 TIME_INDEX = "time-index"  # tpk = type#YYYY-MM        tsk = modified_at#id
 STATUS_INDEX = "status-index"  # spk = type#status#YYYY-MM tsk
 KEY_INDEX = "key-index"  # kpk = key shard           s3_key (S3 key order, for the reconciler)
-# Customer queries read the time (or status) index with a `contains` filter: a GSI cannot fan
-# out over a list attribute, and a document may name several customers.
+# A GSI cannot fan out over a list attribute, and a document may name several customers: so
+# each (document, customer) pair has its own index entry, an adjacency item of the cache table
+# under the reserved pk prefix, written in the same transaction as the document's image.
+CUSTOMER_INDEX = "customer-index"  # cpk = customer#type#YYYY-MM  tsk (index entries only)
+INDEX_PK = "_docsync#cix#"  # reserved: stream consumers skip it, nothing counts it as a document
+INDEX_KEY_SEP = "#"  # index entry's key-index sort key: <s3 key>#<customer>, right after the doc
+# Transactions hold 100 items at most: documents.MAX_CUSTOMERS caps the entries per document.
 
 
 def cache_pk(type_name: str, doc_id: str) -> str:
     return f"{type_name}#{doc_id}"
+
+
+def index_pk(type_name: str, doc_id: str, customer: str) -> str:
+    return f"{INDEX_PK}{type_name}#{doc_id}#{customer}"
+
+
+def customer_partition(customer: str, type_name: str, month: str) -> str:
+    return f"{customer}#{type_name}#{month}"
 
 
 def s3_key(prefix: str, doc_id: str) -> str:

@@ -20,7 +20,7 @@ from loguru import logger
 
 from engine import keys
 from engine.documents import Document, doc_type
-from engine.exceptions import NotFoundError, WriteConflictError
+from engine.exceptions import WriteConflictError
 from engine.settings import Settings
 from engine.store.cache import CacheStore, ConditionFailed, live_attributes
 from engine.store.objects import ObjectStore
@@ -47,9 +47,15 @@ class DeleteResult:
     type: str
     deleted: bool
     dry_run: bool = False
+    already_absent: bool = False  # a retried delete: S3 no longer held it (still a success)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "deleted": self.deleted}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "deleted": self.deleted,
+            "already_absent": self.already_absent,
+        }
 
 
 class WritePipeline:
@@ -102,9 +108,9 @@ class WritePipeline:
                 ttl_days=self.settings.cache_ttl_days,
                 inline_limit=INLINE_BODY_LIMIT,
             )
-            version = self._intent_version(doc.type, doc.id, begun)
+            version, previous = self._intent(doc.type, doc.id, begun)
             try:
-                self.cache.commit_live(doc.type, doc.id, tx, attrs, version)
+                self.cache.commit_live(doc.type, doc.id, tx, attrs, version, previous)
             except ConditionFailed as exc:
                 version = self._superseded(exc.item, info.etag)
             bound.update(version=version)
@@ -125,22 +131,28 @@ class WritePipeline:
             begun = self._begin(type_name, doc_id, tx, "", "delete", expected_version)
             assert not isinstance(begun, WriteResult)
             try:
-                if self.objects.head(key) is None:
-                    raise NotFoundError(f"{type_name} {doc_id!r} does not exist")
-                deleted_at = self.objects.delete(key)
-            except NotFoundError:
-                self._rollback(type_name, doc_id, tx, "nothing to delete: intent dropped")
-                raise
+                present = self.objects.head(key) is not None
+                deleted_at = self.objects.delete(key) if present else datetime.now(UTC)
             except Exception:
                 self._rollback(type_name, doc_id, tx)
                 raise
-            try:
+            version, previous = self._intent(type_name, doc_id, begun)
+            if not present and version <= 1:  # never committed: nothing to tombstone
+                self._rollback(type_name, doc_id, tx, "already absent: intent dropped")
+                return DeleteResult(doc_id, type_name, deleted=False, already_absent=True)
+            try:  # a retried delete still records the tombstone (S3 no longer holds the key)
                 self.cache.commit_deleted(
-                    type_name, doc_id, tx, deleted_at, self.settings.tombstone_ttl_days, key=key
+                    type_name,
+                    doc_id,
+                    tx,
+                    deleted_at,
+                    self.settings.tombstone_ttl_days,
+                    key=key,
+                    prev_customers=previous,
                 )
             except ConditionFailed:
                 log.warning("delete superseded by a concurrent write after the S3 delete")
-            return DeleteResult(doc_id, type_name, deleted=True)
+            return DeleteResult(doc_id, type_name, deleted=present, already_absent=not present)
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -188,13 +200,18 @@ class WritePipeline:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
 
-    def _intent_version(self, type_name: str, doc_id: str, begun: dict[str, Any]) -> int:
-        """The version this write commits. UPDATED_NEW may omit an unchanged `p_version`
-        (moto does, when a retry takes over its own earlier intent): then read it."""
-        if "p_version" in begun:
-            return int(begun["p_version"])
-        item = self.cache.get_item(type_name, doc_id) or {}
-        return int(item.get("p_version", item.get("version", 0)))
+    def _intent(self, type_name: str, doc_id: str, begun: dict[str, Any]) -> tuple[int, list[str]]:
+        """The version this write commits, and the committed image's customers (whose index
+        entries the commit replaces). UPDATED_NEW may omit unchanged attributes (moto does,
+        when a retry takes over its own earlier intent): then read them."""
+        if "p_version" not in begun or "p_cust" not in begun:
+            item = self.cache.get_item(type_name, doc_id) or {}
+            begun = {
+                "p_version": item.get("p_version", item.get("version", 0)),
+                "p_cust": item.get("p_cust", []),
+                **begun,
+            }
+        return int(begun["p_version"]), [str(c) for c in begun["p_cust"] or []]
 
     @staticmethod
     def _version_mismatch(item: dict[str, Any], expected: int) -> bool:

@@ -333,10 +333,7 @@ class Reader:
             until = min(until, keys.parse_iso(after[0].split("#", 1)[0]))
         page = min(query.limit + 1, self.settings.query_page_max)
         for month in keys.months_desc(since, until):
-            if query.status is not None:
-                index, attr, part = keys.STATUS_INDEX, "spk", f"{type_name}#{query.status}#{month}"
-            else:
-                index, attr, part = keys.TIME_INDEX, "tpk", f"{type_name}#{month}"
+            index, attr, part, status = _partition(type_name, query, month)
             start: dict[str, Any] | None = None
             while True:
                 items, start = self.cache.query_page(
@@ -347,9 +344,11 @@ class Reader:
                     high,
                     limit=page,
                     now=now,
-                    customer=query.customer,
+                    status=status,
                     start_key=start,
                 )
+                if query.customer is not None:
+                    items = self._documents_of(items, now)
                 for item in items:
                     position = (str(item["tsk"]), type_name)
                     if after is not None and position >= after:
@@ -357,6 +356,68 @@ class Reader:
                     yield position, self._item_document(type_name, item)
                 if not start:
                     break
+
+    def _documents_of(self, entries: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """The documents of one page of customer-index entries (one BatchGetItem per 100),
+        each only if it is still the committed, live, unexpired image the entry was written
+        with (same ETag, still listing the customer): an entry left by drift is never served."""
+        if not entries:
+            return []
+        docs = self.cache.batch_get([str(e["doc"]) for e in entries])
+        served = []
+        for entry in entries:
+            doc = docs.get(str(entry["doc"]))
+            if (
+                doc is not None
+                and doc.get("state") == "live"
+                and int(doc.get("expires_at", 0)) > now.timestamp()
+                and doc.get("etag") == entry.get("etag")
+                and doc.get("tsk") == entry.get("tsk")
+                and entry.get("customer") in (doc.get("customers") or [])
+            ):
+                served.append(doc)
+        return served
+
+    def count(self, query: Query, source: str = "auto") -> tuple[int, Source]:
+        """How many documents match (the same filters and range as `query`): Select=COUNT
+        queries on the index a page would read, one per type and month (more past 1 MB)."""
+        for name in query.types:
+            doc_type(name)
+        now = datetime.now(UTC)
+        since = query.since or keys.window_start(self.settings.cache_ttl_days, now)
+        until = query.until or now
+        if since > until:
+            raise InvalidDocumentError("--since is after --until", ["since", "until"])
+        if until > now + timedelta(days=1):
+            raise InvalidDocumentError("--until is more than a day in the future", ["until"])
+        log = logger.bind(op="count", types=list(query.types))
+        with timed(log) as fields:
+            if source != "s3":
+                self._check_window(since, now)
+                try:
+                    total = sum(
+                        self.cache.count(
+                            index,
+                            attr,
+                            part,
+                            keys.iso(since),
+                            keys.iso(until) + "#" + _MAX_SK,
+                            now=now,
+                            status=status,
+                        )
+                        for type_name in query.types
+                        for month in keys.months_desc(since, until)
+                        for index, attr, part, status in [_partition(type_name, query, month)]
+                    )
+                    fields.update(source="cache", total=total)
+                    return total, "cache"
+                except CacheUnavailableError as exc:
+                    if source == "cache":
+                        raise
+                    fields.update(fallback=str(exc))
+            total = sum(1 for _ in self._s3_rows(query, since, until, None))
+            fields.update(source="s3", total=total)
+            return total, "s3"
 
     def _item_document(self, type_name: str, item: dict[str, Any]) -> dict[str, Any]:
         key = str(item["s3_key"])
@@ -393,6 +454,18 @@ class Reader:
             return parse_document(self.objects.get(key).body, type_name)
         except (NotFoundError, InvalidDocumentError):
             return None  # deleted since the listing, or not a document (the reconciler reports it)
+
+
+def _partition(type_name: str, query: Query, month: str) -> tuple[str, str, str, str | None]:
+    """(index, partition attribute, partition, status filter) for one type and month: the
+    customer index when a customer is asked (status filtered among that customer's entries),
+    else the status or the time index."""
+    if query.customer is not None:
+        part = keys.customer_partition(query.customer, type_name, month)
+        return keys.CUSTOMER_INDEX, "cpk", part, query.status
+    if query.status is not None:
+        return keys.STATUS_INDEX, "spk", f"{type_name}#{query.status}#{month}", None
+    return keys.TIME_INDEX, "tpk", f"{type_name}#{month}", None
 
 
 def _parse_body(body: bytes, key: str) -> dict[str, Any]:

@@ -9,6 +9,9 @@ equal to what S3 holds for its key, never older than it was.
    truth, and we compare-and-swap against the entry we saw.
 3. A fresh intent of the write pipeline is left alone (`in_flight`: retry later), unless S3
    already holds its ETag, in which case the intent is committed.
+4. The customer index moves with the image: every write puts the entries of the new image's
+   customers and deletes those of the customers the entry listed before, in one transaction,
+   conditional on that list (read, or assumed unchanged when the caller did not read).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from engine.settings import Settings
 from engine.store.cache import (
     CacheStore,
     ConditionFailed,
+    customers_of,
     live_attributes,
     tombstone_attributes,
 )
@@ -80,7 +84,9 @@ class CacheSync:
         ):
             try:
                 version = int(current["p_version"])
-                self.cache.commit_live(doc.type, doc.id, str(current["p_tx"]), attrs, version)
+                self.cache.commit_live(
+                    doc.type, doc.id, str(current["p_tx"]), attrs, version, _pending(current)
+                )
                 return "committed"
             except ConditionFailed:
                 return "in_flight"
@@ -108,6 +114,7 @@ class CacheSync:
                     deleted_at,
                     self.settings.tombstone_ttl_days,
                     key=key,
+                    prev_customers=_pending(current),
                     source=source,
                 )
                 return "committed"
@@ -133,13 +140,33 @@ class CacheSync:
     ) -> SyncOutcome:
         replaceable = _replaceable(seen_before, attrs)
         if replaceable is not None:
+            assert not isinstance(seen_before, Unread)
             try:
-                self.cache.replace(type_name, doc_id, attrs, version_seen=replaceable or None)
+                self.cache.replace(
+                    type_name,
+                    doc_id,
+                    attrs,
+                    version_seen=replaceable or None,
+                    prev_customers=_stored_customers(seen_before),
+                )
                 return "applied"
             except ConditionFailed:
                 pass  # it changed since it was read: decide on the entry as it is now
+        # Unread: assume the entry lists the customers being written (a refill); if it does
+        # not, the write is refused with the entry, and the path below decides on it.
+        believed = (
+            list(attrs.get("customers") or [])
+            if isinstance(seen_before, Unread)
+            else _stored_customers(seen_before)
+        )
         try:
-            self.cache.sync(type_name, doc_id, attrs, stale_before=self._stale_before())
+            self.cache.sync(
+                type_name,
+                doc_id,
+                attrs,
+                stale_before=self._stale_before(),
+                prev_customers=believed,
+            )
             return "applied"
         except ConditionFailed as refused:
             seen = refused.item or {}
@@ -166,6 +193,7 @@ class CacheSync:
                 doc_id,
                 attrs,
                 stale_before=self._stale_before(),
+                prev_customers=_stored_customers(seen),
                 expect={
                     "state": seen.get("state"),
                     "etag": seen.get("etag"),
@@ -194,6 +222,19 @@ def _replaceable(seen: dict[str, Any] | Unread | None, attrs: dict[str, Any]) ->
     if int(seen.get("s3_last_modified", 0)) >= int(attrs["s3_last_modified"]):
         return None
     return int(seen["version"])
+
+
+def _stored_customers(item: dict[str, Any] | None) -> list[str]:
+    """The `customers` list exactly as the item stores it (the sync condition compares it)."""
+    return [str(c) for c in (item or {}).get("customers") or []]
+
+
+def _pending(item: dict[str, Any]) -> list[str]:
+    """The customers the intent recorded for the committed image (`p_cust`); an intent
+    written before the customer index existed falls back to the committed image's."""
+    if "p_cust" in item:
+        return [str(c) for c in item["p_cust"] or []]
+    return customers_of(item)
 
 
 def _ms(ts: datetime) -> int:

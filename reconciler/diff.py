@@ -5,6 +5,11 @@ Classes (DESIGN.md invariant 6): `missing` (in S3, not cached), `stale` (ETag di
 cached, never deleted), `in_sync`. Not drift: objects older than the window, expired entries
 (DynamoDB's TTL deletes lazily), and entries with a write in flight younger than the grace
 period (`skipped`). Keys compare as UTF-8 bytes, as S3 and DynamoDB order them.
+
+Customer index: a document whose index entries disagree with its committed image (an entry
+`missing` for one of its customers, an `extra` one for a customer it does not list or for a
+document that is not live, a `stale` one with another ETag or expiry) is drift of that
+document: `in_sync` becomes `stale`, and `Verdict.index` says which entries.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class Verdict:
     outcome: DriftClass | NotDrift
     s3: S3Row | None
     cache: CacheRow | None
+    index: dict[str, tuple[str, ...]] | None = None  # missing/extra/stale customers
+    index_only: bool = False  # the document itself is in sync (or gone): only its index drifts
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,40 @@ def merge(s3: Iterable[S3Row], cache: Iterable[CacheRow], rules: Rules) -> Itera
 
 
 def classify(s3: S3Row | None, cache: CacheRow | None, rules: Rules) -> Verdict:
+    drift = index_drift(cache, rules.now)
+    if cache is not None and not cache.live:  # only index entries left under this key
+        if s3 is None:
+            outcome: DriftClass | NotDrift = "orphaned" if drift else "expired"
+            return Verdict(cache.key, outcome, None, cache, drift, index_only=True)
+        verdict = _classify(s3, None, rules)
+        return Verdict(verdict.key, verdict.outcome, s3, cache, drift)
+    verdict = _classify(s3, cache, rules)
+    if drift is None:
+        return verdict
+    if verdict.outcome == "in_sync":
+        return Verdict(verdict.key, "stale", s3, cache, drift, index_only=True)
+    return Verdict(verdict.key, verdict.outcome, verdict.s3, verdict.cache, drift)
+
+
+def index_drift(cache: CacheRow | None, now: datetime) -> dict[str, tuple[str, ...]] | None:
+    """Which index entries disagree with the row's committed image (expired ones are ignored:
+    they expire with their document, and queries skip them)."""
+    if cache is None:
+        return None
+    found = {c: (etag, exp) for c, etag, exp in cache.index if exp > now.timestamp()}
+    alive = cache.live and cache.etag is not None and cache.expires_at > now.timestamp()
+    expected = set(cache.customers) if alive else set()
+    drift = {
+        "missing": tuple(sorted(expected - found.keys())),
+        "extra": tuple(sorted(found.keys() - expected)),
+        "stale": tuple(
+            sorted(c for c in expected & found.keys() if found[c] != (cache.etag, cache.expires_at))
+        ),
+    }
+    return {k: v for k, v in drift.items() if v} or None
+
+
+def _classify(s3: S3Row | None, cache: CacheRow | None, rules: Rules) -> Verdict:
     key = s3.key if s3 is not None else cache.key  # type: ignore[union-attr]
     if cache is not None and cache.expires_at <= rules.now.timestamp():
         cache = None if s3 is not None else cache

@@ -23,6 +23,7 @@ from engine import keys
 from engine.app import Engine
 from engine.documents import Document, parse_document
 from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
+from engine.store.cache import ConditionFailed
 from engine.store.objects import StoredObject
 from reconciler.diff import CLASSES, Rules, Verdict, merge
 from reconciler.inventory import InventorySource
@@ -223,15 +224,16 @@ class Reconciler:
                 if repaired:
                     result.repaired[outcome] += 1
                 if outcome in DRIFT and len(result.items) < result.cap:
-                    result.items.append(
-                        {
-                            "key": verdict.key,
-                            "class": outcome,
-                            "repaired": repaired,
-                            "s3": _side(verdict.s3),
-                            "cache": _side(verdict.cache),
-                        }
-                    )
+                    item = {
+                        "key": verdict.key,
+                        "class": outcome,
+                        "repaired": repaired,
+                        "s3": _side(verdict.s3),
+                        "cache": _side(verdict.cache),
+                    }
+                    if verdict.index:
+                        item["index"] = {k: list(v) for k, v in verdict.index.items()}
+                    result.items.append(item)
 
     def _settle(
         self,
@@ -247,6 +249,8 @@ class Reconciler:
         day): an entry whose ETag S3 holds now is in sync, whatever that side said.
         """
         outcome: str = verdict.outcome
+        if verdict.index_only:
+            return self._settle_index(verdict, mode, filters, result)
         if outcome == "invalid" and snapshot:
             return self._still_there(verdict.key), False
         if outcome not in ("missing", "stale", "orphaned"):
@@ -302,7 +306,47 @@ class Reconciler:
                 with result._lock:
                     result.would_repair[outcome] += 1
             return outcome, False
-        return outcome, self._repair(outcome, type_name, doc_id, doc, stored, filters.source)
+        repaired = self._repair(outcome, type_name, doc_id, doc, stored, filters.source)
+        if repaired and verdict.index:
+            repaired = self._reindex(verdict)  # entries the document's repair did not know of
+        return outcome, repaired
+
+    def _settle_index(
+        self, verdict: Verdict, mode: Mode, filters: Filters, result: ReconcileResult
+    ) -> tuple[str, bool]:
+        """Only the document's customer-index entries drift: no S3 read is needed (the entry
+        is in sync with S3, or gone); the repair rewrites them from the entry."""
+        outcome: str = verdict.outcome
+        involved = {c for names in (verdict.index or {}).values() for c in names}
+        if filters.customer is not None and filters.customer not in involved:
+            return "filtered", False
+        if mode != "repair" or outcome not in filters.classes:
+            return outcome, False
+        if self.settings.dry_run:
+            logger.bind(
+                op="reconcile.repair", key=verdict.key, drift=outcome, index=verdict.index
+            ).bind(dry_run=True).info("dry run: would repair the customer index")
+            with result._lock:
+                result.would_repair[outcome] += 1
+            return outcome, False
+        return outcome, self._reindex(verdict)
+
+    def _reindex(self, verdict: Verdict) -> bool:
+        target = keys.key_to_doc(verdict.key, self._prefixes)
+        if target is None or verdict.cache is None:
+            return False
+        found = [customer for customer, _, _ in verdict.cache.index]
+        log = logger.bind(op="reconcile.reindex", key=verdict.key, index=verdict.index)
+        try:
+            written = self.engine.cache.reindex(*target, found)
+        except ConditionFailed:
+            log.info("the entry changed meanwhile: its own write rewrote the index")
+            return False
+        except DocsyncError as exc:
+            log.error("index repair failed: {}", exc)
+            return False
+        log.bind(entries=written).info("customer index repaired")
+        return True
 
     def _still_there(self, key: str) -> str:
         """An invalid object seen in a snapshot is reported only if S3 still holds it."""

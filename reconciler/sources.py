@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,11 @@ class CacheRow:
     last_modified: datetime | None
     expires_at: int
     pending_at: datetime | None  # an intent of the write pipeline, and when it began
+    customers: tuple[str, ...] = ()  # the committed image's
+    # Its customer-index entries: (customer, etag, expires_at) each. They sort right after
+    # their document in the key index (`<s3 key>#<customer>`), so they come in the same pass.
+    index: tuple[tuple[str, str | None, int], ...] = ()
+    live: bool = True  # False: no live entry, only index entries left behind under this key
 
 
 def s3_rows(objects: ObjectStore, shard: Shard) -> Iterator[S3Row]:
@@ -44,8 +49,28 @@ def cache_rows(cache: CacheStore, shard: Shard) -> Iterator[CacheRow]:
     """Live entries from the key index, partition by partition (their order is byte order)."""
     for char in shard.chars:
         partition = keys.key_shard(shard.prefix, char)
-        for item in cache.key_index(partition):
-            yield _row(item)
+        yield from _with_index(cache.key_index(partition))
+
+
+def _with_index(items: Iterable[dict[str, Any]]) -> Iterator[CacheRow]:
+    """Fold each document's index entries (they follow it in key order) into its row; entries
+    whose document is not live become a row of their own (`live=False`), under its key."""
+    row: CacheRow | None = None
+    entries: list[tuple[str, str | None, int]] = []
+    for item in items:
+        if str(item.get("pk", "")).startswith(keys.INDEX_PK):
+            doc_key, _, customer = str(item["s3_key"]).rpartition(keys.INDEX_KEY_SEP)
+            if row is None or row.key != doc_key:
+                if row is not None:
+                    yield replace(row, index=tuple(entries))
+                row, entries = CacheRow(doc_key, None, None, None, 0, None, live=False), []
+            entries.append((customer, item.get("etag"), int(item.get("expires_at", 0))))
+            continue
+        if row is not None:
+            yield replace(row, index=tuple(entries))
+        row, entries = _row(item), []
+    if row is not None:
+        yield replace(row, index=tuple(entries))
 
 
 def _row(item: dict[str, Any]) -> CacheRow:
@@ -58,6 +83,7 @@ def _row(item: dict[str, Any]) -> CacheRow:
         last_modified=datetime.fromtimestamp(int(lm) / 1000, UTC) if lm is not None else None,
         expires_at=int(item.get("expires_at", 0)),
         pending_at=datetime.fromtimestamp(int(pending) / 1000, UTC) if pending else None,
+        customers=tuple(dict.fromkeys(str(c) for c in item.get("customers") or [])),
     )
 
 

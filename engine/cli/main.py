@@ -232,7 +232,12 @@ def delete_cmd(
     """Delete from S3 and leave a tombstone in the cache."""
     result = Engine.build(settings).pipeline.delete(type_name, doc_id, expected_version)
     data = result.as_dict() | ({"dry_run": True} if result.dry_run else {})
-    emit(data, fmt, lambda d: console().print(f"deleted {d['type']} {d['id']}: {d['deleted']}"))
+
+    def text(d: dict[str, Any]) -> None:
+        gone = " (already absent)" if d.get("already_absent") else ""
+        console().print(f"deleted {d['type']} {d['id']}: {d['deleted']}{gone}")
+
+    emit(data, fmt, text)
 
 
 # -- query ------------------------------------------------------------------------------------
@@ -249,6 +254,7 @@ def delete_cmd(
 @click.option("--limit", type=click.IntRange(1, 10000), default=None)
 @click.option("--page-token", default=None)
 @click.option("--all", "all_pages", is_flag=True, help="Page through to the end.")
+@click.option("--count", "count_only", is_flag=True, help='Answer {"total": N} only.')
 @click.option(
     "--source",
     type=click.Choice(["auto", "cache", "s3"]),
@@ -268,6 +274,7 @@ def query_cmd(
     limit: int | None,
     page_token: str | None,
     all_pages: bool,
+    count_only: bool,
     source: str,
 ) -> None:
     """Documents newest first, by time range, customer, status and type."""
@@ -280,6 +287,16 @@ def query_cmd(
         limit=limit or settings.query_default_limit,
     )
     reader = Engine.build(settings).reader
+    if count_only:
+        if page_token or all_pages:
+            raise click.UsageError("--count takes no --page-token or --all")
+        total, counted = reader.count(query, source)
+        emit(
+            {"total": total, "source": counted},
+            fmt,
+            lambda d: console().print(f"{d['total']} documents (source: {d['source']})"),
+        )
+        return
     page = reader.query(query, page_token, source)
     data = page.as_dict()
     while all_pages and page.next_page_token:

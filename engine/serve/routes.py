@@ -47,7 +47,15 @@ class DeleteResponse(BaseModel):
     id: str
     type: str
     deleted: bool
+    already_absent: bool = Field(
+        False, description="S3 no longer held it: a retried delete succeeds (200) with this"
+    )
     dry_run: bool = False
+
+
+class CountResponse(BaseModel):
+    total: int
+    source: Literal["cache", "s3"]
 
 
 class QueryPageResponse(BaseModel):
@@ -219,7 +227,10 @@ def document_router(engine: Engine) -> APIRouter:
         tags=["documents"],
         summary="Query documents, newest first",
         response_model=None,
-        responses={200: {"model": QueryPageResponse}, **_errors(401, 422, 429, 503)},
+        responses={
+            200: {"model": QueryPageResponse | CountResponse},
+            **_errors(401, 422, 429, 503),
+        },
     )
     def query(
         request: Request,
@@ -236,6 +247,9 @@ def document_router(engine: Engine) -> APIRouter:
             Literal["auto", "cache", "s3"],
             Query(description="auto: the cache, S3 while DynamoDB is unavailable"),
         ] = "auto",
+        count: Annotated[
+            bool, Query(description='true: answer {"total": N} for the filters and range')
+        ] = False,
     ) -> JSONResponse:
         doc_type(type_name)
         since_ts, until_ts = _time(since, "since"), _time(until, "until")
@@ -249,6 +263,12 @@ def document_router(engine: Engine) -> APIRouter:
             until=until_ts,
             limit=limit,
         )
+        if count:
+            total, counted = engine.reader.count(query, source)
+            request.state.source = counted
+            return JSONResponse(
+                {"total": total, "source": counted}, headers={SOURCE_HEADER: counted}
+            )
         page = engine.reader.query(query, page_token, source)
         request.state.source = page.source
         return JSONResponse(page.as_dict(), headers={SOURCE_HEADER: page.source})

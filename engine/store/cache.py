@@ -3,6 +3,13 @@
 An item holds the committed image (what readers and queries see) and, while a write is in
 flight, `p_*` attributes beside it (outside every GSI key). Commit and rollback are single
 conditional updates on `p_tx`, so a reader never sees an in-flight write.
+
+Customer index: one adjacency item per (document, customer) under the reserved pk prefix
+(`keys.index_pk`), keyed for the customer GSI by customer#type#month and sorted by time. Every
+write of a committed image puts the entries of its customers and deletes those of the customers
+it dropped, in one TransactWriteItems with the image, so the index never disagrees with a
+committed image. The intent copies the committed customers (`p_cust`), so the commit knows
+which entries to delete without reading.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _ser, _de = TypeSerializer(), TypeDeserializer()
-PENDING = ("p_tx", "p_etag", "p_op", "p_at", "p_version")
+PENDING = ("p_tx", "p_etag", "p_op", "p_at", "p_version", "p_cust")
 INDEX_KEYS = ("tpk", "tsk", "spk", "kpk")
 
 
@@ -159,8 +166,40 @@ def tombstone_attributes(
         "sync_source": source,
         "synced_at": now_ms(),
         "expires_at": keys.expires_at(deleted_at, ttl_days),
-        **dict.fromkeys(("body", "body_in_s3", "etag", "size", *INDEX_KEYS)),
+        **dict.fromkeys(("body", "body_in_s3", "etag", "size", "customers", *INDEX_KEYS)),
     }
+
+
+def index_entries(type_name: str, doc_id: str, image: dict[str, Any]) -> list[dict[str, Any]]:
+    """The customer-index entries of a committed image (none for a tombstone).
+
+    Each carries what a query needs to filter and to verify it against its document (the
+    document's ETag): the page itself is read from the documents (BatchGetItem)."""
+    if image.get("state") != "live":
+        return []
+    month = str(image["tpk"]).rsplit("#", 1)[-1]
+    return [
+        {
+            "pk": keys.index_pk(type_name, doc_id, customer),
+            "cpk": keys.customer_partition(customer, type_name, month),
+            "tsk": image["tsk"],
+            "kpk": image["kpk"],
+            "s3_key": f"{image['s3_key']}{keys.INDEX_KEY_SEP}{customer}",
+            "doc": keys.cache_pk(type_name, doc_id),
+            "customer": customer,
+            "etag": image["etag"],
+            "status": image["status"],
+            "expires_at": image["expires_at"],
+        }
+        for customer in customers_of(image)
+    ]
+
+
+def customers_of(image: dict[str, Any] | None) -> list[str]:
+    """Distinct customers of a committed live image, in order (none for anything else)."""
+    if not image or image.get("state") != "live":
+        return []
+    return list(dict.fromkeys(str(c) for c in image.get("customers") or []))
 
 
 class CacheStore:
@@ -180,14 +219,16 @@ class CacheStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _call(self, op: str, fn: Callable[..., T], **kwargs: Any) -> T:
+    def _call(self, op: str, fn: Callable[..., T], *, table: bool = True, **kwargs: Any) -> T:
         try:
             self.breaker.before_call()
         except CircuitOpenError as exc:
             raise CacheUnavailableError(f"DynamoDB {op}: circuit breaker open") from exc
         self._limiter.acquire()
+        if table:
+            kwargs["TableName"] = self.table
         try:
-            result: T = fn(TableName=self.table, **kwargs)
+            result: T = fn(**kwargs)
         except Exception as exc:
             self.breaker.on_error(exc)
             raise self._translate(op, exc) from exc
@@ -198,6 +239,13 @@ class CacheStore:
     def _translate(op: str, exc: Exception) -> Exception:
         if isinstance(exc, ClientError) and is_conditional_failure(exc):
             old: Any = exc.response.get("Item")
+            for reason in exc.response.get("CancellationReasons", []) or []:
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    old = reason.get("Item")
+                    break
+            else:
+                if "CancellationReasons" in exc.response:  # e.g. TransactionConflict
+                    return StoreError(f"DynamoDB {op} cancelled: {exc}")
             return ConditionFailed(deserialize(old) if old else None)
         if is_outage(exc):
             return CacheUnavailableError(f"DynamoDB {op} failed: {exc}")
@@ -232,36 +280,63 @@ class CacheStore:
         *,
         limit: int,
         now: datetime,
-        customer: str | None = None,
+        status: str | None = None,
         start_key: dict[str, Any] | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One page of an index, newest first, never expired (TTL deletes lazily)."""
-        names = {"#p": partition_attr, "#s": "tsk", "#e": "expires_at"}
-        values: dict[str, Any] = {
-            ":p": {"S": partition},
-            ":lo": {"S": low},
-            ":hi": {"S": high},
-            ":now": {"N": str(int(now.timestamp()))},
-        }
-        filter_expr = "#e > :now"
-        if customer is not None:
-            names["#c"] = "customers"
-            values[":c"] = {"S": customer}
-            filter_expr += " AND contains(#c, :c)"
-        kwargs: dict[str, Any] = {
-            "IndexName": index,
-            "KeyConditionExpression": "#p = :p AND #s BETWEEN :lo AND :hi",
-            "FilterExpression": filter_expr,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
+        """One page of an index, newest first, never expired (TTL deletes lazily).
+        `status`: a filter (the customer index holds every status of a customer)."""
+        kwargs = _range_query(index, partition_attr, partition, low, high, now, status)
+        kwargs.update(ScanIndexForward=False, Limit=limit)
         if start_key:
             kwargs["ExclusiveStartKey"] = start_key
         response = self._call("Query", self._ddb.query, **kwargs)
         items = [deserialize(i) for i in response.get("Items", [])]
         return items, response.get("LastEvaluatedKey")
+
+    def count(
+        self,
+        index: str,
+        partition_attr: str,
+        partition: str,
+        low: str,
+        high: str,
+        *,
+        now: datetime,
+        status: str | None = None,
+    ) -> int:
+        """How many unexpired entries one partition holds in the range (Select=COUNT: items
+        are read, and billed, but not returned; one call per 1 MB read)."""
+        kwargs = _range_query(index, partition_attr, partition, low, high, now, status)
+        kwargs["Select"] = "COUNT"
+        total = 0
+        while True:
+            response = self._call("Query", self._ddb.query, **kwargs)
+            total += int(response.get("Count", 0))
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return total
+            kwargs["ExclusiveStartKey"] = start
+
+    def batch_get(self, pks: list[str]) -> dict[str, dict[str, Any]]:
+        """Items by pk (strongly consistent), 100 keys per BatchGetItem, unprocessed retried."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(pks))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"pk": {"S": pk}} for pk in unique[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                response = self._call(
+                    "BatchGetItem", self._ddb.batch_get_item, table=False, RequestItems=request
+                )
+                for raw in response.get("Responses", {}).get(self.table, []):
+                    item = deserialize(raw)
+                    found[str(item["pk"])] = item
+                request = dict(response.get("UnprocessedKeys") or {})
+        return found
 
     def key_index(self, partition: str) -> Iterator[dict[str, Any]]:
         """Live entries of one key-index partition, in S3 key order, page by page."""
@@ -308,7 +383,8 @@ class CacheStore:
         stale_before: datetime,
         expected_version: int | None,
     ) -> dict[str, Any]:
-        """Step 1: mark the write in flight; returns the intent's attributes (`p_version`).
+        """Step 1: mark the write in flight; returns the intent's attributes (`p_version`, and
+        `p_cust`: the committed image's customers, whose index entries the commit replaces).
 
         Refused (ConditionFailed with the current item) if the same content is already
         committed, if another fresh write is in flight, or if `expected_version` differs.
@@ -326,6 +402,7 @@ class CacheStore:
             ":live": "live",
             ":zero": 0,
             ":one": 1,
+            ":none": [],
         }
         if expected_version is not None:
             if expected_version == 0:
@@ -340,7 +417,8 @@ class CacheStore:
             Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
             UpdateExpression=(
                 "SET p_tx = :tx, p_etag = :etag, p_op = :op, p_at = :at,"
-                " p_version = if_not_exists(version, :zero) + :one"
+                " p_version = if_not_exists(version, :zero) + :one,"
+                " p_cust = if_not_exists(customers, :none)"
             ),
             ConditionExpression=condition,
             ExpressionAttributeNames={"#st": "state"},
@@ -351,22 +429,34 @@ class CacheStore:
         return deserialize(response.get("Attributes", {}))
 
     def commit_live(
-        self, type_name: str, doc_id: str, tx: str, attrs: dict[str, Any], version: int
+        self,
+        type_name: str,
+        doc_id: str,
+        tx: str,
+        attrs: dict[str, Any],
+        version: int,
+        prev_customers: list[str],
     ) -> None:
         """Step 3: the pending write becomes the committed image, at the intent's `p_version`.
 
         One conditional PutItem of the whole image (`attrs` is complete: see
         `live_attributes`) rather than an update: it drops the intent and the previous image
         in one write, and a 20-attribute update expression costs moto twice the time of a put.
+        With customers (now or before: `prev_customers`, the intent's `p_cust`), a transaction
+        with their index entries.
         """
         item = {"pk": keys.cache_pk(type_name, doc_id), **attrs, "version": version}
-        self._call(
-            "PutItem",
-            self._ddb.put_item,
-            Item=serialize(item),
-            ConditionExpression="p_tx = :tx AND p_version = :pv",
-            ExpressionAttributeValues=serialize({":tx": tx, ":pv": version}),
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        self._write_image(
+            "Put",
+            {
+                "Item": serialize(item),
+                "ConditionExpression": "p_tx = :tx AND p_version = :pv",
+                "ExpressionAttributeValues": serialize({":tx": tx, ":pv": version}),
+            },
+            type_name,
+            doc_id,
+            attrs,
+            prev_customers,
         )
 
     def commit_deleted(
@@ -378,15 +468,39 @@ class CacheStore:
         ttl_days: int,
         *,
         key: str,
+        prev_customers: list[str],
         source: str = "write",
     ) -> None:
-        """Step 3 of a delete: a tombstone, out of every index, with a TTL."""
+        """Step 3 of a delete: a tombstone, out of every index, with a TTL (and the index
+        entries of `prev_customers` deleted in the same transaction)."""
         attrs = tombstone_attributes(key, deleted_at, source=source, ttl_days=ttl_days)
         sets = {k: v for k, v in attrs.items() if v is not None}
-        self._commit(type_name, doc_id, tx, sets, [k for k, v in attrs.items() if v is None])
+        removes = [k for k, v in attrs.items() if v is None]
+        update, names, values = _update_expression(sets, [*removes, *PENDING])
+        values[":tx"] = tx
+        self._write_image(
+            "Update",
+            {
+                "Key": {"pk": {"S": keys.cache_pk(type_name, doc_id)}},
+                "UpdateExpression": update.replace("SET ", "SET version = p_version, ", 1),
+                "ConditionExpression": "p_tx = :tx",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": serialize(values),
+            },
+            type_name,
+            doc_id,
+            attrs,
+            prev_customers,
+        )
 
     def replace(
-        self, type_name: str, doc_id: str, attrs: dict[str, Any], *, version_seen: int | None
+        self,
+        type_name: str,
+        doc_id: str,
+        attrs: dict[str, Any],
+        *,
+        version_seen: int | None,
+        prev_customers: list[str],
     ) -> None:
         """`sync`'s fast path, for a caller that read the entry and found it plainly older (or
         absent): the whole image in one PutItem, only if the entry is still at `version_seen`
@@ -404,29 +518,88 @@ class CacheStore:
                 "ConditionExpression": "version = :v AND attribute_not_exists(p_tx)",
                 "ExpressionAttributeValues": serialize({":v": version_seen}),
             }
-        self._call(
-            "PutItem",
-            self._ddb.put_item,
-            Item=serialize(item),
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            **conditions,
+        self._write_image(
+            "Put",
+            {"Item": serialize(item), **conditions},
+            type_name,
+            doc_id,
+            attrs,
+            prev_customers,
         )
 
-    def _commit(
-        self, type_name: str, doc_id: str, tx: str, sets: dict[str, Any], removes: list[str]
+    def _write_image(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        type_name: str,
+        doc_id: str,
+        image: dict[str, Any],
+        prev_customers: list[str],
     ) -> None:
-        update, names, values = _update_expression(sets, [*removes, *PENDING])
-        values[":tx"] = tx
+        """One conditional write of a committed image, with its customer-index entries put and
+        the dropped customers' entries deleted in the same transaction (a plain PutItem or
+        UpdateItem when there are none: half the write units)."""
+        entries = index_entries(type_name, doc_id, image)
+        keep = {e["customer"] for e in entries}
+        dropped = [c for c in dict.fromkeys(prev_customers) if c not in keep]
+        params = {**params, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        if not entries and not dropped:
+            if kind == "Put":
+                self._call("PutItem", self._ddb.put_item, **params)
+            else:
+                self._call("UpdateItem", self._ddb.update_item, **params)
+            return
+        items: list[dict[str, Any]] = [{kind: {"TableName": self.table, **params}}]
+        items += [{"Put": {"TableName": self.table, "Item": serialize(e)}} for e in entries]
+        items += [
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": keys.index_pk(type_name, doc_id, c)}},
+                }
+            }
+            for c in dropped
+        ]
         self._call(
-            "UpdateItem",
-            self._ddb.update_item,
-            Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
-            UpdateExpression=update.replace("SET ", "SET version = p_version, ", 1),
-            ConditionExpression="p_tx = :tx",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=serialize(values),
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            "TransactWriteItems", self._ddb.transact_write_items, table=False, TransactItems=items
         )
+
+    def reindex(self, type_name: str, doc_id: str, found: list[str]) -> int:
+        """Make the customer index of one document exact (the reconciler's index repair):
+        read the entry, put its customers' entries, delete those of `found` it does not
+        name, conditional on the entry being unchanged. Returns the entries written."""
+        item = self.get_item(type_name, doc_id)
+        if item is not None and item.get("p_tx"):
+            return 0  # a write is in flight: its commit writes the index
+        entries = index_entries(type_name, doc_id, item or {})
+        keep = {e["customer"] for e in entries}
+        dropped = [c for c in dict.fromkeys(found) if c not in keep]
+        if not entries and not dropped:
+            return 0
+        check: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": keys.cache_pk(type_name, doc_id)}},
+        }
+        if item is None:
+            check["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            check["ConditionExpression"] = "version = :v AND attribute_not_exists(p_tx)"
+            check["ExpressionAttributeValues"] = serialize({":v": item.get("version", 0)})
+        items: list[dict[str, Any]] = [{"ConditionCheck": check}]
+        items += [{"Put": {"TableName": self.table, "Item": serialize(e)}} for e in entries]
+        items += [
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": keys.index_pk(type_name, doc_id, c)}},
+                }
+            }
+            for c in dropped
+        ]
+        self._call(
+            "TransactWriteItems", self._ddb.transact_write_items, table=False, TransactItems=items
+        )
+        return len(items) - 1
 
     def rollback(self, type_name: str, doc_id: str, tx: str) -> None:
         """Undo step 1, only if the pending write is still ours: restore the committed image
@@ -461,9 +634,14 @@ class CacheStore:
         attrs: dict[str, Any],
         *,
         stale_before: datetime,
+        prev_customers: list[str],
         expect: dict[str, Any] | None = None,
     ) -> None:
         """Write a committed image (live or tombstone) and drop any stale intent.
+
+        `prev_customers`: the customers the entry is believed to list now (exactly, as stored);
+        the write is conditional on it, so the index entries it deletes are exactly the dropped
+        ones (refused, with the current item, if the belief is wrong).
 
         Refused (ConditionFailed with the current item) while another write's intent is fresh,
         and, by default, unless the entry's recorded S3 position (`s3_last_modified`) is older.
@@ -491,18 +669,58 @@ class CacheStore:
             else:
                 values[":xet"] = expect["etag"]
                 condition += " AND #et = :xet"
-        self._call(
-            "UpdateItem",
-            self._ddb.update_item,
-            Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}},
-            UpdateExpression=update.replace(
-                "SET ", "SET version = if_not_exists(version, :zero) + :one, ", 1
-            ),
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=serialize(values),
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        names["#cu"] = "customers"
+        if prev_customers:
+            values[":pcu"] = prev_customers
+            condition = f"({condition}) AND #cu = :pcu"
+        else:
+            condition = f"({condition}) AND (attribute_not_exists(#cu) OR size(#cu) = :zero)"
+        self._write_image(
+            "Update",
+            {
+                "Key": {"pk": {"S": keys.cache_pk(type_name, doc_id)}},
+                "UpdateExpression": update.replace(
+                    "SET ", "SET version = if_not_exists(version, :zero) + :one, ", 1
+                ),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": serialize(values),
+            },
+            type_name,
+            doc_id,
+            attrs,
+            prev_customers,
         )
+
+
+def _range_query(
+    index: str,
+    partition_attr: str,
+    partition: str,
+    low: str,
+    high: str,
+    now: datetime,
+    status: str | None,
+) -> dict[str, Any]:
+    names = {"#p": partition_attr, "#s": "tsk", "#e": "expires_at"}
+    values: dict[str, Any] = {
+        ":p": {"S": partition},
+        ":lo": {"S": low},
+        ":hi": {"S": high},
+        ":now": {"N": str(int(now.timestamp()))},
+    }
+    filter_expr = "#e > :now"
+    if status is not None:
+        names["#st"] = "status"
+        values[":st"] = {"S": status}
+        filter_expr += " AND #st = :st"
+    return {
+        "IndexName": index,
+        "KeyConditionExpression": "#p = :p AND #s BETWEEN :lo AND :hi",
+        "FilterExpression": filter_expr,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
 
 
 def _update_expression(

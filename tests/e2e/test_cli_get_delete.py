@@ -43,7 +43,7 @@ def test_delete_removes_from_s3_and_cache(cli: Cli, ready: Engine, aws: Aws) -> 
     key = f"changes/{doc['id']}.json"
 
     result = cli("delete", "--type", "change", doc["id"]).json()
-    assert result == {"id": doc["id"], "type": "change", "deleted": True}
+    assert result == {"id": doc["id"], "type": "change", "deleted": True, "already_absent": False}
     assert aws.s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
     item = aws.items()[f"change#{doc['id']}"]
     assert item["state"] == "deleted"
@@ -52,10 +52,13 @@ def test_delete_removes_from_s3_and_cache(cli: Cli, ready: Engine, aws: Aws) -> 
     gone = cli("get", "--type", "change", doc["id"], expect=3)
     assert gone.json()["exit_code"] == 3
 
-    again = cli("delete", "--type", "change", "CHG-NEVER", expect=3)
-    assert "CHG-NEVER" in again.stderr
-    assert again.json()["exit_code"] == 3
-    # The failed delete's intent was rolled back: no item for the id that never existed.
+    # Deleting twice succeeds (a retried delete): exit 0, already absent.
+    twice = cli("delete", "--type", "change", doc["id"]).json()
+    assert twice == {"id": doc["id"], "type": "change", "deleted": False, "already_absent": True}
+    assert aws.items()[f"change#{doc['id']}"]["state"] == "deleted"
+    never = cli("delete", "--type", "change", "CHG-NEVER").json()
+    assert never == {"id": "CHG-NEVER", "type": "change", "deleted": False, "already_absent": True}
+    # The intent for the id that never existed was dropped: no item for it.
     assert set(aws.items()) == {f"change#{doc['id']}"}
     assert key not in {o["Key"] for o in aws.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
 

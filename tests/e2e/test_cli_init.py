@@ -11,6 +11,7 @@ pytestmark = pytest.mark.e2e
 EXPECTED = [
     ("bucket", BUCKET),
     ("table", TABLE),
+    ("table-index", "customer-index"),
     ("table-ttl", "expires_at"),
     ("table", LEASES),
     ("queue", DLQ),
@@ -32,6 +33,7 @@ def test_init_creates_everything_then_reports_it_exists(cli: Cli, aws: Aws) -> N
     assert {TABLE, LEASES} <= aws.table_names()
     table = aws.dynamodb.describe_table(TableName=TABLE)["Table"]
     assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {
+        "customer-index",
         "time-index",
         "status-index",
         "key-index",

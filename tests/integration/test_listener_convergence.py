@@ -201,7 +201,11 @@ def test_event_costs_three_calls_and_a_duplicate_two_without_a_download(
     counter.reset()
     assert engine.applier.apply(changed) == "applied"
     # the entry read is plainly older: the whole image in one PutItem, conditional on its version
-    assert counter.counts == {"dynamodb.GetItem": 1, "s3.GetObject": 1, "dynamodb.PutItem": 1}
+    assert counter.counts == {
+        "dynamodb.GetItem": 1,
+        "s3.GetObject": 1,
+        "dynamodb.TransactWriteItems": 1,  # the image and its customer-index entries
+    }
     assert engine.applier.apply(changed) == "duplicate"  # redelivered
     assert_cache_equals_s3(engine)
 

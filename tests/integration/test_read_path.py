@@ -177,7 +177,11 @@ def test_miss_reads_s3_and_backfills_then_hits(
     first = engine.reader.get(d.type, d.id)
     assert (first.cache, first.source) == ("miss", "s3")
     # no entry at all: the fill is one put-if-absent
-    assert counter.counts == {"dynamodb.GetItem": 1, "s3.GetObject": 1, "dynamodb.PutItem": 1}
+    assert counter.counts == {
+        "dynamodb.GetItem": 1,
+        "s3.GetObject": 1,
+        "dynamodb.TransactWriteItems": 1,  # the image and its customer-index entries
+    }
     assert first.document == json.loads(d.body)
     second = engine.reader.get(d.type, d.id)
     assert second.cache == "hit" and second.document == first.document

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from engine import keys
 from engine.app import Engine
 from engine.documents import Document, parse_document
 from engine.exceptions import CacheUnavailableError, ObjectStoreError, WriteConflictError
@@ -74,8 +75,13 @@ def test_three_calls_per_write_and_no_reads(engine: Engine, counter: Any) -> Non
     counter.reset()
     engine.pipeline.put(doc())
     assert counter.total() == 3
-    # Intent (UpdateItem), S3 put, commit (a conditional PutItem of the whole image).
-    assert counter.counts == {"dynamodb.UpdateItem": 1, "s3.PutObject": 1, "dynamodb.PutItem": 1}
+    # Intent (UpdateItem), S3 put, commit: the whole image and its customer-index entries in
+    # one TransactWriteItems.
+    assert counter.counts == {
+        "dynamodb.UpdateItem": 1,
+        "s3.PutObject": 1,
+        "dynamodb.TransactWriteItems": 1,
+    }
 
 
 def test_same_content_twice_is_one_version(engine: Engine) -> None:
@@ -142,7 +148,7 @@ def test_randomized_fault_schedule_converges(faulty: tuple[Engine, Faults]) -> N
     """Seeded random faults at every step; every write is retried until it succeeds."""
     engine, faults = faulty
     rng = random.Random(20261123)
-    steps = [("dynamodb", "UpdateItem"), ("s3", "PutObject"), ("dynamodb", "PutItem")]
+    steps = [("dynamodb", "UpdateItem"), ("s3", "PutObject"), ("dynamodb", "TransactWriteItems")]
     expected: dict[str, Document] = {}
     versions: dict[str, int] = {}
     for n in range(40):
@@ -196,7 +202,7 @@ def test_a_late_commit_after_another_writer_took_over_is_refused(
     )
     with pytest.raises(ConditionFailed):
         engine.cache.commit_live(
-            a.type, a.id, str(stalled["p_tx"]), attrs, int(stalled["p_version"])
+            a.type, a.id, str(stalled["p_tx"]), attrs, int(stalled["p_version"]), []
         )
     entry = item(engine, b.id)
     assert entry is not None and json.loads(entry["body"])["title"] == "writer B"
@@ -262,8 +268,26 @@ def test_delete_leaves_a_tombstone_and_reads_say_not_found(engine: Engine) -> No
     with pytest.raises(NotFoundError):
         engine.reader.get("change", "CHG-1")
     assert engine.reader.query(Query()).items == []
-    with pytest.raises(NotFoundError):
-        engine.pipeline.delete("change", "nope")
+    assert engine.reader.query(Query(customer="globex")).items == []
+    assert not any(str(i["pk"]).startswith(keys.INDEX_PK) for i in engine.cache.scan_all())
+
+
+def test_delete_is_idempotent(engine: Engine, counter: Any) -> None:
+    """A retried delete succeeds: already absent, nothing written for a key never cached."""
+    engine.pipeline.put(doc())
+    first = engine.pipeline.delete("change", "CHG-1")
+    again = engine.pipeline.delete("change", "CHG-1")
+    assert (first.deleted, first.already_absent) == (True, False)
+    assert again.as_dict() == {
+        "id": "CHG-1",
+        "type": "change",
+        "deleted": False,
+        "already_absent": True,
+    }
+    assert item(engine, "CHG-1")["state"] == "deleted"  # type: ignore[index]
+    never = engine.pipeline.delete("change", "nope")
+    assert (never.deleted, never.already_absent) == (False, True)
+    assert item(engine, "nope") is None  # the intent was dropped, no tombstone left
 
 
 def test_dry_run_changes_nothing(settings: Settings) -> None:
