@@ -178,3 +178,12 @@ def test_query_before_the_cache_window_needs_s3(cli: Cli, corpus: list[dict[str,
     # Every document is younger than 200 days, those outside the cache window included.
     assert [i["id"] for i in result["items"]] == [d["id"] for d in newest_first(corpus)]
     assert {d["id"] for d in old} <= {i["id"] for i in result["items"]}
+
+
+def test_count_matches_the_pages(cli: Cli, corpus: list[dict[str, Any]]) -> None:
+    for args in (("--customer", "acme"), ("--customer", "acme", "--status", "draft"), ()):
+        pages = cli("query", "--type", "change", "--all", *args).json()
+        counted = cli("query", "--type", "change", "--count", *args).json()
+        assert counted == {"total": len(pages["items"]), "source": "cache"}, args
+    bad = cli("query", "--count", "--all", expect=2)
+    assert "--count" in bad.stderr

@@ -574,3 +574,27 @@ def test_a_server_that_cannot_bind_fails_to_start(engine: Engine) -> None:
         app = create_app(engine, keys=ApiKeys.of([KEY]))
         with pytest.raises(RuntimeError, match="did not start"):
             HttpServer(app, port=port).start(timeout_s=5)
+
+
+def test_count_answers_the_total_for_the_filters_and_range(api: Api) -> None:
+    with api.client() as http:
+        for n in range(5):
+            customers = ["acme"] if n % 2 else ["acme", "globex"]
+            status = "approved" if n < 3 else "draft"
+            fields = {"customer_codes": customers, "status": status}
+            assert http.put(f"/v1/change/CHG-{n}", json=doc(f"CHG-{n}", **fields)).is_success
+        http.delete("/v1/change/CHG-0")
+
+        def total(**params: str) -> int:
+            response = http.get("/v1/change", params={"count": "true", **params})
+            assert response.status_code == 200, response.text
+            assert response.headers["x-docsync-source"] == "cache"
+            assert set(response.json()) == {"total", "source"}
+            return int(response.json()["total"])
+
+        assert total() == 4
+        assert total(customer="acme") == 4
+        assert total(customer="globex") == 2  # CHG-2, CHG-4 (CHG-0 is deleted)
+        assert total(customer="acme", status="draft") == 2
+        assert total(status="approved") == 2
+        assert total(customer="acme", since="1m") == 0
