@@ -332,6 +332,7 @@ class Reader:
             high = min(high, after[0])
             until = min(until, keys.parse_iso(after[0].split("#", 1)[0]))
         page = min(query.limit + 1, self.settings.query_page_max)
+        yielded = 0  # a page never needs more than `page` rows of one type: ask for the rest
         for month in keys.months_desc(since, until):
             index, attr, part, status = _partition(type_name, query, month)
             start: dict[str, Any] | None = None
@@ -342,7 +343,7 @@ class Reader:
                     part,
                     low,
                     high,
-                    limit=page,
+                    limit=max(1, page - yielded),
                     now=now,
                     status=status,
                     start_key=start,
@@ -353,6 +354,7 @@ class Reader:
                     position = (str(item["tsk"]), type_name)
                     if after is not None and position >= after:
                         continue
+                    yielded += 1
                     yield position, self._item_document(type_name, item)
                 if not start:
                     break
