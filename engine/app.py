@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from engine.aws import AwsClients, CallCounter
 from engine.breaker import CircuitBreaker
 from engine.events.apply import EventApplier
+from engine.l1 import L1Cache
 from engine.pipeline import WritePipeline
 from engine.ratelimit import TokenBucket
 from engine.reader import Reader
@@ -25,9 +26,14 @@ class Engine:
     pipeline: WritePipeline
     reader: Reader
     applier: EventApplier
+    l1: L1Cache | None = None
 
     @classmethod
-    def build(cls, settings: Settings, counter: CallCounter | None = None) -> Engine:
+    def build(
+        cls, settings: Settings, counter: CallCounter | None = None, l1: bool | None = None
+    ) -> Engine:
+        """`l1`: an in-process L1 for reads (None: as `settings.l1` says, "auto" = off here;
+        `docsync serve` passes True unless it is "off")."""
         clients = AwsClients(settings, counter)
         limiter = TokenBucket(
             settings.dynamodb_rps, settings.dynamodb_burst, settings.rate_limit_timeout_s
@@ -35,13 +41,22 @@ class Engine:
         breaker = CircuitBreaker(settings.breaker_fail_max, settings.breaker_reset_s, is_outage)
         cache = CacheStore(clients.dynamodb, settings.table, limiter, breaker)
         objects = ObjectStore(clients.s3, settings.bucket)
-        reader = Reader(settings, cache, objects)
+        wanted = settings.l1 == "on" if l1 is None else l1
+        cache_l1 = (
+            L1Cache(settings.l1_max_bytes, settings.l1_max_staleness_s)
+            if wanted and settings.cache_enabled
+            else None
+        )
+        reader = Reader(settings, cache, objects, cache_l1)
+        applier = EventApplier(settings, cache, objects, reader.sync)
+        applier.l1 = cache_l1
         return cls(
             settings=settings,
             clients=clients,
             cache=cache,
             objects=objects,
-            pipeline=WritePipeline(settings, cache, objects),
+            pipeline=WritePipeline(settings, cache, objects, l1=cache_l1),
             reader=reader,
-            applier=EventApplier(settings, cache, objects, reader.sync),
+            applier=applier,
+            l1=cache_l1,
         )

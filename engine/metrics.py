@@ -132,3 +132,20 @@ METRICS_FLUSHES = Counter(
 def serve(port: int, addr: str = "127.0.0.1") -> None:
     """Serve `/metrics` from a daemon thread."""
     start_http_server(port, addr=addr, registry=REGISTRY)
+
+
+# -- L1: the in-process cache of gets, query pages and counts (engine/l1.py) --
+
+L1_REQUESTS = Counter(
+    "docsync_l1_requests",
+    "L1 lookups by kind (get, query, count) and outcome (hit, miss).",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+L1_EVICTIONS = Counter(
+    "docsync_l1_evictions",
+    "L1 entries evicted to stay within the byte budget, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+L1_BYTES = Gauge("docsync_l1_bytes", "Bytes held by L1.", registry=REGISTRY)

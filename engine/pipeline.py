@@ -21,6 +21,7 @@ from loguru import logger
 from engine import keys
 from engine.documents import Document, doc_type
 from engine.exceptions import WriteConflictError
+from engine.l1 import L1Cache
 from engine.settings import Settings
 from engine.store.cache import CacheStore, ConditionFailed, live_attributes
 from engine.store.objects import ObjectStore
@@ -67,10 +68,12 @@ class WritePipeline:
         cache: CacheStore,
         objects: ObjectStore,
         inflight_wait_s: float = 5.0,
+        l1: L1Cache | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache
         self.objects = objects
+        self.l1 = l1
         self.inflight_wait_s = inflight_wait_s
         self._prefixes = settings.prefixes()
 
@@ -79,6 +82,52 @@ class WritePipeline:
         return keys.s3_key(self._prefixes[type_name], doc_id)
 
     def put(self, doc: Document, expected_version: int | None = None) -> WriteResult:
+        """Write through the pipeline (S3 only with `cache_enabled = false`). This process's
+        L1 forgets the document at once, whatever the outcome: its next read sees the write."""
+        try:
+            if not self.settings.cache_enabled:
+                return self._put_s3_only(doc)
+            return self._put(doc, expected_version)
+        finally:
+            if self.l1 is not None:
+                self.l1.invalidate(doc.type, doc.id)
+
+    def delete(
+        self, type_name: str, doc_id: str, expected_version: int | None = None
+    ) -> DeleteResult:
+        """Delete from S3 and tombstone the entry; deleting what is already gone succeeds
+        (`already_absent`): a retried delete is not an error."""
+        try:
+            if not self.settings.cache_enabled:
+                return self._delete_s3_only(type_name, doc_id)
+            return self._delete(type_name, doc_id, expected_version)
+        finally:
+            if self.l1 is not None:
+                self.l1.invalidate(type_name, doc_id)
+
+    def _put_s3_only(self, doc: Document) -> WriteResult:
+        key = self._key(doc.type, doc.id)
+        log = logger.bind(op="put", type=doc.type, id=doc.id, etag=doc.etag, cache="off")
+        if self.settings.dry_run:
+            log.bind(dry_run=True).info("dry run: would write {} (S3 only)", key)
+            return WriteResult(doc.id, doc.type, doc.etag, None, dry_run=True)
+        with timed(log):
+            info = self.objects.put(key, doc.body)
+        return WriteResult(doc.id, doc.type, info.etag, None)
+
+    def _delete_s3_only(self, type_name: str, doc_id: str) -> DeleteResult:
+        key = self._key(type_name, doc_id)
+        log = logger.bind(op="delete", type=type_name, id=doc_id, cache="off")
+        if self.settings.dry_run:
+            log.bind(dry_run=True).info("dry run: would delete {} (S3 only)", key)
+            return DeleteResult(doc_id, type_name, deleted=False, dry_run=True)
+        with timed(log):
+            present = self.objects.head(key) is not None
+            if present:
+                self.objects.delete(key)
+        return DeleteResult(doc_id, type_name, deleted=present, already_absent=not present)
+
+    def _put(self, doc: Document, expected_version: int | None = None) -> WriteResult:
         key = self._key(doc.type, doc.id)
         etag = doc.etag
         log = logger.bind(op="put", type=doc.type, id=doc.id, etag=etag)
@@ -116,7 +165,7 @@ class WritePipeline:
             bound.update(version=version)
             return WriteResult(doc.id, doc.type, info.etag, version)
 
-    def delete(
+    def _delete(
         self, type_name: str, doc_id: str, expected_version: int | None = None
     ) -> DeleteResult:
         key = self._key(type_name, doc_id)

@@ -30,6 +30,7 @@ from engine.exceptions import (
     NotFoundError,
     QueryOutsideWindowError,
 )
+from engine.l1 import L1Cache
 from engine.settings import Settings
 from engine.store.cache import CacheEntry, CacheStore
 from engine.store.objects import ObjectStore, StoredObject
@@ -154,6 +155,7 @@ class QueryPage:
     items: list[dict[str, Any]]
     next_page_token: str | None
     source: Source
+    l1: bool = False  # served from the in-process L1
 
     def as_dict(self) -> dict[str, Any]:
         return {"items": self.items, "next_page_token": self.next_page_token, "source": self.source}
@@ -164,10 +166,17 @@ Position = tuple[str, str]
 
 
 class Reader:
-    def __init__(self, settings: Settings, cache: CacheStore, objects: ObjectStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: CacheStore,
+        objects: ObjectStore,
+        l1: L1Cache | None = None,
+    ) -> None:
         self.settings = settings
         self.cache = cache
         self.objects = objects
+        self.l1 = l1
         self.stats = ReadStats()
         self.sync = CacheSync(settings, cache, objects)
         self._prefixes = settings.prefixes()
@@ -183,11 +192,25 @@ class Reader:
 
         def record(outcome: str, backfilled: bool = False) -> None:
             seconds = time.perf_counter() - started
-            self.stats.record(outcome, seconds * 1000, backfilled)
+            self.stats.record("hit" if outcome == "l1" else outcome, seconds * 1000, backfilled)
             metrics.READS.labels(outcome).inc()
             metrics.READ_SECONDS.labels(outcome).observe(seconds)
 
         with timed(log) as fields:
+            if not self.settings.cache_enabled:  # rollout/rollback mode: S3 only
+                fields.update(cache="off", source="s3")
+                stored = self.objects.get(key)
+                record("bypass")
+                return ReadResult(_parse_body(stored.body, key), "s3", "off")
+            l1_key = ("get", type_name, doc_id)
+            if self.l1 is not None:
+                held = self.l1.get(l1_key)
+                if held is not None:
+                    body, version = held
+                    fields.update(cache="l1", source="cache", version=version)
+                    record("l1")
+                    return ReadResult(_parse_body(body, key), "cache", "l1", version)
+                ticket = self.l1.ticket()
             try:
                 entry = self.cache.get(type_name, doc_id)
             except CacheUnavailableError as exc:
@@ -199,6 +222,14 @@ class Reader:
                 document = self._entry_body(entry, key)
                 if document is not None:
                     fields.update(cache="hit", source="cache", version=entry.version)
+                    if self.l1 is not None and entry.body is not None:
+                        self.l1.put(
+                            l1_key,
+                            (entry.body, entry.version),
+                            len(entry.body) + 200,
+                            ticket,
+                            float(entry.expires_at or 0),
+                        )
                     record("hit")
                     return ReadResult(document, "cache", "hit", entry.version)
             fields.update(cache="miss", source="s3")
@@ -245,6 +276,8 @@ class Reader:
         """One page, newest first. `source`: auto (cache, S3 if DynamoDB fails), cache, s3."""
         for name in query.types:
             doc_type(name)
+        if not self.settings.cache_enabled:
+            source = "s3"
         limit = max(1, min(query.limit, self.settings.query_page_max))
         fp = pagetoken.fingerprint(sorted(query.types), query.customer, query.status)
         now = datetime.now(UTC)
@@ -263,11 +296,22 @@ class Reader:
         log = logger.bind(op="query", types=list(query.types), limit=limit)
         with timed(log) as fields:
             page_source: Source = "s3" if source == "s3" else "cache"
+            l1_key = ("query", *_l1_query_key(query), limit, page_token)
+            expiry: list[float] = []
             if page_source == "cache":
                 if after is None:  # checked on the first page; later pages keep its range
                     self._check_window(since, now)
+                if self.l1 is not None:
+                    held = self.l1.get(l1_key)
+                    if held is not None:
+                        fields.update(source="cache", cache="l1")
+                        data = json.loads(held)
+                        return QueryPage(data["items"], data["next_page_token"], "cache", l1=True)
+                    ticket = self.l1.ticket()
                 try:
-                    rows = self._take(self._cache_rows(query, since, until, after, now), limit)
+                    rows = self._resolve(
+                        self._cache_rows(query, since, until, after, now), limit, now, expiry
+                    )
                 except CacheUnavailableError as exc:
                     if source == "cache":
                         raise
@@ -289,7 +333,11 @@ class Reader:
                 items=len(items),
                 cache="hit" if page_source == "cache" else "miss",
             )
-            return QueryPage(items, token, page_source)
+            page = QueryPage(items, token, page_source)
+            if self.l1 is not None and page_source == "cache":
+                blob = json.dumps(page.as_dict()).encode()
+                self.l1.put(l1_key, blob, len(blob), ticket, min(expiry, default=float("inf")))
+            return page
 
     def _check_window(self, since: datetime, now: datetime) -> None:
         start = keys.window_start(self.settings.cache_ttl_days, now)
@@ -312,8 +360,14 @@ class Reader:
         return taken
 
     def _cache_rows(
-        self, query: Query, since: datetime, until: datetime, after: Position | None, now: datetime
+        self,
+        query: Query,
+        since: datetime,
+        until: datetime,
+        after: Position | None,
+        now: datetime,
     ) -> Iterator[tuple[Position, dict[str, Any]]]:
+        """Index items (documents, or customer-index entries) of every type, newest first."""
         streams = [self._cache_stream(t, query, since, until, after, now) for t in query.types]
         return heapq.merge(*streams, key=lambda row: row[0], reverse=True)
 
@@ -348,21 +402,45 @@ class Reader:
                     status=status,
                     start_key=start,
                 )
-                if query.customer is not None:
-                    items = self._documents_of(items, now)
                 for item in items:
                     position = (str(item["tsk"]), type_name)
                     if after is not None and position >= after:
                         continue
                     yielded += 1
-                    yield position, self._item_document(type_name, item)
+                    yield position, item
                 if not start:
                     break
 
+    def _resolve(
+        self,
+        rows: Iterator[tuple[Position, dict[str, Any]]],
+        limit: int,
+        now: datetime,
+        expiry: list[float],
+    ) -> list[tuple[Position, dict[str, Any]]]:
+        """The first `limit` + 1 rows as documents. Customer-index entries are merged first and
+        only the page's documents are read (one BatchGetItem); an entry that fails its check
+        against its document is dropped and the next rows are read in its place. `expiry`
+        collects the TTL of every document served (an L1 page expires with the first)."""
+        page: list[tuple[Position, dict[str, Any]]] = []
+        while len(page) <= limit:
+            batch = self._take(rows, limit - len(page))
+            if not batch:
+                break
+            entries = [item for _, item in batch if "doc" in item]
+            docs = {str(d["pk"]): d for d in self._documents_of(entries, now)}
+            for position, item in batch:
+                served = docs.get(str(item["doc"])) if "doc" in item else item
+                if served is None:
+                    continue
+                expiry.append(float(served.get("expires_at", 0)))
+                page.append((position, self._item_document(position[1], served)))
+        return page
+
     def _documents_of(self, entries: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-        """The documents of one page of customer-index entries (one BatchGetItem per 100),
-        each only if it is still the committed, live, unexpired image the entry was written
-        with (same ETag, still listing the customer): an entry left by drift is never served."""
+        """The documents of customer-index entries (one BatchGetItem per 100), each only if
+        it is still the committed, live, unexpired image the entry was written with (same
+        ETag, still listing the customer): an entry left by drift is never served."""
         if not entries:
             return []
         docs = self.cache.batch_get([str(e["doc"]) for e in entries])
@@ -385,6 +463,8 @@ class Reader:
         queries on the index a page would read, one per type and month (more past 1 MB)."""
         for name in query.types:
             doc_type(name)
+        if not self.settings.cache_enabled:
+            source = "s3"
         now = datetime.now(UTC)
         since = query.since or keys.window_start(self.settings.cache_ttl_days, now)
         until = query.until or now
@@ -396,6 +476,13 @@ class Reader:
         with timed(log) as fields:
             if source != "s3":
                 self._check_window(since, now)
+                l1_key = ("count", *_l1_query_key(query))
+                if self.l1 is not None:
+                    held = self.l1.get(l1_key)
+                    if held is not None:
+                        fields.update(source="cache", cache="l1", total=held)
+                        return int(held), "cache"
+                    ticket = self.l1.ticket()
                 try:
                     total = sum(
                         self.cache.count(
@@ -412,6 +499,8 @@ class Reader:
                         for index, attr, part, status in [_partition(type_name, query, month)]
                     )
                     fields.update(source="cache", total=total)
+                    if self.l1 is not None:
+                        self.l1.put(l1_key, total, 64, ticket, float("inf"))
                     return total, "cache"
                 except CacheUnavailableError as exc:
                     if source == "cache":
@@ -456,6 +545,10 @@ class Reader:
             return parse_document(self.objects.get(key).body, type_name)
         except (NotFoundError, InvalidDocumentError):
             return None  # deleted since the listing, or not a document (the reconciler reports it)
+
+
+def _l1_query_key(query: Query) -> tuple[Any, ...]:
+    return (tuple(sorted(query.types)), query.customer, query.status, query.since, query.until)
 
 
 def _partition(type_name: str, query: Query, month: str) -> tuple[str, str, str, str | None]:

@@ -132,6 +132,13 @@ class Settings(FileSettings):
     # Queries.
     query_page_max: int = Field(1000, ge=1, le=10000)
     query_default_limit: int = Field(50, ge=1)
+    # L1: the in-process cache of gets, query pages and counts. auto = on in `serve`, off in
+    # the one-shot CLI; library users pass Engine.build(..., l1=True) or set "on".
+    l1: Literal["auto", "on", "off"] = "auto"
+    l1_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    l1_max_staleness_s: float = Field(1.0, gt=0, le=300)  # DAX-like bound on an L1 answer's age
+    # false: the rollout/rollback mode, S3 only (writes and reads never touch DynamoDB).
+    cache_enabled: bool = True
     # Signs page tokens; set your own in production so tokens cannot be forged.
     page_token_secret: SecretStr = SecretStr("docsync-page-tokens")
     # Reconciler.

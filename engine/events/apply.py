@@ -18,6 +18,7 @@ from engine import keys, metrics
 from engine.documents import parse_document
 from engine.events.parse import ObjectEvent
 from engine.exceptions import InvalidDocumentError, NotFoundError
+from engine.l1 import L1Cache
 from engine.settings import Settings
 from engine.store.cache import CacheStore
 from engine.store.objects import ObjectStore
@@ -46,6 +47,7 @@ class EventApplier:
         self.objects = objects
         self.sync = sync
         self._prefixes = settings.prefixes()
+        self.l1: L1Cache | None = None  # forgets a document this process just applied
 
     def target(self, event: ObjectEvent) -> tuple[str, str] | None:
         if event.bucket != self.settings.bucket or event.key.startswith(
@@ -58,6 +60,10 @@ class EventApplier:
         started = time.perf_counter()
         log = logger.bind(op="event.apply", key=event.key, event=event.name)
         outcome = self._apply(event)
+        if self.l1 is not None and outcome in APPLIED:
+            target = self.target(event)
+            if target is not None:
+                self.l1.invalidate(*target)
         seconds = time.perf_counter() - started
         metrics.EVENTS.labels(outcome).inc()
         metrics.EVENT_APPLY_SECONDS.observe(seconds)

@@ -96,7 +96,10 @@ class ConsumerPart:
         from engine.streams.consumer import LocalConsumer
 
         self.consumer = LocalConsumer(
-            engine.settings, load_stream_settings(engine.settings.config_file), engine.clients
+            engine.settings,
+            load_stream_settings(engine.settings.config_file),
+            engine.clients,
+            on_records=engine.l1.on_stream_records if engine.l1 is not None else None,
         )
 
     def run(self) -> None:

@@ -30,7 +30,7 @@ from engine.serve.errors import PreconditionFailedError
 from engine.serve.reconcile_runs import ReconcileRuns
 
 SOURCE_HEADER = "X-Docsync-Source"  # cache | s3: where the answer came from
-CACHE_HEADER = "X-Docsync-Cache"  # hit | miss | bypass (gets)
+CACHE_HEADER = "X-Docsync-Cache"  # gets: l1 | hit | miss | bypass | off; query pages: l1
 FUTURE_SLACK = timedelta(days=1)  # `until` may not be later than now + this
 _VERSION_RE = re.compile(r'^(?:W/)?"?([0-9]{1,18})"?$')
 
@@ -271,7 +271,10 @@ def document_router(engine: Engine) -> APIRouter:
             )
         page = engine.reader.query(query, page_token, source)
         request.state.source = page.source
-        return JSONResponse(page.as_dict(), headers={SOURCE_HEADER: page.source})
+        headers: dict[str, str] = {SOURCE_HEADER: page.source}
+        if page.l1:
+            headers[CACHE_HEADER] = "l1"
+        return JSONResponse(page.as_dict(), headers=headers)
 
     @router.get(
         "/{type}/{id}",

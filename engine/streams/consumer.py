@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -120,7 +120,11 @@ class LocalConsumer:
         streams_client: Any | None = None,
         sink: RowSink | None = None,
         owner: str | None = None,
+        on_records: Callable[[list[ChangeRecord]], None] | None = None,
     ) -> None:
+        """`on_records`: told of every batch of changes read (`docsync serve` invalidates its
+        L1 with it)."""
+        self.on_records = on_records
         self.settings = settings
         self.config = config
         self.ddb = clients.dynamodb
@@ -378,6 +382,8 @@ class LocalConsumer:
         self.summary.get_records += 1
         raw_records = response.get("Records", [])
         records = self._decode(arn, state.shard.shard_id, raw_records)
+        if self.on_records is not None and records:
+            self.on_records(records)
         derived = self.core.process(records)
         to_prometheus(derived, self.core.cluster)
         for raw in reversed(raw_records):
