@@ -24,6 +24,7 @@ import pytest
 from engine.app import Engine
 from engine.documents import parse_document
 from engine.infra import Infrastructure
+from engine.keys import INDEX_PK
 from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
 from engine.settings import Settings, load_settings
 
@@ -138,7 +139,15 @@ class Aws:
         return out
 
     def items(self, table: str = TABLE) -> dict[str, dict[str, Any]]:
-        """Every cache item by pk, deserialized."""
+        """Every cache entry by pk, deserialized (customer-index entries: `index_items`)."""
+        return {pk: i for pk, i in self.all_items(table).items() if not pk.startswith(INDEX_PK)}
+
+    def index_items(self, table: str = TABLE) -> dict[str, dict[str, Any]]:
+        """The customer-index entries by pk."""
+        return {pk: i for pk, i in self.all_items(table).items() if pk.startswith(INDEX_PK)}
+
+    def all_items(self, table: str = TABLE) -> dict[str, dict[str, Any]]:
+        """Every item of the table by pk, deserialized."""
         from boto3.dynamodb.types import TypeDeserializer
 
         de = TypeDeserializer()
