@@ -123,7 +123,7 @@ class ReconcileResult:
 
 
 def _side(row: Any) -> dict[str, Any] | None:
-    if row is None:
+    if row is None or not getattr(row, "live", True):  # only index entries left: no entry
         return None
     lm = row.last_modified
     return {"etag": row.etag, "size": row.size, "last_modified": keys.iso(lm) if lm else None}
