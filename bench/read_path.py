@@ -30,6 +30,7 @@ from engine import keys
 from engine.documents import Document, parse_document
 from engine.reader import Query
 from engine.sample import sample_documents
+from engine.store.cache import deserialize, index_entries, serialize
 
 GET_OVERHEAD_TARGET = 0.15
 QUERY_CALLS_TARGET = 20.0
@@ -53,6 +54,9 @@ def load_corpus(h: Harness, count: int, seed: int) -> list[Document]:
             if n % 250 == 0 or n == count:
                 h.drain_events()
                 progress("S3 puts", n, count, started)
+        for doc, item in zip(docs, list(items), strict=True):  # and their customer index
+            image = deserialize(item)
+            items += [serialize(e) for e in index_entries(doc.type, doc.id, image)]
         batches = [items[i : i + 25] for i in range(0, len(items), 25)]
         started = time.perf_counter()
         for n, _ in enumerate(pool.map(lambda b: write_batch(h, b), batches), 1):
