@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/streams.py
 	$(BIN)/python bench/reconcile.py
 	$(BIN)/python bench/http_load.py
+	$(BIN)/python bench/customer_query.py
+	$(BIN)/python bench/l1.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
