@@ -170,6 +170,18 @@ class CacheSync:
             return "applied"
         except ConditionFailed as refused:
             seen = refused.item or {}
+        if seen and _stored_customers(seen) != believed:
+            try:  # refused for the customers alone, maybe: once more, with the ones it holds
+                self.cache.sync(
+                    type_name,
+                    doc_id,
+                    attrs,
+                    stale_before=self._stale_before(),
+                    prev_customers=_stored_customers(seen),
+                )
+                return "applied"
+            except ConditionFailed as again:
+                seen = again.item or {}
         if seen.get("p_tx") and int(seen.get("p_at", 0)) >= _ms(self._stale_before()):
             return "in_flight"
         if seen.get("state") == attrs["state"] and seen.get("etag") == attrs.get("etag"):

@@ -384,3 +384,34 @@ def test_init_adds_the_customer_index_to_a_table_created_without_it(engine: Engi
     ]
     indexes = ddb.describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"]
     assert keys.CUSTOMER_INDEX in {g["IndexName"] for g in indexes}
+
+
+def test_an_invalid_object_over_a_cached_document_drops_its_index_entries(engine: Engine) -> None:
+    """The listener tombstones a cached document whose S3 object became invalid, without
+    having read the customers it must drop: the write learns them from its refusal."""
+    from engine.events.parse import ObjectEvent
+
+    d = make("change", 8, ["acme", "stark"], "draft", timedelta(hours=3))
+    engine.pipeline.put(d)
+    engine.clients.dynamodb.update_item(  # written a few seconds before the bad object
+        TableName=engine.settings.table,
+        Key={"pk": {"S": "change#CHG-008"}},
+        UpdateExpression="SET s3_last_modified = s3_last_modified - :five",
+        ExpressionAttributeValues={":five": {"N": "5000"}},
+    )
+    info = engine.objects.put("changes/CHG-008.json", b'{"id": "CHG-008"}')
+    event = ObjectEvent(
+        bucket=engine.settings.bucket,
+        key="changes/CHG-008.json",
+        name="ObjectCreated:Put",
+        kind="created",
+        etag=info.etag,
+        sequencer=None,
+        event_time=datetime.now(UTC),
+        size=info.size,
+        version_id=None,
+    )
+    assert engine.applier.apply(event) == "invalid"
+    assert (engine.cache.get_item("change", "CHG-008") or {}).get("state") == "deleted"
+    assert_index_exact(engine)
+    assert index_items(engine) == {}
