@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -346,3 +346,43 @@ def test_a_mixed_shard_in_order() -> None:
         ("F.json", "in_sync"),
         ("G.json", "in_flight"),
     ]
+
+
+# -- the customer index: drift of the document --------------------------------------------------
+
+
+def with_index(row: CacheRow, customers: tuple[str, ...], *entries: tuple[str, str]) -> CacheRow:
+    return replace(
+        row, customers=customers, index=tuple((c, e, row.expires_at) for c, e in entries)
+    )
+
+
+@pytest.mark.parametrize(
+    ("customers", "entries", "expected"),
+    [
+        (("a", "b"), (("a", "e1"), ("b", "e1")), None),
+        (("a", "b"), (("a", "e1"),), {"missing": ("b",)}),
+        (("a",), (("a", "e1"), ("z", "e1")), {"extra": ("z",)}),
+        (("a", "b"), (("a", "e1"), ("b", "old")), {"stale": ("b",)}),
+        ((), (), None),
+    ],
+)
+def test_index_entries_that_disagree_with_the_image_are_drift_of_the_document(
+    customers: tuple[str, ...],
+    entries: tuple[tuple[str, str], ...],
+    expected: dict[str, tuple[str, ...]] | None,
+) -> None:
+    verdict = classify(s3row(), with_index(crow(), customers, *entries), RULES)
+    assert verdict.index == expected
+    assert verdict.outcome == ("in_sync" if expected is None else "stale")
+    assert verdict.index_only == (expected is not None)
+
+
+def test_entries_left_without_a_live_entry_are_orphaned_or_missing() -> None:
+    left = CacheRow(DOC, None, None, None, 0, None, index=(("a", "e1", LIVE),), live=False)
+    gone = classify(None, left, RULES)
+    assert (gone.outcome, gone.index, gone.index_only) == ("orphaned", {"extra": ("a",)}, True)
+    back = classify(s3row(), left, RULES)
+    assert (back.outcome, back.index, back.index_only) == ("missing", {"extra": ("a",)}, False)
+    expired = CacheRow(DOC, None, None, None, 0, None, index=(("a", "e1", 1),), live=False)
+    assert classify(None, expired, RULES).outcome == "expired"
