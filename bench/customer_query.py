@@ -164,8 +164,11 @@ def before_page(h: Harness, customer: str, now: datetime) -> list[str]:
     return rows[:PAGE]
 
 
-def after_page(h: Harness, customer: str) -> list[str]:
-    page = h.engine.reader.query(Query(customer=customer, limit=PAGE))
+def after_page(h: Harness, customer: str, types: tuple[str, ...] | None = None) -> list[str]:
+    query = Query(customer=customer, limit=PAGE)
+    if types:
+        query = Query(types=types, customer=customer, limit=PAGE)
+    page = h.engine.reader.query(query)
     return [f"{i['object_type']}#{i['id']}" for i in page.items]
 
 
@@ -210,6 +213,9 @@ def run(size: int, repeat: int, seed: int) -> dict[str, Any]:
         for customer in TARGETS:
             before = measure(h, responses, lambda c=customer: before_page(h, c, now), repeat)
             after = measure(h, engine_responses, lambda c=customer: after_page(h, c), repeat)
+            one_type = measure(
+                h, engine_responses, lambda c=customer: after_page(h, c, ("change",)), repeat
+            )
             engine_responses.reset()
             started = time.perf_counter()
             total, _ = h.engine.reader.count(Query(customer=customer))
@@ -218,7 +224,12 @@ def run(size: int, repeat: int, seed: int) -> dict[str, Any]:
                 "query_calls": engine_responses.calls["Query"],
                 "ms": round((time.perf_counter() - started) * 1000, 1),
             }
-            result[customer] = {"before": before, "after": after, "count": count}
+            result[customer] = {
+                "before": before,
+                "after": after,
+                "after_one_type": one_type,
+                "count": count,
+            }
         return result
 
 
@@ -232,7 +243,7 @@ def main() -> None:
     rows = []
     for r in results:
         for customer in TARGETS:
-            for variant in ("before", "after"):
+            for variant in ("before", "after", "after_one_type"):
                 m = r[customer][variant]
                 rows.append(
                     [
