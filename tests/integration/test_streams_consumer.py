@@ -36,7 +36,7 @@ def doc(
             "title": f"Patch window {n}",
             "customer_codes": list(customers),
             "status": status,
-            "created_at": "2026-11-01T10:00:00Z",
+            "created_at": (BASE - timedelta(days=20)).isoformat(),
             "modified_at": (BASE + timedelta(minutes=n)).isoformat(),
         }
     )
