@@ -4,12 +4,12 @@ MultiLangDaemon (`executableName = python3 -m engine.streams.kcl`, config/kcl.pr
 `DocsyncRecordProcessor` implements amazon-kclpy's v3 `RecordProcessorBase` (initialize,
 process_records with periodic checkpoints, lease_lost, shard_ended with its mandatory
 checkpoint, shutdown_requested with a checkpoint) over the shared processing core. Each
-checkpoint first stores the analytics rows, then asks the daemon to checkpoint. The rows are
-named by the first record after the last checkpoint (`emission_name`), so analytics are exactly
-once in effect: a worker that dies (or loses its lease) between the two is replayed from that
-checkpoint by its successor, whose first emission starts at the same record and overwrites
-the stored one, wherever it ends. For the same reason a refused checkpoint keeps the rows for
-the next emission, which replaces this one.
+checkpoint first stores the analytics rows, then asks the daemon to checkpoint. The rows'
+identity is the first record after the last checkpoint (`emission_name`), so analytics are
+exactly once in effect: a worker that dies (or loses its lease) between the two is replayed
+from that checkpoint by its successor, whose first emission starts at the same record and
+supersedes the stored one, wherever it ends. For the same reason a refused checkpoint keeps
+the rows for the next emission, which supersedes this one.
 
 amazon-kclpy is optional (`pip install docsync[kcl]`; its build downloads jars): when it is
 missing, engine/streams/multilang.py speaks the daemon's protocol instead. Logs go to stderr:

@@ -8,11 +8,11 @@ are dead-lettered (S3, reserved prefix) and do not stop the shard.
 
 Analytics are exactly once in effect under retries. The rows of a batch are those of its
 records before the first failure, computed from the batch alone (not from what this container
-saw before), and stored before the handler returns as one object named by where the batch
-starts (`batch_name`). A batch delivered again after a failure, a timeout or a crash (in any
-container, whole or bisected) starts at the same record and overwrites that object; the batch
-after a partial failure starts at the failed record, a different name, and holds only records
-not stored before. If the rows cannot be stored the whole batch is reported failed. Metrics go
+saw before), and stored before the handler returns as one object whose identity is where
+the batch starts (`batch_name`). A batch delivered again after a failure, a timeout or a crash
+(in any container, whole or bisected) starts at the same record and supersedes that object;
+the batch after a partial failure starts at the failed record, another identity, and holds
+only records not stored before. If the rows cannot be stored the whole batch is reported failed. Metrics go
 out as CloudWatch EMF lines, each record counted once per container. Settings come from
 DOCSYNC_* / DOCSYNC_STREAMS_* variables.
 """
