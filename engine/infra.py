@@ -30,6 +30,7 @@ KEY_INDEX_ATTRS = [
     "p_at",
 ]
 TTL_ATTRIBUTE = "expires_at"
+DLQ_RETENTION_S = 14 * 86400  # the longest SQS allows: a DLQ outlives its sources' messages
 STREAM_VIEW = "NEW_AND_OLD_IMAGES"
 
 
@@ -79,6 +80,11 @@ def leases_table_spec(settings: Settings) -> dict[str, Any]:
         "AttributeDefinitions": [{"AttributeName": "lease_key", "AttributeType": "S"}],
         "Tags": [{"Key": k, "Value": v} for k, v in settings.tags.items()],
     }
+
+
+def redrive_policy(dlq_arn: str) -> dict[str, str]:
+    """A queue's redrive policy: after 5 failed receives, a message moves to the DLQ."""
+    return {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}
 
 
 def wanted_notifications(settings: Settings, queue_arn: str) -> list[dict[str, Any]]:
@@ -313,13 +319,11 @@ class Infrastructure:
             "ReceiveMessageWaitTimeSeconds": "20",
         }
         if redrive_to:
-            attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": redrive_to, "maxReceiveCount": "5"}
-            )
+            attributes["RedrivePolicy"] = json.dumps(redrive_policy(redrive_to))
             if s3_source:
                 attributes["Policy"] = json.dumps(self._queue_policy(name))
         else:
-            attributes["MessageRetentionPeriod"] = str(14 * 86400)
+            attributes["MessageRetentionPeriod"] = str(DLQ_RETENTION_S)
         try:
             url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
             report.add("queue", name, "exists")

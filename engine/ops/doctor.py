@@ -12,7 +12,13 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.infra import MAX_MESSAGE_BYTES, STREAM_VIEW, TTL_ATTRIBUTE
+from engine.infra import (
+    DLQ_RETENTION_S,
+    MAX_MESSAGE_BYTES,
+    STREAM_VIEW,
+    TTL_ATTRIBUTE,
+    redrive_policy,
+)
 from engine.settings import Settings
 
 Status = Literal["ok", "warn", "fail"]
@@ -274,7 +280,7 @@ def check_queue(
     """Redrive to the DLQ, message size, and (for the event queue) S3 allowed to send."""
     checks = []
     policy = _json(attributes.get("RedrivePolicy"))
-    wanted_policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}
+    wanted_policy = redrive_policy(dlq_arn or "")
     if dlq_arn is None:
         checks.append(
             Check(f"{label}.redrive", "fail", f"the DLQ {settings.dlq} does not exist", INIT)
@@ -364,7 +370,7 @@ def check_dlq_retention(
             "dlq.retention",
             "warn",
             f"the DLQ keeps messages {keep} s, less than {', '.join(shorter)}",
-            _set_attributes(settings, dlq_url, {"MessageRetentionPeriod": str(14 * 86400)}),
+            _set_attributes(settings, dlq_url, {"MessageRetentionPeriod": str(DLQ_RETENTION_S)}),
         )
     return ok("dlq.retention", f"{keep // 86400} days, no shorter than its sources")
 
