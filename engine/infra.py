@@ -87,6 +87,23 @@ def redrive_policy(dlq_arn: str) -> dict[str, str]:
     return {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}
 
 
+def queue_policy(settings: Settings, name: str) -> dict[str, Any]:
+    """The event queue's policy: S3 may send the bucket's notifications to it."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AllowS3Notifications",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": f"arn:aws:sqs:{settings.region}:*:{name}",
+                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{settings.bucket}"}},
+            }
+        ],
+    }
+
+
 def wanted_notifications(settings: Settings, queue_arn: str) -> list[dict[str, Any]]:
     """One queue notification per document type, filtered on its prefix."""
     return [
@@ -321,7 +338,7 @@ class Infrastructure:
         if redrive_to:
             attributes["RedrivePolicy"] = json.dumps(redrive_policy(redrive_to))
             if s3_source:
-                attributes["Policy"] = json.dumps(self._queue_policy(name))
+                attributes["Policy"] = json.dumps(queue_policy(self.s, name))
         else:
             attributes["MessageRetentionPeriod"] = str(DLQ_RETENTION_S)
         try:
@@ -348,21 +365,6 @@ class Infrastructure:
             "QueueArn"
         ]
         return arn
-
-    def _queue_policy(self, name: str) -> dict[str, Any]:
-        return {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "AllowS3Notifications",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "s3.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": f"arn:aws:sqs:{self.s.region}:*:{name}",
-                    "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{self.s.bucket}"}},
-                }
-            ],
-        }
 
 
 def _same_notification(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:

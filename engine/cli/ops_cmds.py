@@ -29,12 +29,19 @@ Peeking does not consume: messages are received with a 30 s visibility timeout a
 at once (visibility 0). The oldest age comes from the sample's SentTimestamp (a lower bound;
 CloudWatch's ApproximateAgeOfOldestMessage covers the whole queue).
 
-JSON: {"dlq","url","approximate":{"visible","in_flight","delayed"},
-"oldest":{"sent_at","age_s","message_id"}|null,"oldest_basis","sampled",
-"sample":[{"message_id","sent_at","age_s","receive_count","source_queue","reason",
-"kind":"s3-event|s3-test-event|reconcile-task|malformed","events":[{"bucket","key","name"}],
-"task","error","body"}],"peek":{"visibility_s","released","returned_at_once"},
-"move_tasks":[...]|null (null: the endpoint has no move tasks)}
+\b
+JSON (stable fields):
+  {"dlq", "url",
+   "approximate": {"visible", "in_flight", "delayed"},
+   "oldest": {"sent_at", "age_s", "message_id"} | null,
+   "oldest_basis", "sampled",
+   "sample": [{"message_id", "sent_at", "age_s", "receive_count",
+               "source_queue", "reason",
+               "kind": "s3-event|s3-test-event|reconcile-task|malformed",
+               "events": [{"bucket", "key", "name"}],
+               "task", "error", "body"}],
+   "peek": {"visibility_s", "released", "returned_at_once"},
+   "move_tasks": [...] | null (null: the endpoint has no move tasks)}
 """
 
 REDRIVE_HELP = """Move the DLQ's messages back to the queues they came from (S3 events to the
@@ -47,9 +54,11 @@ duplicate, which the listener tolerates. Copy takes at most what the DLQ held wh
 (or --max), so messages that fail again at once cannot keep it running. --dry-run moves and
 receives nothing and says how many would move.
 
-JSON: {"dlq","dry_run","method":"move-task|copy","max","approximate_before","would_move",
-"moved","failed","not_deleted","by_destination":{queue: count},"task_handle",
-"fallback_reason"}
+\b
+JSON (stable fields):
+  {"dlq", "dry_run", "method": "move-task|copy", "max",
+   "approximate_before", "would_move", "moved", "failed", "not_deleted",
+   "by_destination": {queue: count}, "task_handle", "fallback_reason"}
 """
 
 
@@ -167,7 +176,10 @@ nothing: reads of absent keys, conditional writes that cannot succeed).
 Each finding says what is wrong and the command that fixes it. Exit 0 when no check fails
 (warnings allowed), 1 otherwise.
 
-JSON: {"ok": bool, "checks": [{"check","status":"ok|warn|fail","detail","fix"}]}
+\b
+JSON (stable fields):
+  {"ok": bool,
+   "checks": [{"check", "status": "ok|warn|fail", "detail", "fix"}]}
 """
 
 

@@ -17,6 +17,7 @@ from engine.infra import (
     MAX_MESSAGE_BYTES,
     STREAM_VIEW,
     TTL_ATTRIBUTE,
+    queue_policy,
     redrive_policy,
 )
 from engine.settings import Settings
@@ -280,12 +281,20 @@ def check_queue(
     """Redrive to the DLQ, message size, and (for the event queue) S3 allowed to send."""
     checks = []
     policy = _json(attributes.get("RedrivePolicy"))
-    wanted_policy = redrive_policy(dlq_arn or "")
-    if dlq_arn is None:
+    if dlq_arn is None:  # init creates the DLQ but leaves an existing queue's policy alone
+        same_account = attributes.get("QueueArn", "").rsplit(":", 1)[0]
+        policy_for = redrive_policy(f"{same_account}:{settings.dlq}")
         checks.append(
-            Check(f"{label}.redrive", "fail", f"the DLQ {settings.dlq} does not exist", INIT)
+            Check(
+                f"{label}.redrive",
+                "fail",
+                f"the DLQ {settings.dlq} does not exist",
+                f"{INIT} && "
+                + _set_attributes(settings, url, {"RedrivePolicy": _compact(policy_for)}),
+            )
         )
     elif not policy:
+        wanted_policy = redrive_policy(dlq_arn)
         checks.append(
             Check(
                 f"{label}.redrive",
@@ -296,6 +305,7 @@ def check_queue(
             )
         )
     elif policy.get("deadLetterTargetArn") != dlq_arn:
+        wanted_policy = redrive_policy(dlq_arn)
         checks.append(
             Check(
                 f"{label}.redrive",
@@ -344,13 +354,12 @@ def _check_s3_may_send(
             and any(a in ("sqs:SendMessage", "sqs:*") for a in actions)
         ):
             return ok(f"{label}.s3-policy", "S3 may send to the queue")
+    name = url.rstrip("/").rsplit("/", 1)[-1]
     return Check(
         f"{label}.s3-policy",
         "fail",
         "the queue policy does not let S3 send notifications (AWS refuses to wire them)",
-        f"add a statement allowing s3.amazonaws.com sqs:SendMessage from"
-        f" arn:aws:s3:::{settings.bucket}, e.g. {INIT} on a new queue, or "
-        + _set_attributes(settings, url, {"Policy": "<policy JSON>"}),
+        _set_attributes(settings, url, {"Policy": _compact(queue_policy(settings, name))}),
     )
 
 

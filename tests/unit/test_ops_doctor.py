@@ -224,8 +224,13 @@ def test_queue_findings_carry_a_set_queue_attributes_fix(settings: Settings) -> 
     assert by_name(check_queue(settings, "queue", "q", URL, wrong, DLQ_ARN, True))[
         "queue.redrive"
     ].status == ("fail")
-    no_dlq = by_name(check_queue(settings, "queue", "q", URL, queue_attributes(), None, False))
-    assert no_dlq["queue.redrive"].fix == "docsync init"
+    attrs = queue_attributes(QueueArn=QUEUE_ARN)
+    no_dlq = by_name(check_queue(settings, "queue", "q", URL, attrs, None, False))
+    init, set_policy = no_dlq["queue.redrive"].fix.split(" && ")
+    assert init == "docsync init"
+    argv = shlex.split(set_policy)
+    policy = json.loads(json.loads(argv[argv.index("--attributes") + 1])["RedrivePolicy"])
+    assert policy["deadLetterTargetArn"] == DLQ_ARN
     assert "queue.s3-policy" not in no_dlq
 
 
