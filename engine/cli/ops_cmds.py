@@ -52,7 +52,8 @@ where the endpoint lacks it (moto) or --max is given, copy: receive → send to 
 queue → delete from the DLQ only what was sent, in batches. A crash leaves at worst a
 duplicate, which the listener tolerates. Copy takes at most what the DLQ held when it started
 (or --max), so messages that fail again at once cannot keep it running. --dry-run moves and
-receives nothing and says how many would move.
+receives nothing and says how many would move. Exit 1 when a message could not be sent
+(it stays on the DLQ).
 
 \b
 JSON (stable fields):

@@ -216,6 +216,8 @@ def redrive(
     if settings.dry_run:  # receive nothing: even a receive hides messages for a while
         result["would_move"] = min(budget, visible)
         return result
+    if budget == 0:
+        return result
     if result["method"] in ("auto", "move-task"):
         try:
             result["task_handle"] = store.start_move_task(dlq.arn)
