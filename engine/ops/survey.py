@@ -230,7 +230,10 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
         )
         if done:
             checks.append(doctor.check_ttl(settings, ttl))
-    done, leases = _attempt(checks, "leases-table", init, lambda: env.table(settings.leases_table))
+    done, leases = _attempt(
+        checks, "leases-table", describe + settings.leases_table,
+        lambda: env.table(settings.leases_table),
+    )  # fmt: skip
     if done:
         checks += doctor.check_table(settings, "leases-table", leases_table_spec(settings), leases)
 
@@ -257,30 +260,41 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
             wanted = wanted_notifications(settings, queue.arn)
             checks += doctor.check_notifications(settings, queue.arn, config, wanted)
 
+    _access(env, checks, bucket_ok, cache, leases)
+    return checks
+
+
+def _access(
+    env: Environment,
+    checks: list[Check],
+    bucket_ok: bool,
+    cache: dict[str, Any] | None,
+    leases: dict[str, Any] | None,
+) -> None:
+    """One harmless call of each kind the engine makes, on the resources that exist."""
     if bucket_ok:
-        bucket = f"arn:aws:s3:::{settings.bucket}"
+        bucket = f"arn:aws:s3:::{env.s.bucket}"
         _probe(checks, "access.s3.list", "s3:ListBucket", bucket, env.probe_list)
         _probe(checks, "access.s3.read", "s3:GetObject", f"{bucket}/*", env.probe_read_object)
         _probe(checks, "access.s3.write", "s3:PutObject", f"{bucket}/*", env.probe_write_object)
     if cache is not None:
-        arn = str(cache.get("TableArn", settings.table))
+        arn = str(cache.get("TableArn", env.s.table))
         _probe(checks, "access.cache.read", "dynamodb:GetItem", arn,
-               lambda: env.probe_get_item(settings.table, "pk"))  # fmt: skip
+               lambda: env.probe_get_item(env.s.table, "pk"))  # fmt: skip
         _probe(checks, "access.cache.query", "dynamodb:Query", f"{arn}/index/*",
-               lambda: env.probe_query(settings.table))  # fmt: skip
+               lambda: env.probe_query(env.s.table))  # fmt: skip
         _probe(checks, "access.cache.write", "dynamodb:UpdateItem", arn,
-               lambda: env.probe_update_item(settings.table, "pk"))  # fmt: skip
+               lambda: env.probe_update_item(env.s.table, "pk"))  # fmt: skip
         stream_arn = str(cache.get("LatestStreamArn") or "")
         if stream_arn and (cache.get("StreamSpecification") or {}).get("StreamEnabled"):
             _probe(checks, "access.stream.read", "dynamodb:DescribeStream", stream_arn,
                    lambda: _stream_enabled(env, stream_arn))  # fmt: skip
     if leases is not None:
-        arn = str(leases.get("TableArn", settings.leases_table))
+        arn = str(leases.get("TableArn", env.s.leases_table))
         _probe(checks, "access.leases.read", "dynamodb:GetItem", arn,
-               lambda: env.probe_get_item(settings.leases_table, "lease_key"))  # fmt: skip
+               lambda: env.probe_get_item(env.s.leases_table, "lease_key"))  # fmt: skip
         _probe(checks, "access.leases.write", "dynamodb:UpdateItem", arn,
-               lambda: env.probe_update_item(settings.leases_table, "lease_key"))  # fmt: skip
-    return checks
+               lambda: env.probe_update_item(env.s.leases_table, "lease_key"))  # fmt: skip
 
 
 def _queues(
