@@ -88,6 +88,8 @@ def _show_text(d: dict[str, Any]) -> None:
         f"{d['dlq']}: ~{counts['visible']} visible, {counts['in_flight']} in flight,"
         f" {counts['delayed']} delayed"
     )
+    if not d["sampled"]:
+        out.print("no message to show")
     if d["oldest"]:
         out.print(f"oldest in the sample: {d['oldest']['sent_at']} ({d['oldest']['age_s']} s ago)")
     rows = []
