@@ -384,6 +384,19 @@ def check_dlq_retention(
     return ok("dlq.retention", f"{keep // 86400} days, no shorter than its sources")
 
 
+def check_dlq_depth(settings: Settings, dlq: dict[str, str]) -> Check:
+    """Not a fault of the deployment, but an operator wants to know: events are waiting."""
+    waiting = int(dlq.get("ApproximateNumberOfMessages", 0) or 0)
+    if waiting:
+        return Check(
+            "dlq.depth",
+            "warn",
+            f"about {waiting} message(s) wait on {settings.dlq}",
+            "docsync dlq (see what they are), then docsync dlq redrive",
+        )
+    return ok("dlq.depth", f"{settings.dlq} is empty")
+
+
 def _json(text: str | None) -> dict[str, Any]:
     if not text:
         return {}

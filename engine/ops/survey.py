@@ -249,6 +249,7 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
     if dlq is not None:
         sources = {ref.name: attributes[k] for k, ref in queues.items() if k != "dlq"}
         checks.append(doctor.check_dlq_retention(settings, dlq.url, attributes["dlq"], sources))
+        checks.append(doctor.check_dlq_depth(settings, attributes["dlq"]))
     if bucket_ok and queue is not None:
         done, config = _attempt(
             checks,

@@ -125,6 +125,10 @@ def test_reconcile_tasks_go_back_to_the_work_queue_and_max_bounds_a_redrive(
         aws.sqs.send_message(QueueUrl=dlq, MessageBody=f"garbage {n}")
     shown = cli("dlq", "--format", "json").json()
     assert sorted(m["kind"] for m in shown["sample"]) == ["malformed"] * 3 + ["reconcile-task"]
+    text = cli("dlq", "--format", "text", env={"COLUMNS": "200"}).stdout
+    assert "~4 visible" in text and "reconcile-task" in text and "garbage 0" in text
+    doctor = {c["check"]: c for c in cli("doctor", "--format", "json").json()["checks"]}
+    assert doctor["dlq.depth"]["status"] == "warn" and "4 message" in doctor["dlq.depth"]["detail"]
 
     one = cli("dlq", "redrive", "--max", "1", "--format", "json").json()
     assert (one["method"], one["moved"]) == ("copy", 1)

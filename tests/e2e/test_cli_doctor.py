@@ -29,6 +29,8 @@ EXPECTED = {
     "work-queue",
     "work-queue.redrive",
     "dlq",
+    "dlq.depth",
+    "dlq.retention",
     "bucket.notifications[change]",
     "bucket.notifications[announcement]",
     "access.s3.list",

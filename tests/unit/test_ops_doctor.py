@@ -12,6 +12,7 @@ import pytest
 from engine.infra import cache_table_spec, leases_table_spec, wanted_notifications
 from engine.ops.doctor import (
     Check,
+    check_dlq_depth,
     check_dlq_retention,
     check_notifications,
     check_queue,
@@ -260,3 +261,12 @@ def test_fix_commands_name_the_endpoint_and_region(settings: Settings) -> None:
     assert argv[argv.index("--region") + 1] == "eu-west-1"
     assert argv[argv.index("--endpoint-url") + 1] == "http://127.0.0.1:5000"
     assert "--endpoint-url" not in check_stream(settings, {"TableName": "t"}).fix
+
+
+def test_messages_waiting_on_the_dlq_are_a_warning_that_points_to_docsync_dlq(
+    settings: Settings,
+) -> None:
+    waiting = check_dlq_depth(settings, {"ApproximateNumberOfMessages": "3"})
+    assert waiting.status == "warn" and "3 message" in waiting.detail
+    assert waiting.fix.startswith("docsync dlq")
+    assert check_dlq_depth(settings, {"ApproximateNumberOfMessages": "0"}).status == "ok"
