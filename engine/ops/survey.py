@@ -70,6 +70,11 @@ class Environment:
 
     # -- describe ------------------------------------------------------------------------------
 
+    def identity(self) -> str:
+        """The principal docsync runs as: the one every `allow …` fix is about."""
+        sts = self.clients.client("sts")
+        return str(self._call("sts:GetCallerIdentity", sts.get_caller_identity)["Arn"])
+
     def head_bucket(self) -> None:
         self._call(f"bucket {self.s.bucket}", self.clients.s3.head_bucket, Bucket=self.s.bucket)
 
@@ -205,6 +210,12 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
     env = Environment(settings, clients)
     checks: list[Check] = []
     init = doctor.INIT
+
+    done, arn = _attempt(
+        checks, "identity", "configure AWS credentials (AWS_PROFILE, or a role)", env.identity
+    )
+    if done:
+        checks.append(doctor.ok("identity", f"running as {arn} in {settings.region}"))
 
     bucket_ok = False
     try:

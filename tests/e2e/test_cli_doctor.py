@@ -13,6 +13,7 @@ from engine.local_moto import TEST_CREDENTIALS
 from tests.e2e.conftest import DLQ, QUEUE, TABLE, Aws, Cli
 
 EXPECTED = {
+    "identity",
     "bucket",
     "cache-table",
     "cache-table.key-schema",
