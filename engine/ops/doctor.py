@@ -227,9 +227,18 @@ def check_ttl(settings: Settings, description: dict[str, Any]) -> Check:
 # -- S3 notifications ---------------------------------------------------------------------------
 
 
-def _prefix(config: dict[str, Any]) -> str:
+def _rule(config: dict[str, Any], name: str) -> str:
     rules = config.get("Filter", {}).get("Key", {}).get("FilterRules", [])
-    return str({r.get("Name", "").lower(): r.get("Value") for r in rules}.get("prefix") or "")
+    return str({r.get("Name", "").lower(): r.get("Value") for r in rules}.get(name) or "")
+
+
+def _prefix(config: dict[str, Any]) -> str:
+    return _rule(config, "prefix")
+
+
+def _serves(config: dict[str, Any], prefix: str) -> bool:
+    """Does this rule see every document key under `prefix` (`<prefix><id>.json`)?"""
+    return prefix.startswith(_prefix(config)) and ".json".endswith(_rule(config, "suffix"))
 
 
 def check_notifications(
@@ -242,9 +251,7 @@ def check_notifications(
         type_name = str(want["Id"]).removeprefix("docsync-")
         prefix = _prefix(want)
         check = f"bucket.notifications[{type_name}]"
-        serving = [
-            c for c in queue_configs if c["QueueArn"] == queue_arn and prefix.startswith(_prefix(c))
-        ]
+        serving = [c for c in queue_configs if c["QueueArn"] == queue_arn and _serves(c, prefix)]
         events = sorted({e for c in serving for e in c.get("Events", [])})
         missing = [e for e in want["Events"] if e not in events]
         if not serving:
