@@ -23,7 +23,7 @@ from engine.aws import AwsClients
 from engine.exceptions import DocsyncError, NotFoundError, StoreError
 from engine.infra import cache_table_spec, leases_table_spec, wanted_notifications
 from engine.keys import TIME_INDEX
-from engine.ops import doctor
+from engine.ops import doctor, wiring
 from engine.ops.doctor import Check
 from engine.settings import Settings
 from engine.store.errors import error_code
@@ -253,14 +253,14 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
     for label, s3_source in (("queue", True), ("work-queue", False)):
         ref = queues.get(label)
         if ref is not None:
-            checks += doctor.check_queue(
+            checks += wiring.check_queue(
                 settings, label, ref.name, ref.url, attributes[label],
                 dlq.arn if dlq else None, s3_source,
             )  # fmt: skip
     if dlq is not None:
         sources = {ref.name: attributes[k] for k, ref in queues.items() if k != "dlq"}
-        checks.append(doctor.check_dlq_retention(settings, dlq.url, attributes["dlq"], sources))
-        checks.append(doctor.check_dlq_depth(settings, attributes["dlq"]))
+        checks.append(wiring.check_dlq_retention(settings, dlq.url, attributes["dlq"], sources))
+        checks.append(wiring.check_dlq_depth(settings, attributes["dlq"]))
     if bucket_ok and queue is not None:
         done, config = _attempt(
             checks,
@@ -270,7 +270,7 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
         )
         if done:
             wanted = wanted_notifications(settings, queue.arn)
-            checks += doctor.check_notifications(settings, queue.arn, config, wanted)
+            checks += wiring.check_notifications(settings, queue.arn, config, wanted)
 
     _access(env, checks, bucket_ok, cache, leases)
     return checks

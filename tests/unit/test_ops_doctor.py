@@ -10,16 +10,12 @@ from typing import Any
 import pytest
 
 from engine.infra import cache_table_spec, leases_table_spec, wanted_notifications
-from engine.ops.doctor import (
-    Check,
+from engine.ops.doctor import Check, check_stream, check_table, check_ttl, report
+from engine.ops.wiring import (
     check_dlq_depth,
     check_dlq_retention,
     check_notifications,
     check_queue,
-    check_stream,
-    check_table,
-    check_ttl,
-    report,
 )
 from engine.settings import Settings, load_settings
 
