@@ -17,7 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    NoCredentialsError,
+)
 
 from engine.aws import AwsClients
 from engine.exceptions import DocsyncError, NotFoundError, StoreError
@@ -211,11 +216,20 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
     checks: list[Check] = []
     init = doctor.INIT
 
-    done, arn = _attempt(
-        checks, "identity", "configure AWS credentials (AWS_PROFILE, or a role)", env.identity
-    )
-    if done:
+    try:
+        arn = env.identity()
         checks.append(doctor.ok("identity", f"running as {arn} in {settings.region}"))
+    except DocsyncError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, NoCredentialsError | ConnectionError):
+            where = settings.endpoint_url or f"AWS in {settings.region}"
+            fix = (
+                "configure AWS credentials (AWS_PROFILE, or a role)"
+                if isinstance(cause, NoCredentialsError)
+                else f"check the endpoint, region and network: {where}"
+            )
+            return [Check("identity", "fail", str(exc), fix)]  # nothing else can be checked
+        checks.append(Check("identity", "fail", str(exc), "allow sts:GetCallerIdentity"))
 
     bucket_ok = False
     try:

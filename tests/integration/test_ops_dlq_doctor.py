@@ -99,3 +99,10 @@ def test_a_refused_permission_is_a_named_failure_with_the_grant_to_add(
     assert clean.dynamodb.scan(TableName=settings.table)["Count"] == 0
     assert clean.dynamodb.scan(TableName=settings.leases_table)["Count"] == 0
     assert clean.s3.list_objects_v2(Bucket=settings.bucket).get("KeyCount", 0) == 0
+
+
+def test_an_unreachable_endpoint_is_one_finding_not_a_cascade(settings: Settings) -> None:
+    nowhere = make_settings("http://127.0.0.1:9", max_attempts=1, connect_timeout_s=0.5)
+    [check] = run(nowhere, AwsClients(nowhere))
+    assert (check.check, check.status) == ("identity", "fail")
+    assert "http://127.0.0.1:9" in check.fix
