@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -96,7 +97,7 @@ class Settings(FileSettings):
 
     # Where AWS is.
     endpoint_url: str | None = None
-    region: str = "us-east-1"
+    region: str = ""  # unset: boto3's chain (AWS_REGION, AWS_DEFAULT_REGION, the profile)
     # Resource names.
     bucket: str = "docsync-documents"
     table: str = "docsync-cache"
@@ -181,6 +182,19 @@ class Settings(FileSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("region")
+    @classmethod
+    def _region_known(cls, value: str) -> str:
+        """Unset here: the region the Lambda runtime, the container or the profile gives, as
+        boto3 would find it. None at all: refuse to start rather than guess one."""
+        region = value.strip() or aws_default_region()
+        if not region:
+            raise ValueError(
+                "no AWS region: set DOCSYNC_REGION (or --region, or region in the config file),"
+                " or AWS_REGION / AWS_DEFAULT_REGION, or a region in the AWS profile"
+            )
+        return region
+
     @field_validator("endpoint_url")
     @classmethod
     def _endpoint_is_url(cls, value: str | None) -> str | None:
@@ -208,6 +222,22 @@ class Settings(FileSettings):
     def prefixes(self) -> dict[str, str]:
         """Document type → S3 key prefix."""
         return {"change": self.change_prefix, "announcement": self.announcement_prefix}
+
+
+def aws_default_region() -> str | None:
+    """boto3's own chain: AWS_REGION (which the Lambda runtime sets, and which botocore itself
+    does not read), then botocore's `region` (AWS_DEFAULT_REGION, then the profile's config)."""
+    import botocore.session
+    from botocore.exceptions import ProfileNotFound
+
+    region = os.environ.get("AWS_REGION", "").strip()
+    if region:
+        return region
+    try:
+        found = botocore.session.Session().get_config_variable("region")
+    except ProfileNotFound as exc:
+        raise ValueError(f"{exc} (AWS_PROFILE)") from exc
+    return str(found) if found else None
 
 
 def load_settings(config: Path | str | None = None, **flags: Any) -> Settings:
