@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -368,7 +368,10 @@ def local_cmd(host: str, port: int) -> None:
     """Run the embedded moto server in the foreground (Ctrl-C stops it)."""
     from engine.local_moto import EmbeddedMoto
 
-    server = EmbeddedMoto(host, port).start()
+    try:
+        server = EmbeddedMoto(host, port).start()
+    except ConfigError as exc:
+        _exit_usage(exc)
     click.echo(
         json.dumps({"endpoint": server.endpoint})
         if not sys.stdout.isatty()
@@ -390,9 +393,21 @@ def local_cmd(host: str, port: int) -> None:
 @click.option("--seed", type=int, default=7)
 def demo_cmd(documents: int, seed: int) -> None:
     """Everything on an embedded moto server: init, writes, reads, queries, a summary."""
-    from engine.demo import run_demo
+    from engine.local_moto import INSTALL_HINT
 
-    run_demo(documents, seed)
+    try:
+        from engine.demo import run_demo
+
+        run_demo(documents, seed)
+    except ImportError as exc:  # httpx, the demo's HTTP client, comes with the same extra
+        _exit_usage(ConfigError(f"the demo needs {exc.name}: {INSTALL_HINT}"))
+    except ConfigError as exc:
+        _exit_usage(exc)
+
+
+def _exit_usage(exc: ConfigError) -> NoReturn:
+    click.echo(f"docsync: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
 
 
 # -- listen -----------------------------------------------------------------------------------
