@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from engine import keys
 from engine.app import Engine
 from engine.cli.output import console, emit, handle_errors, resolve_format, table
+from engine.cloudwatch import PeriodicFlush
 from engine.documents import TYPES, Document, parse_document
 from engine.exceptions import ConfigError, InvalidDocumentError
 from engine.infra import Infrastructure
@@ -85,8 +86,14 @@ def settings_from(opts: dict[str, Any]) -> Settings:
     return settings
 
 
+# Commands whose stdout is free for the alarms' EMF lines (the container's log); every other
+# command prints its result on stdout, so its EMF lines go to stderr.
+EMF_ON_STDOUT = frozenset({"serve_cmd"})
+
+
 def _run(fn: Callable[..., None]) -> Callable[..., None]:
-    """Resolve settings first, so a wrong setting exits 2 before anything runs."""
+    """Resolve settings first, so a wrong setting exits 2 before anything runs; flush the
+    CloudWatch figures every metrics_flush_s while the command runs, and once at its end."""
 
     def wrapper(**opts: Any) -> None:
         fmt = opts.get("fmt") or "auto"
@@ -97,7 +104,12 @@ def _run(fn: Callable[..., None]) -> Callable[..., None]:
             if resolve_format(fmt) == "json":
                 click.echo(json.dumps({"error": str(exc), "exit_code": 2}))
             sys.exit(2)
-        handle_errors(lambda **kw: fn(settings, **kw))(fmt=settings.format, **opts)
+        stream = sys.stdout if fn.__name__ in EMF_ON_STDOUT else sys.stderr
+        flusher = PeriodicFlush(settings, stream=stream).start()
+        try:
+            handle_errors(lambda **kw: fn(settings, **kw))(fmt=settings.format, **opts)
+        finally:
+            flusher.stop()
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
