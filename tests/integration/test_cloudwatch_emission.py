@@ -6,7 +6,9 @@ one Environment dimension; PutMetricData mode sends the same figures to moto's C
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ from engine.streams.flush import MetricsFlusher
 from reconciler import tasks
 from reconciler.backfill import backfill
 from reconciler.run import Reconciler
+from tests.integration.test_lambda_handlers import lambda_env, sqs_event  # noqa: F401 (fixture)
 from tests.integration.test_listener_convergence import body
 from tests.integration.test_streams_consumer import seven_hits_three_misses, stream_records
 from tests.integration.test_streams_lambda import lambda_shape
@@ -173,3 +176,27 @@ def test_putmetricdata_sends_the_same_figures_to_cloudwatch(engine: Engine) -> N
     assert stat("ReconcileRuns", "Sum") == 1
     assert stat("QueryLatency", "SampleCount") == 2
     assert stat("QueryLatency", "Maximum") == max(sent["QueryLatency"])
+
+
+@pytest.mark.usefixtures("lambda_env")
+def test_the_shard_worker_lambda_prints_its_drift_under_the_functions_environment(
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DOCSYNC_METRICS_NAMESPACE", NS)
+    monkeypatch.setenv("DOCSYNC_METRICS_ENVIRONMENT", ENV)  # the template sets the stack name
+    plant_missing(engine, 3)
+    shards = Reconciler(engine).plan(["change"])
+    task = {"kind": "reconcile-shard", "run_id": "r-1", "mode": "report", "of": len(shards)}
+    event = sqs_event(
+        *(
+            (f"m-{n}", json.dumps(task | {"index": n, "shard": asdict(shard)}))
+            for n, shard in enumerate(shards)
+        )
+    )
+    capsys.readouterr()
+
+    assert tasks.sqs_handler(event, None) == {"batchItemFailures": []}
+
+    assert parse_emf(capsys.readouterr().out, NS, ENV) == {"DriftFound": [3.0]}
