@@ -8,10 +8,15 @@ updates it, and the code should run on the SDK it was tested with (the cost: ~20
 
     python deploy/package.py                 # build dist/docsync-lambda.zip (python 3.12)
     python deploy/package.py --lock          # regenerate the lock from pyproject's dependencies
+    python deploy/package.py --python 3.11   # for the python3.11 runtime
 
 The lock is resolved by pip itself (`pip install --dry-run --report`) for the Lambda platform,
 once per supported Python, so the same pins carry the hashes of every wheel they may install.
-The zip is reproducible: sorted entries, fixed timestamps, no __pycache__.
+The zip is reproducible: sorted entries, fixed timestamps. It carries bytecode compiled by an
+interpreter of the target version when one is found (`pythonX.Y` on PATH, or this one): the
+function's code directory is read-only, so without it every cold start compiles every import
+(measured here: 2.1 s of imports without, 0.6 s with). The .pyc files use unchecked-hash
+validation, so they hold regardless of the files' timestamps.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ PLATFORM = "manylinux2014_x86_64"
 PYTHONS = ("3.11", "3.12")  # Lambda runtimes python3.11 and python3.12
 DEFAULT_PYTHON = "3.12"
 NEVER = ("moto", "pytest", "hypothesis", "mypy", "ruff", "schemathesis")
+TASK_ROOT = "/var/task"  # where Lambda unpacks the zip
 EPOCH = (1980, 1, 1, 0, 0, 0)  # zip's earliest date: the same bytes on every build
 
 
@@ -124,11 +130,38 @@ def install(target: Path, python: str) -> None:
     subprocess.run(cmd, check=True)
 
 
+def compiler(python: str, given: str | None = None) -> str | None:
+    """An interpreter of version `python` that runs: `given`, this one, or `pythonX.Y`."""
+    for candidate in (given, sys.executable, shutil.which(f"python{python}")):
+        if candidate is None:
+            continue
+        probe = [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+        found = subprocess.run(probe, capture_output=True, text=True, check=False)
+        if found.returncode == 0 and found.stdout.strip() == python:
+            return candidate
+    return None
+
+
+def compile_bytecode(target: Path, python: str, given: str | None = None) -> bool:
+    interpreter = compiler(python, given)
+    if interpreter is None:
+        print(
+            f"warning: no python{python} found (--compiler): the zip has no bytecode,"
+            " so every cold start compiles its imports"
+        )
+        return False
+    cmd = [interpreter, "-m", "compileall", "-q", "-j", "0"]
+    cmd += ["--invalidation-mode", "unchecked-hash", str(target)]
+    cmd += ["-s", str(target), "-p", TASK_ROOT]  # tracebacks name the function's own paths
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return True
+
+
 def _ignored(_: str, names: list[str]) -> set[str]:
     return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))}
 
 
-def build(out: Path, python: str) -> Path:
+def build(out: Path, python: str, given: str | None = None) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "lambda"
         install(target, python)
@@ -136,6 +169,7 @@ def build(out: Path, python: str) -> Path:
             shutil.copytree(ROOT / package, target / package, ignore=_ignored)
         for cache in target.rglob("__pycache__"):
             shutil.rmtree(cache)
+        compile_bytecode(target, python, given)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".zip.partial")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
@@ -153,11 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lock", action="store_true", help="regenerate the lock file")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--python", default=DEFAULT_PYTHON, choices=PYTHONS)
+    parser.add_argument("--compiler", help="an interpreter of --python's version, for .pyc")
     args = parser.parse_args(argv)
     if args.lock:
         lock()
         return
-    out = build(args.out, args.python)
+    out = build(args.out, args.python, args.compiler)
     print(f"{out} ({out.stat().st_size / 1e6:.1f} MB, python{args.python}, {PLATFORM})")
 
 

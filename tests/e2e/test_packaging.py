@@ -17,6 +17,7 @@ import sys
 import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,8 +129,32 @@ def test_the_artifact_holds_no_moto_nor_test_tooling(artifact: tuple[Path, Path]
     tops = {name.split("/")[0].split("-")[0].lower() for name in names}
     assert {"engine", "reconciler", "boto3", "botocore", "pydantic"} <= tops
     assert not tops & set(FORBIDDEN), sorted(tops & set(FORBIDDEN))
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert zip_path.stat().st_size < 50 * 1024 * 1024  # Lambda's direct-upload limit
+
+
+def test_the_artifact_carries_bytecode_valid_on_a_read_only_task_root(
+    artifact: tuple[Path, Path],
+) -> None:
+    """Built by an interpreter of the target version (the running one here), every module of
+    ours has its .pyc, hash-based and unchecked (valid whatever the files' timestamps), naming
+    /var/task in tracebacks."""
+    _, root = artifact
+    tag = sys.implementation.cache_tag
+    sources = sorted((root / "engine").rglob("*.py"))
+    assert sources
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        assert pyc.is_file(), pyc
+        flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{pyc}: not an unchecked-hash pyc"
+    code = marshal_code(root / "engine" / "__pycache__" / f"cloudwatch.{tag}.pyc")
+    assert code.co_filename == "/var/task/engine/cloudwatch.py"
+
+
+def marshal_code(pyc: Path) -> Any:
+    import marshal
+
+    return marshal.loads(pyc.read_bytes()[16:])
 
 
 def test_the_lock_pins_every_runtime_dependency_and_nothing_local() -> None:
