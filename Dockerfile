@@ -4,6 +4,8 @@
 # Dependencies are the pinned, hashed runtime lock shared with the Lambda artifact
 # (deploy/requirements-lambda.txt, x86_64 wheels); moto and the dev tools are never installed.
 
+# The lock pins x86_64 wheels (hashes included), so both stages are amd64 whatever the host.
+# hadolint ignore=DL3029
 FROM --platform=linux/amd64 python:3.12-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/docsync
@@ -14,6 +16,7 @@ COPY engine /src/engine
 COPY reconciler /src/reconciler
 RUN /opt/docsync/bin/pip install --no-deps /src
 
+# hadolint ignore=DL3029
 FROM --platform=linux/amd64 python:3.12-slim
 RUN groupadd --system --gid 10001 docsync \
     && useradd --system --uid 10001 --gid docsync --no-create-home --shell /usr/sbin/nologin docsync
