@@ -21,8 +21,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+# e.g. PACKAGE_ARGS="--python 3.11" or "--compiler /usr/bin/python3.12" (for the zip's bytecode)
+PACKAGE_ARGS ?=
 package: $(STAMP)
-	$(BIN)/python deploy/package.py
+	$(BIN)/python deploy/package.py $(PACKAGE_ARGS)
 
 lock: $(STAMP)
 	$(BIN)/python deploy/package.py --lock
