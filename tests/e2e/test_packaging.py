@@ -166,7 +166,8 @@ def test_the_lock_pins_every_runtime_dependency_and_nothing_local() -> None:
             match = re.match(r"^([a-z0-9.-]+)==(\S+) (--hash=sha256:[0-9a-f]{64} ?)+$", line)
             assert match, f"not an exact, hashed pin: {line}"
             pins[match.group(1)] = match.group(2)
-    assert {_name(r) for r in project["dependencies"]} <= set(pins)
+    unpinned = {_name(r) for r in project["dependencies"]} - set(pins)
+    assert not unpinned, f"{sorted(unpinned)} not in {LOCK.name}: run `make lock`"
     assert "moto" not in {_name(r) for r in project["dependencies"]}
     assert "moto" in {_name(r) for r in project["optional-dependencies"]["local"]}
     assert not set(pins) & set(FORBIDDEN)
