@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 from engine.settings import Settings
 
@@ -168,6 +169,9 @@ def test_the_lock_pins_every_runtime_dependency_and_nothing_local() -> None:
             pins[match.group(1)] = match.group(2)
     unpinned = {_name(r) for r in project["dependencies"]} - set(pins)
     assert not unpinned, f"{sorted(unpinned)} not in {LOCK.name}: run `make lock`"
+    for requirement in map(Requirement, project["dependencies"]):
+        pinned = pins[_name(requirement.name)]
+        assert requirement.specifier.contains(pinned), f"{requirement} vs {pinned}: make lock"
     assert "moto" not in {_name(r) for r in project["dependencies"]}
     assert "moto" in {_name(r) for r in project["optional-dependencies"]["local"]}
     assert not set(pins) & set(FORBIDDEN)
