@@ -26,6 +26,7 @@ from engine.streams.flush import MetricsFlusher
 from reconciler import tasks
 from reconciler.backfill import backfill
 from reconciler.run import Reconciler
+from tests.integration.faults import Faults
 from tests.integration.test_lambda_handlers import lambda_env, sqs_event  # noqa: F401 (fixture)
 from tests.integration.test_listener_convergence import body
 from tests.integration.test_streams_consumer import seven_hits_three_misses, stream_records
@@ -200,3 +201,20 @@ def test_the_shard_worker_lambda_prints_its_drift_under_the_functions_environmen
     assert tasks.sqs_handler(event, None) == {"batchItemFailures": []}
 
     assert parse_emf(capsys.readouterr().out, NS, ENV) == {"DriftFound": [3.0]}
+
+
+def test_dynamodb_down_opens_the_breaker_reported_at_every_flush_while_open(
+    engine: Engine,
+) -> None:
+    engine.pipeline.put(parse_document(body("B-1", 1)))
+    down = Engine.build(contract(engine.settings, breaker_fail_max=2, breaker_reset_s=3600))
+    faults = Faults()
+    faults.attach(down.clients.dynamodb)
+    faults.fail("dynamodb", "GetItem", times=2)  # two outage errors: the breaker opens
+    for _ in range(3):
+        assert down.reader.get("change", "B-1").cache == "bypass"  # served from S3
+
+    first = flushed(down.settings)
+    assert first.pop("CircuitBreakerOpen") == [1.0]
+    assert len(first.pop("QueryLatency")) == 3 and first == {}
+    assert flushed(down.settings) == {"CircuitBreakerOpen": [1.0]}  # still open: again
