@@ -1,15 +1,16 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
+# `make package`: the Lambda artifact, dist/docsync-lambda.zip (deploy/package.py).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench env clean
+.PHONY: demo test lint bench env clean package lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
 env: $(STAMP)
@@ -19,6 +20,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# e.g. PACKAGE_ARGS="--python 3.11" or "--compiler /usr/bin/python3.12" (for the zip's bytecode)
+PACKAGE_ARGS ?=
+package: $(STAMP)
+	$(BIN)/python deploy/package.py $(PACKAGE_ARGS)
+
+lock: $(STAMP)
+	$(BIN)/python deploy/package.py --lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,4 +43,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/http_load.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -4,6 +4,9 @@ Not ThreadedMotoServer as is: its app is wrapped in a lock so that moto handles 
 a time (its conditional writes are not atomic under thread switching; races seen by tests must
 be the engine's) — except SQS long polls, which wait inside moto —, werkzeug's per-request log
 is silenced, and state can be reset over HTTP.
+
+moto is an extra (`docsync[local]`), never in a deployed artifact: it is imported only when a
+server starts, and its absence is a ConfigError that says what to install.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ import logging
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from werkzeug.serving import BaseWSGIServer, make_server
+from engine.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from werkzeug.serving import BaseWSGIServer
+
+INSTALL_HINT = "pip install 'docsync[local]'"
 
 TEST_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -54,6 +57,18 @@ class EmbeddedMoto:
         self._thread: threading.Thread | None = None
 
     def start(self) -> EmbeddedMoto:
+        try:
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+            from werkzeug.serving import make_server
+        except ImportError as exc:
+            raise ConfigError(
+                f"the embedded AWS (moto) is not installed ({exc.name}): {INSTALL_HINT}"
+                " — `docsync local`, `docsync demo` and the tests need it; a deployment does not"
+            ) from exc
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(

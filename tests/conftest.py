@@ -27,8 +27,10 @@ hypothesis_settings.load_profile("docsync")
 
 @pytest.fixture(scope="session", autouse=True)
 def _aws_env() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in TEST_CREDENTIALS}
-    os.environ.update(TEST_CREDENTIALS)
+    saved = {k: os.environ.get(k) for k in (*TEST_CREDENTIALS, "AWS_REGION", "AWS_PROFILE")}
+    os.environ.update(TEST_CREDENTIALS)  # AWS_DEFAULT_REGION=us-east-1: the region of tests
+    for name in ("AWS_REGION", "AWS_PROFILE"):  # a developer's own would override it
+        os.environ.pop(name, None)
     for name in list(os.environ):
         if name.startswith(("DOCSYNC_", "AWS_ENDPOINT_URL")):
             del os.environ[name]

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from engine import keys
 from engine.app import Engine
 from engine.cli.output import console, emit, handle_errors, resolve_format, table
+from engine.cloudwatch import PeriodicFlush
 from engine.documents import TYPES, Document, parse_document
 from engine.exceptions import ConfigError, InvalidDocumentError
 from engine.infra import Infrastructure
@@ -85,8 +86,14 @@ def settings_from(opts: dict[str, Any]) -> Settings:
     return settings
 
 
+# Commands whose stdout is free for the alarms' EMF lines (the container's log); every other
+# command prints its result on stdout, so its EMF lines go to stderr.
+EMF_ON_STDOUT = frozenset({"serve_cmd"})
+
+
 def _run(fn: Callable[..., None]) -> Callable[..., None]:
-    """Resolve settings first, so a wrong setting exits 2 before anything runs."""
+    """Resolve settings first, so a wrong setting exits 2 before anything runs; flush the
+    CloudWatch figures every metrics_flush_s while the command runs, and once at its end."""
 
     def wrapper(**opts: Any) -> None:
         fmt = opts.get("fmt") or "auto"
@@ -97,7 +104,12 @@ def _run(fn: Callable[..., None]) -> Callable[..., None]:
             if resolve_format(fmt) == "json":
                 click.echo(json.dumps({"error": str(exc), "exit_code": 2}))
             sys.exit(2)
-        handle_errors(lambda **kw: fn(settings, **kw))(fmt=settings.format, **opts)
+        stream = sys.stdout if fn.__name__ in EMF_ON_STDOUT else sys.stderr
+        flusher = PeriodicFlush(settings, stream=stream).start()
+        try:
+            handle_errors(lambda **kw: fn(settings, **kw))(fmt=settings.format, **opts)
+        finally:
+            flusher.stop()
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
@@ -368,7 +380,10 @@ def local_cmd(host: str, port: int) -> None:
     """Run the embedded moto server in the foreground (Ctrl-C stops it)."""
     from engine.local_moto import EmbeddedMoto
 
-    server = EmbeddedMoto(host, port).start()
+    try:
+        server = EmbeddedMoto(host, port).start()
+    except ConfigError as exc:
+        _exit_usage(exc)
     click.echo(
         json.dumps({"endpoint": server.endpoint})
         if not sys.stdout.isatty()
@@ -390,9 +405,21 @@ def local_cmd(host: str, port: int) -> None:
 @click.option("--seed", type=int, default=7)
 def demo_cmd(documents: int, seed: int) -> None:
     """Everything on an embedded moto server: init, writes, reads, queries, a summary."""
-    from engine.demo import run_demo
+    from engine.local_moto import INSTALL_HINT
 
-    run_demo(documents, seed)
+    try:
+        from engine.demo import run_demo
+
+        run_demo(documents, seed)
+    except ImportError as exc:  # httpx, the demo's HTTP client, comes with the same extra
+        _exit_usage(ConfigError(f"the demo needs {exc.name}: {INSTALL_HINT}"))
+    except ConfigError as exc:
+        _exit_usage(exc)
+
+
+def _exit_usage(exc: ConfigError) -> NoReturn:
+    click.echo(f"docsync: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
 
 
 # -- listen -----------------------------------------------------------------------------------

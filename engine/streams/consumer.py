@@ -39,7 +39,7 @@ from engine.streams.exceptions import (
     StreamNotFoundError,
     StreamsError,
 )
-from engine.streams.exporters import iterator_age_s, to_prometheus
+from engine.streams.exporters import iterator_age_s, to_cloudwatch, to_prometheus
 from engine.streams.leases import (
     Checkpoint,
     Checkpoints,
@@ -380,6 +380,7 @@ class LocalConsumer:
         records = self._decode(arn, state.shard.shard_id, raw_records)
         derived = self.core.process(records)
         to_prometheus(derived, self.core.cluster)
+        to_cloudwatch(derived)
         for raw in reversed(raw_records):
             seq = raw.get("dynamodb", {}).get("SequenceNumber")
             if isinstance(seq, str):

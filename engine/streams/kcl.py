@@ -29,7 +29,7 @@ from loguru import logger
 from engine import metrics
 from engine.streams.core import StreamProcessor
 from engine.streams.exceptions import MalformedRecordError
-from engine.streams.exporters import to_prometheus
+from engine.streams.exporters import to_cloudwatch, to_prometheus
 from engine.streams.records import ChangeRecord, from_kinesis, sequence_int
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, emission_name, fresh_name
 
@@ -128,6 +128,7 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
         behind = process_records_input.millis_behind_latest
         if behind is not None:
             metrics.STREAM_ITERATOR_AGE.set(int(behind) / 1000)
+        to_cloudwatch(derived, age_ms=None if behind is None else float(behind))
         if self._clock() - self._last_checkpoint >= self.checkpoint_interval_s:
             self._checkpoint(process_records_input.checkpointer, at_largest=True)
 
@@ -217,14 +218,22 @@ def main() -> None:
         build_sink(settings, config, clients, producer="kcl"),
         checkpoint_interval_s=config.checkpoint_interval_s,
     )
-    try:
-        from amazon_kclpy import kcl  # type: ignore[import-not-found]
-    except ImportError:
-        from engine.streams.multilang import MultiLangProcess
+    from engine.cloudwatch import PeriodicFlush
 
-        MultiLangProcess(processor).run()
-    else:
-        kcl.KCLProcess(processor).run()
+    # stdout is the daemon's protocol channel: the alarms' EMF lines go to stderr, which the
+    # daemon logs (ship its log to CloudWatch Logs, or use metrics_sink = "putmetricdata").
+    flusher = PeriodicFlush(settings, clients, stream=sys.stderr).start()
+    try:
+        try:
+            from amazon_kclpy import kcl  # type: ignore[import-not-found]
+        except ImportError:
+            from engine.streams.multilang import MultiLangProcess
+
+            MultiLangProcess(processor).run()
+        else:
+            kcl.KCLProcess(processor).run()
+    finally:
+        flusher.stop()
 
 
 if __name__ == "__main__":

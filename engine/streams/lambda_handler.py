@@ -32,13 +32,14 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from loguru import logger
 
+from engine import cloudwatch
 from engine.aws import AwsClients, CallCounter
 from engine.logs import configure_logging
 from engine.settings import Settings, load_settings
 from engine.streams.config import StreamSettings, load_stream_settings
 from engine.streams.core import Derived, StreamProcessor
 from engine.streams.exceptions import MalformedRecordError
-from engine.streams.exporters import to_emf
+from engine.streams.exporters import to_cloudwatch, to_emf
 from engine.streams.records import (
     ChangeRecord,
     from_kinesis_lambda,
@@ -68,6 +69,7 @@ class Runtime:
     settings: Settings
     core: StreamProcessor
     sink: RowSink
+    clients: AwsClients | None = None  # for PutMetricData (metrics_sink); built if needed
 
 
 _runtime: Runtime | None = None
@@ -80,7 +82,8 @@ def build_runtime(
     core = StreamProcessor(
         table=settings.table, window_s=config.window_s, dedupe_capacity=config.dedupe_capacity
     )
-    return Runtime(settings, core, build_sink(settings, config, clients, producer="lambda"))
+    sink = build_sink(settings, config, clients, producer="lambda")
+    return Runtime(settings, core, sink, clients)
 
 
 def runtime() -> Runtime:
@@ -181,6 +184,7 @@ def _handle(
             batch = rt.core.process(changes)  # counted once stored (and once per container)
             rt.core.take_rows()  # its own rows are not the ones stored: drop them
         to_emf(metrics, batch)
+        to_cloudwatch(batch)
         metrics.add_metric(name="stream_malformed", unit=MetricUnit.Count, value=len(dead))
         metrics.add_metric(name="stream_failed", unit=MetricUnit.Count, value=len(failures))
         first = min(failures, key=sequence_int) if failures else None
@@ -190,6 +194,7 @@ def _handle(
         return {"batchItemFailures": [{"itemIdentifier": first}] if first else []}
     finally:
         metrics.flush_metrics()
+        cloudwatch.flush(rt.settings, rt.clients)
 
 
 def _ddb_sequence(raw: Mapping[str, Any]) -> str:
