@@ -1,4 +1,4 @@
-"""The figures the CloudWatch alarms watch (shared/METRICS_CONTRACT.md), from every mode.
+"""The figures the CloudWatch alarms watch (docs/metrics.md), from every mode.
 
 One process-wide buffer: the code that produces a figure calls `record(name, value)` (the
 reader, the stream drivers, the reconciler, the circuit breaker); whoever owns the process

@@ -165,7 +165,7 @@ class Settings(FileSettings):
     rate_limit_burst: int = Field(60, ge=1)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    # CloudWatch figures for the alarms (engine/cloudwatch.py, METRICS_CONTRACT).
+    # CloudWatch figures for the alarms (engine/cloudwatch.py, docs/metrics.md).
     metrics_namespace: str = Field("docsync", min_length=1, max_length=255)
     metrics_environment: str = Field("default", min_length=1, max_length=1024)  # the stack name
     metrics_sink: Literal["emf", "putmetricdata", "off"] = "emf"

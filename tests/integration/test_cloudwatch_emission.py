@@ -1,5 +1,5 @@
 """The alarms' figures reach CloudWatch from every mode that produces them (issue 10 §2,
-shared/METRICS_CONTRACT.md): known workloads on moto, then the EMF lines a flush prints (or the
+docs/metrics.md): known workloads on moto, then the EMF lines a flush prints (or the
 Lambda handler prints) hold exactly the expected values under the contract's namespace and the
 one Environment dimension; PutMetricData mode sends the same figures to moto's CloudWatch."""
 

@@ -1,4 +1,4 @@
-"""engine/cloudwatch.py: the alarms' figures (shared/METRICS_CONTRACT.md) — aggregation, the EMF
+"""engine/cloudwatch.py: the alarms' figures (docs/metrics.md) — aggregation, the EMF
 documents checked against the embedded metric format's specification, PutMetricData's shape,
 the sinks, and the circuit breaker reported open at every flush while it is."""
 
