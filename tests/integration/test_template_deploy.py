@@ -1,0 +1,238 @@
+"""deploy/template.yaml deployed into moto's CloudFormation, as docs/deploy.md tells a user to
+deploy it: the resources match what `docsync init` creates, and the CLI works against the
+stack's own resources by the names in its outputs.
+
+moto leaves out (tests/integration/stack.py MOTO_FILTERED): alarms, the queue and bucket
+policies, the event source mappings. It accepts but ignores: the bucket's notifications (the
+test wires them with `docsync init`, the adopted-bucket step), PITR, SSE, deletion protection
+and the Kinesis destination. docs/deploy.md lists what therefore needs a real account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.app import Engine
+from engine.infra import Infrastructure
+from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
+from engine.sample import sample_documents
+from tests.conftest import make_settings
+from tests.integration.stack import MOTO_FILTERED, Stack, deploy
+from tests.template import load_template
+
+pytestmark = pytest.mark.integration
+
+DOCSYNC = Path(sys.executable).parent / "docsync"
+NOT_FROM_STACK = {"DOCSYNC_ENDPOINT_URL", "DOCSYNC_MAX_ATTEMPTS"}  # the tests' own
+
+
+@pytest.fixture
+def stack(moto_server: EmbeddedMoto) -> Iterator[Stack]:
+    yield deploy(moto_server)
+
+
+def docsync(stack: Stack, cwd: Path, *args: str) -> Any:
+    """The CLI in a subprocess, configured only by DOCSYNC_* from the stack's outputs."""
+    env = {**os.environ, **TEST_CREDENTIALS, **stack.env(), "DOCSYNC_FORMAT": "json"}
+    proc = subprocess.run(
+        [str(DOCSYNC), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+    assert proc.returncode == 0, f"docsync {' '.join(args)}: {proc.returncode}\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def test_everything_but_the_named_types_is_created(stack: Stack) -> None:
+    template = load_template()["Resources"]
+    removed_types = {template[name]["Type"] for name in stack.removed}
+    assert removed_types == set(MOTO_FILTERED)
+    listed = stack.client("cloudformation").list_stack_resources(StackName="ds-stack")
+    created = {
+        r["LogicalResourceId"]: r["ResourceStatus"]
+        for r in listed["StackResourceSummaries"]
+        if r["LogicalResourceId"]  # moto lists one nameless extra row
+    }
+    conditional_off = {"ChangesStream"}  # KinesisShardCount defaults to 0
+    assert set(created) == set(template) - set(stack.removed) - conditional_off
+    assert set(created.values()) == {"CREATE_COMPLETE"}
+    assert {k for k in stack.outputs if k.endswith("FunctionArn")} == {
+        "ListenerFunctionArn",
+        "StreamConsumerFunctionArn",
+        "ReconcileFunctionArn",
+        "ShardWorkerFunctionArn",
+    }
+
+
+def _table(ddb: Any, name: str) -> dict[str, Any]:
+    table = ddb.describe_table(TableName=name)["Table"]
+    return {
+        "KeySchema": table["KeySchema"],
+        "AttributeDefinitions": sorted(
+            table["AttributeDefinitions"], key=lambda a: a["AttributeName"]
+        ),
+        "GSIs": sorted(
+            (
+                {
+                    "IndexName": g["IndexName"],
+                    "KeySchema": g["KeySchema"],
+                    "Projection": {
+                        **g["Projection"],
+                        "NonKeyAttributes": sorted(g["Projection"].get("NonKeyAttributes", [])),
+                    },
+                }
+                for g in table.get("GlobalSecondaryIndexes", [])
+            ),
+            key=lambda g: str(g["IndexName"]),
+        ),
+        "Billing": table.get("BillingModeSummary", {}).get("BillingMode"),
+        "Stream": table.get("StreamSpecification"),
+    }
+
+
+def _queue(sqs: Any, name: str) -> dict[str, Any]:
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attrs.get("RedrivePolicy", "{}"))
+    return {
+        "MaximumMessageSize": int(attrs["MaximumMessageSize"]),
+        "MessageRetentionPeriod": int(attrs["MessageRetentionPeriod"]),
+        "maxReceiveCount": int(redrive.get("maxReceiveCount", 0)),
+        "dlq": str(redrive.get("deadLetterTargetArn", "")).rsplit(":", 1)[-1],
+        "VisibilityTimeout": int(attrs["VisibilityTimeout"]),
+    }
+
+
+def test_tables_and_queues_match_what_init_creates(stack: Stack, moto_server: EmbeddedMoto) -> None:
+    """`docsync init` on other names in the same moto, then both compared resource by resource."""
+    settings = make_settings(
+        moto_server.endpoint,
+        bucket="init-documents",
+        table="init-cache",
+        leases_table="init-leases",
+        queue="init-events",
+        dlq="init-events-dlq",
+        work_queue="init-tasks",
+    )
+    Infrastructure(settings, Engine.build(settings).clients).init()
+    ddb, sqs, out = stack.client("dynamodb"), stack.client("sqs"), stack.outputs
+
+    assert _table(ddb, out["TableName"]) == _table(ddb, "init-cache")
+    assert _table(ddb, out["LeasesTableName"]) == _table(ddb, "init-leases")
+    assert len(_table(ddb, out["TableName"])["GSIs"]) == 3
+
+    stack_q = {
+        "dlq": _queue(sqs, out["DeadLetterQueueName"]),
+        "events": _queue(sqs, out["QueueName"]),
+        "work": _queue(sqs, out["WorkQueueName"]),
+    }
+    init_q = {
+        "dlq": _queue(sqs, "init-events-dlq"),
+        "events": _queue(sqs, "init-events"),
+        "work": _queue(sqs, "init-tasks"),
+    }
+    # The visibility timeouts differ on purpose: init's (60 s) suits `docsync listen` pollers,
+    # the stack's are six times its functions' timeouts (60 s listener, 900 s shard worker).
+    assert (stack_q["events"]["VisibilityTimeout"], stack_q["work"]["VisibilityTimeout"]) == (
+        360,
+        5400,
+    )
+    for q in (*stack_q.values(), *init_q.values()):
+        q.pop("VisibilityTimeout")
+        assert q["MaximumMessageSize"] >= 64 * 1024  # an S3 notification may need 64 KB
+    assert stack_q["events"]["dlq"] == stack_q["work"]["dlq"] == out["DeadLetterQueueName"]
+    for q in (stack_q, init_q):
+        for name in ("events", "work"):
+            q[name].pop("dlq")
+    assert stack_q == init_q
+
+    s3 = stack.client("s3")
+    assert s3.head_bucket(Bucket=out["BucketName"])["ResponseMetadata"]["HTTPStatusCode"] == 200
+    encryption = s3.get_bucket_encryption(Bucket=out["BucketName"])
+    rules = encryption["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    # moto ignores PublicAccessBlockConfiguration, OwnershipControls and LifecycleConfiguration
+    # of a bucket created by CloudFormation: the unit test of the template checks them.
+
+
+def test_functions_schedules_and_environment(stack: Stack) -> None:
+    """Each function runs its handler with DOCSYNC_* naming the stack's own resources, and
+    the schedules invoke the reconcile function with their mode."""
+    lam, out = stack.client("lambda"), stack.outputs
+    handlers = {
+        "ListenerFunctionArn": "engine.events.handlers.sqs_handler",
+        "StreamConsumerFunctionArn": "engine.streams.lambda_handler.stream_handler",
+        "ReconcileFunctionArn": "engine.lambdas.reconcile.handler",
+        "ShardWorkerFunctionArn": "reconciler.tasks.sqs_handler",
+    }
+    expected_env = {k: v for k, v in stack.env().items() if k not in NOT_FROM_STACK}
+    for output, handler in handlers.items():
+        config = lam.get_function_configuration(FunctionName=out[output])
+        assert config["Handler"] == handler
+        env = {k: str(v) for k, v in config["Environment"]["Variables"].items()}
+        assert expected_env.items() <= env.items(), (output, env)
+        assert env["DOCSYNC_METRICS_ENVIRONMENT"] == "ds-stack"
+    events = stack.client("events")
+    targets = {}
+    for rule in events.list_rules()["Rules"]:
+        for target in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]:
+            targets[json.loads(target["Input"])["mode"]] = (
+                rule["ScheduleExpression"],
+                target["Arn"],
+            )
+    assert targets == {
+        "report": ("cron(0 * * * ? *)", out["ReconcileFunctionArn"]),
+        "repair": ("cron(30 3 * * ? *)", out["ReconcileFunctionArn"]),
+    }
+
+
+def test_cli_put_get_listen_against_the_stack(stack: Stack, tmp_path: Path) -> None:
+    """docs/deploy.md's steps: `docsync init` with the stack's names only adds what
+    CloudFormation could not (notifications on an adopted bucket; in moto, on any bucket),
+    then a write through the pipeline, a read, and a direct S3 write caught by the listener."""
+    report = docsync(stack, tmp_path, "init")
+    status = {(r["kind"], r["name"]): r["status"] for r in report["resources"]}
+    out = stack.outputs
+    for kind, name in (
+        ("bucket", out["BucketName"]),
+        ("table", out["TableName"]),
+        ("table", out["LeasesTableName"]),
+        ("queue", out["QueueName"]),
+        ("queue", out["DeadLetterQueueName"]),
+        ("queue", out["WorkQueueName"]),
+    ):
+        assert status[(kind, name)] == "exists", report
+    assert status[("bucket-notifications", out["BucketName"])] == "created"
+
+    written, direct = sample_documents(2, seed=11)
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(written), encoding="utf-8")
+    put = docsync(stack, tmp_path, "put", "--type", written["object_type"], str(path))
+    assert put["id"] == written["id"]
+    got = docsync(stack, tmp_path, "get", "--type", written["object_type"], written["id"])
+    assert got["id"] == written["id"] and got["title"] == written["title"]
+
+    prefix = "changes/" if direct["object_type"] == "change" else "announcements/"
+    stack.client("s3").put_object(
+        Bucket=out["BucketName"],
+        Key=f"{prefix}{direct['id']}.json",
+        Body=json.dumps(direct).encode(),
+    )
+    drained = docsync(stack, tmp_path, "listen", "--drain", "--wait", "1")
+    assert drained["failed"] == 0 and drained["applied"] >= 1, drained
+    item = stack.client("dynamodb").get_item(
+        TableName=out["TableName"], Key={"pk": {"S": f"{direct['object_type']}#{direct['id']}"}}
+    )
+    assert item.get("Item", {}).get("state", {}).get("S") == "live", item
