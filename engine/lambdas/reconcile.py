@@ -56,7 +56,8 @@ def emit(result: ReconcileResult) -> None:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge target. Raises (so the invocation counts as an error) on a bad event or a
     failed run; a lease held elsewhere is not an error."""
-    mode = _mode(event if isinstance(event, dict) else {})
+    event = event if isinstance(event, dict) else {}
+    mode = _mode(event)
     engine = lambda_engine()
     if event.get("enqueue"):
         return {"mode": mode, "enqueued": enqueue(engine, mode)}
