@@ -12,7 +12,7 @@ table's Kinesis destination) into the figures an operator watches and into analy
     lambda_handler.py   DynamoDB stream (and Kinesis) batches, partial batch responses, EMF
     kcl.py        KCL 3 record processor for the Kinesis destination (multilang.py: protocol)
     sinks.py      analytics rows and dead letters, one named object per emission: S3 (reserved
-                  prefix) or a local directory; a retried emission overwrites its name
+                  prefix) or a local directory; a retried emission supersedes its identity
     exporters.py  Prometheus and CloudWatch EMF
     stats.py      `docsync stats`; demo.py: the demo's closing section
     config.py     DOCSYNC_STREAMS_* settings
