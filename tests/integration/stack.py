@@ -78,11 +78,17 @@ class Stack:
         }
 
 
-def deploy(server: EmbeddedMoto) -> Stack:
+def deploy(server: EmbeddedMoto, adopt: dict[str, bytes] | None = None) -> Stack:
     """A reset moto, the artifact bucket with a small zip (moto checks the code object exists;
-    the handlers run in-process in the tests, never through moto's Lambda), and the stack."""
+    the handlers run in-process in the tests, never through moto's Lambda), and the stack.
+    `adopt`: the document bucket exists before the stack, holding these objects, and the
+    stack adopts it (AdoptExistingBucket=true)."""
     server.reset()
     s3 = boto3.client("s3", endpoint_url=server.endpoint, region_name=REGION)
+    if adopt is not None:
+        s3.create_bucket(Bucket=BUCKET)
+        for key, body in adopt.items():
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
     s3.create_bucket(Bucket=CODE_BUCKET)
     artifact = io.BytesIO()
     with zipfile.ZipFile(artifact, "w") as zf:
@@ -98,6 +104,10 @@ def deploy(server: EmbeddedMoto) -> Stack:
             {"ParameterKey": "CodeKey", "ParameterValue": CODE_KEY},
             {"ParameterKey": "BucketName", "ParameterValue": BUCKET},
             {"ParameterKey": "AlarmTopicArn", "ParameterValue": TOPIC},
+            {
+                "ParameterKey": "AdoptExistingBucket",
+                "ParameterValue": "true" if adopt is not None else "false",
+            },
         ],
         Capabilities=["CAPABILITY_IAM"],
     )

@@ -236,3 +236,71 @@ def test_cli_put_get_listen_against_the_stack(stack: Stack, tmp_path: Path) -> N
         TableName=out["TableName"], Key={"pk": {"S": f"{direct['object_type']}#{direct['id']}"}}
     )
     assert item.get("Item", {}).get("state", {}).get("S") == "live", item
+
+
+def test_an_adopted_bucket_is_left_as_it_was_and_init_adds_only_notifications(
+    moto_server: EmbeddedMoto,
+) -> None:
+    """docs/deploy.md, "Adopting a bucket": the stack does not create or change the bucket;
+    `docsync init` with the stack's names adds the notifications and keeps the bucket's own."""
+    doc = sample_documents(1, seed=12)[0]
+    prefix = "changes/" if doc["object_type"] == "change" else "announcements/"
+    key = f"{prefix}{doc['id']}.json"
+    existing = {key: json.dumps(doc).encode(), "other/keep.bin": b"\x00"}
+    stack = deploy(moto_server, adopt=existing)
+    assert "DocumentBucket" not in {
+        r["LogicalResourceId"]
+        for r in stack.client("cloudformation").list_stack_resources(StackName="ds-stack")[
+            "StackResourceSummaries"
+        ]
+    }
+    s3, bucket = stack.client("s3"), stack.outputs["BucketName"]
+    sqs = stack.client("sqs")
+    other_url = sqs.create_queue(QueueName="someone-elses")["QueueUrl"]
+    other_arn = sqs.get_queue_attributes(QueueUrl=other_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    theirs = {
+        "Id": "theirs",
+        "QueueArn": other_arn,
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "other/"}]}},
+    }
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [theirs]}
+    )
+
+    settings = make_settings(
+        stack.endpoint,
+        **{
+            k.removeprefix("DOCSYNC_").lower(): v
+            for k, v in stack.env().items()
+            if k not in NOT_FROM_STACK and k != "DOCSYNC_REGION"
+        },
+    )
+    report = Infrastructure(settings, Engine.build(settings).clients).init()
+    created = {(r["kind"], r["status"]) for r in report.resources} - {("table-ttl", "created")}
+    assert ("bucket-notifications", "created") in created
+    assert {s for k, s in created if k != "bucket-notifications"} == {"exists"}, report
+
+    config = s3.get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"]
+    ids = {c.get("Id") for c in config}
+    assert {"theirs", "docsync-change", "docsync-announcement"} <= ids
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert {o["Key"] for o in listed} == set(existing)
+
+
+def test_removing_the_stack_never_touches_the_bucket_or_the_tables(stack: Stack) -> None:
+    """DeletionPolicy Retain: the bucket with every object, both tables and the DLQ stay."""
+    s3, bucket = stack.client("s3"), stack.outputs["BucketName"]
+    s3.put_object(Bucket=bucket, Key="changes/kept.json", Body=b"{}")
+    cfn = stack.client("cloudformation")
+    cfn.delete_stack(StackName="ds-stack")
+    (summary,) = [s for s in cfn.list_stacks()["StackSummaries"] if s["StackName"] == "ds-stack"]
+    assert summary["StackStatus"] == "DELETE_COMPLETE"
+    assert s3.get_object(Bucket=bucket, Key="changes/kept.json")["Body"].read() == b"{}"
+    tables = set(stack.client("dynamodb").list_tables()["TableNames"])
+    assert {stack.outputs["TableName"], stack.outputs["LeasesTableName"]} <= tables
+    queues = stack.client("sqs").list_queues().get("QueueUrls", [])
+    assert [q.rsplit("/", 1)[-1] for q in queues] == [stack.outputs["DeadLetterQueueName"]]
+    assert stack.client("lambda").list_functions()["Functions"] == []
