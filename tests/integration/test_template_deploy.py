@@ -304,3 +304,33 @@ def test_removing_the_stack_never_touches_the_bucket_or_the_tables(stack: Stack)
     queues = stack.client("sqs").list_queues().get("QueueUrls", [])
     assert [q.rsplit("/", 1)[-1] for q in queues] == [stack.outputs["DeadLetterQueueName"]]
     assert stack.client("lambda").list_functions()["Functions"] == []
+
+
+def test_the_dashboard_is_valid_json_with_every_alarm_figure(stack: Stack) -> None:
+    body = stack.client("cloudwatch").get_dashboard(DashboardName=stack.outputs["DashboardName"])
+    widgets = json.loads(body["DashboardBody"])["widgets"]
+    text = json.dumps(widgets)
+    for figure in (
+        "CacheHits",
+        "CacheMisses",
+        "QueryLatency",
+        "StreamIteratorAge",
+        "IteratorAge",
+        "DriftFound",
+        "DriftRepaired",
+        "ReconcileRuns",
+        "CircuitBreakerOpen",
+        "ApproximateNumberOfMessagesVisible",
+        "Errors",
+    ):
+        assert f'"{figure}"' in text, figure
+    (alarms,) = [w for w in widgets if w["type"] == "alarm"]
+    assert len(alarms["properties"]["alarms"]) == len(
+        [r for r in load_template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    )
+    names = {
+        r["Properties"]["AlarmName"]["Fn::Sub"].replace("${AWS::StackName}", "ds-stack")
+        for r in load_template()["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert {a.rsplit(":alarm:", 1)[-1] for a in alarms["properties"]["alarms"]} == names
