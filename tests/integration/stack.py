@@ -78,7 +78,9 @@ class Stack:
         }
 
 
-def deploy(server: EmbeddedMoto, adopt: dict[str, bytes] | None = None) -> Stack:
+def deploy(
+    server: EmbeddedMoto, adopt: dict[str, bytes] | None = None, kinesis_shards: int = 0
+) -> Stack:
     """A reset moto, the artifact bucket with a small zip (moto checks the code object exists;
     the handlers run in-process in the tests, never through moto's Lambda), and the stack.
     `adopt`: the document bucket exists before the stack, holding these objects, and the
@@ -104,6 +106,7 @@ def deploy(server: EmbeddedMoto, adopt: dict[str, bytes] | None = None) -> Stack
             {"ParameterKey": "CodeKey", "ParameterValue": CODE_KEY},
             {"ParameterKey": "BucketName", "ParameterValue": BUCKET},
             {"ParameterKey": "AlarmTopicArn", "ParameterValue": TOPIC},
+            {"ParameterKey": "KinesisShardCount", "ParameterValue": str(kinesis_shards)},
             {
                 "ParameterKey": "AdoptExistingBucket",
                 "ParameterValue": "true" if adopt is not None else "false",

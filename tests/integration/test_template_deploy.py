@@ -334,3 +334,12 @@ def test_the_dashboard_is_valid_json_with_every_alarm_figure(stack: Stack) -> No
         if r["Type"] == "AWS::CloudWatch::Alarm"
     }
     assert {a.rsplit(":alarm:", 1)[-1] for a in alarms["properties"]["alarms"]} == names
+
+
+def test_the_kinesis_destination_for_kcl_is_optional(moto_server: EmbeddedMoto) -> None:
+    """KinesisShardCount > 0 adds the data stream the table streams into (moto ignores the
+    table's KinesisStreamSpecification: that part needs a real account)."""
+    stack = deploy(moto_server, kinesis_shards=2)
+    arn = stack.outputs["KinesisStreamArn"]
+    summary = stack.client("kinesis").describe_stream_summary(StreamName=arn.rsplit("/", 1)[-1])
+    assert summary["StreamDescriptionSummary"]["OpenShardCount"] == 2
