@@ -449,6 +449,7 @@ def listen_cmd(
 
 def main() -> None:
     from engine.cli import (
+        ops_cmds,  # noqa: F401  (registers `dlq`, `doctor`)
         reconcile_cmd,  # noqa: F401  (registers its commands)
         serve_cmd,  # noqa: F401  (registers `serve`)
         streams_cmds,  # noqa: F401  (registers `consume`, `stats`)

@@ -12,9 +12,9 @@ saw before), and stored before the handler returns as one object whose identity 
 the batch starts (`batch_name`). A batch delivered again after a failure, a timeout or a crash
 (in any container, whole or bisected) starts at the same record and supersedes that object;
 the batch after a partial failure starts at the failed record, another identity, and holds
-only records not stored before. If the rows cannot be stored the whole batch is reported failed. Metrics go
-out as CloudWatch EMF lines, each record counted once per container. Settings come from
-DOCSYNC_* / DOCSYNC_STREAMS_* variables.
+only records not stored before. If the rows cannot be stored the whole batch is reported
+failed. Metrics go out as CloudWatch EMF lines, each record counted once per container.
+Settings come from DOCSYNC_* / DOCSYNC_STREAMS_* variables.
 """
 
 from __future__ import annotations
