@@ -39,7 +39,7 @@ def stack(moto_server: EmbeddedMoto) -> Iterator[Stack]:
     yield deploy(moto_server)
 
 
-def docsync(stack: Stack, cwd: Path, *args: str) -> Any:
+def docsync(stack: Stack, cwd: Path, *args: str, expect: int = 0) -> Any:
     """The CLI in a subprocess, configured only by DOCSYNC_* from the stack's outputs."""
     env = {**os.environ, **TEST_CREDENTIALS, **stack.env(), "DOCSYNC_FORMAT": "json"}
     proc = subprocess.run(
@@ -51,7 +51,7 @@ def docsync(stack: Stack, cwd: Path, *args: str) -> Any:
         cwd=cwd,
         check=False,
     )
-    assert proc.returncode == 0, f"docsync {' '.join(args)}: {proc.returncode}\n{proc.stderr}"
+    assert proc.returncode == expect, f"docsync {' '.join(args)}: {proc.returncode}\n{proc.stderr}"
     return json.loads(proc.stdout)
 
 
@@ -198,10 +198,57 @@ def test_functions_schedules_and_environment(stack: Stack) -> None:
     }
 
 
+def resolve(value: Any, names: dict[str, str]) -> Any:
+    """The few intrinsics of the queue policy (Ref, Fn::GetAtt, Fn::Sub on a string) resolved
+    from `names`, as CloudFormation would."""
+    if isinstance(value, list):
+        return [resolve(v, names) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Ref" in value:
+        return names[value["Ref"]]
+    if "Fn::GetAtt" in value:
+        return names[".".join(value["Fn::GetAtt"])]
+    if "Fn::Sub" in value:
+        text = str(value["Fn::Sub"])
+        for name, resolved in names.items():
+            text = text.replace("${" + name + "}", resolved)
+        return text
+    return {k: resolve(v, names) for k, v in value.items()}
+
+
+def apply_queue_policy(stack: Stack) -> None:
+    """What AWS::SQS::QueuePolicy would do on a real account (moto's CloudFormation lacks it)."""
+    sqs, url = stack.client("sqs"), stack.outputs["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    names = {
+        "EventQueue.Arn": arn,
+        "AWS::Partition": "aws",
+        "AWS::AccountId": "123456789012",
+        "BucketName": stack.outputs["BucketName"],
+    }
+    document = load_template()["Resources"]["EventQueuePolicy"]["Properties"]["PolicyDocument"]
+    policy = json.dumps(resolve(document, names))
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": policy})
+
+
 def test_cli_put_get_listen_against_the_stack(stack: Stack, tmp_path: Path) -> None:
-    """docs/deploy.md's steps: `docsync init` with the stack's names only adds what
-    CloudFormation could not (notifications on an adopted bucket; in moto, on any bucket),
-    then a write through the pipeline, a read, and a direct S3 write caught by the listener."""
+    """docs/deploy.md's steps: `docsync doctor` names exactly what moto left out; `docsync init`
+    with the stack's names adds only what CloudFormation could not (notifications on an adopted
+    bucket; in moto, on any bucket); then a write through the pipeline, a read, and a direct S3
+    write caught by the listener."""
+    before = docsync(stack, tmp_path, "doctor", expect=1)
+    failed = {c["check"] for c in before["checks"] if c["status"] == "fail"}
+    assert failed == {
+        "cache-table.ttl",  # moto's CloudFormation ignores TimeToLiveSpecification
+        "queue.s3-policy",  # and has no AWS::SQS::QueuePolicy
+        "bucket.notifications[change]",  # and ignores NotificationConfiguration
+        "bucket.notifications[announcement]",
+    }, before
+    apply_queue_policy(stack)
+
     report = docsync(stack, tmp_path, "init")
     status = {(r["kind"], r["name"]): r["status"] for r in report["resources"]}
     out = stack.outputs
@@ -215,6 +262,8 @@ def test_cli_put_get_listen_against_the_stack(stack: Stack, tmp_path: Path) -> N
     ):
         assert status[(kind, name)] == "exists", report
     assert status[("bucket-notifications", out["BucketName"])] == "created"
+    after = docsync(stack, tmp_path, "doctor")
+    assert after["ok"] is True, after
 
     written, direct = sample_documents(2, seed=11)
     path = tmp_path / "doc.json"
