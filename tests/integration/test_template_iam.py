@@ -243,7 +243,9 @@ def sqs_records(stack: Stack, queue_output: str) -> dict[str, Any]:
     ]
     records = []
     while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
         if not messages:
             return {"Records": records}
         for m in messages:
