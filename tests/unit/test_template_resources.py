@@ -132,3 +132,14 @@ def test_the_bucket_is_private_encrypted_tls_only_and_retained() -> None:
     (allow,) = props("EventQueuePolicy")["PolicyDocument"]["Statement"]
     assert allow["Principal"] == {"Service": "s3.amazonaws.com"}
     assert "aws:SourceArn" in allow["Condition"]["ArnLike"]
+
+
+def test_every_variable_the_functions_get_is_a_setting() -> None:
+    """A misspelt DOCSYNC_* variable would be silently ignored and the default used."""
+    from engine.settings import Settings
+
+    contract = {"metrics_namespace", "metrics_environment"}  # METRICS_CONTRACT.md's settings
+    for name, function in resources("AWS::Lambda::Function").items():
+        for variable in function["Properties"]["Environment"]["Variables"]:
+            field = variable.removeprefix("DOCSYNC_").lower()
+            assert field in Settings.model_fields or field in contract, (name, variable)
