@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov (the template's security scanner) conflicts with our pins: it gets its own venv.
+SCAN_VENV := .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
 
-.PHONY: demo test lint bench env clean package lock
+.PHONY: demo test lint bench env clean package lock scan
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
+$(SCAN_STAMP): deploy/scan-requirements.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/pip install --quiet -r deploy/scan-requirements.txt
+	touch $(SCAN_STAMP)
+
 env: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/docsync demo
 
-test: $(STAMP)
+test: $(STAMP) $(SCAN_STAMP)
 	$(BIN)/pytest -q
 
 # e.g. PACKAGE_ARGS="--python 3.11" or "--compiler /usr/bin/python3.12" (for the zip's bytecode)
@@ -42,5 +51,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/reconcile.py
 	$(BIN)/python bench/http_load.py
 
+scan: $(STAMP) $(SCAN_STAMP)
+	$(BIN)/cfn-lint deploy/template.yaml
+	$(SCAN_VENV)/bin/checkov -f deploy/template.yaml --framework cloudformation --compact --quiet --skip-download
+
 clean:
-	rm -rf $(VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SCAN_VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
