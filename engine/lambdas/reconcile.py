@@ -7,21 +7,20 @@ folds the results). A run takes the reconcile lease first, so it never overlaps 
 scheduler or another invocation (EventBridge delivers at least once); a run that finds the lease
 held does nothing and says so. The report is saved under the reserved prefix like every run's.
 
-The figures the alarms watch (ReconcileRuns, DriftFound, DriftRepaired) go out as one EMF line
-each, with only the Environment dimension (the metrics contract), so the "no reconcile run" and
-"drift repaired" alarms match them.
+The figures the alarms watch (ReconcileRuns, DriftFound, DriftRepaired) are recorded by the run
+itself (`Reconciler.run`) and flushed as EMF with only the Environment dimension
+(docs/metrics.md) before the handler returns, whatever happened.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, get_args
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from loguru import logger
 
 from engine.events.handlers import engine as lambda_engine
-from reconciler.run import Mode, ReconcileResult
+from engine.events.handlers import flush_alarm_metrics
+from reconciler.run import Mode
 from reconciler.schedule import locked_run
 from reconciler.tasks import enqueue
 
@@ -35,28 +34,16 @@ def _mode(event: dict[str, Any]) -> Mode:
     return mode  # type: ignore[no-any-return]
 
 
-def emit(result: ReconcileResult) -> None:
-    """One finished run: ReconcileRuns 1, DriftFound, and (repair) DriftRepaired."""
-    namespace = os.environ.get("DOCSYNC_METRICS_NAMESPACE", "docsync")
-    dimensions = {"Environment": os.environ.get("DOCSYNC_METRICS_ENVIRONMENT", "default")}
-    figures = {"ReconcileRuns": 1, "DriftFound": result.drift}
-    if result.mode == "repair":
-        figures["DriftRepaired"] = sum(result.repaired.values())
-    for name, value in figures.items():
-        with single_metric(
-            name=name,
-            unit=MetricUnit.Count,
-            value=value,
-            namespace=namespace,
-            default_dimensions=dimensions,
-        ):
-            pass
-
-
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge target. Raises (so the invocation counts as an error) on a bad event or a
     failed run; a lease held elsewhere is not an error."""
-    event = event if isinstance(event, dict) else {}
+    try:
+        return _handle(event if isinstance(event, dict) else {})
+    finally:
+        flush_alarm_metrics()
+
+
+def _handle(event: dict[str, Any]) -> dict[str, Any]:
     mode = _mode(event)
     engine = lambda_engine()
     if event.get("enqueue"):
@@ -65,7 +52,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if result is None:
         logger.bind(op="reconcile.lambda", mode=mode).info("lease held elsewhere: not run")
         return {"mode": mode, "ran": False, "reason": "another reconcile holds the lease"}
-    emit(result)
     return {
         "mode": mode,
         "ran": True,
