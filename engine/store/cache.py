@@ -379,9 +379,12 @@ class CacheStore:
         *,
         key: str,
         source: str = "write",
+        actor: str | None = None,
     ) -> None:
-        """Step 3 of a delete: a tombstone, out of every index, with a TTL."""
+        """Step 3 of a delete: a tombstone, out of every index, with a TTL (and who deleted
+        it, for history; None removes an earlier writer's)."""
         attrs = tombstone_attributes(key, deleted_at, source=source, ttl_days=ttl_days)
+        attrs["actor"] = actor
         sets = {k: v for k, v in attrs.items() if v is not None}
         self._commit(type_name, doc_id, tx, sets, [k for k, v in attrs.items() if v is None])
 
