@@ -1,0 +1,251 @@
+"""Stream-driven repair against moto's real stream: a writer that died after its S3 put (its
+S3 event lost) is repaired by the consumer, by a restarted consumer, by the Lambda handler;
+a repair racing live writers never makes an entry older (checked through the stream)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from engine.app import Engine
+from engine.aws import CallCounter
+from engine.documents import Document
+from engine.exceptions import WriteConflictError
+from engine.settings import Settings
+from engine.store.cache import ConditionFailed
+from engine.streams import lambda_handler
+from engine.streams.consumer import LocalConsumer
+from engine.streams.leases import Checkpoints
+from tests.integration.test_reconcile import _stream_records
+from tests.integration.test_streams_consumer import config, doc
+from tests.integration.test_streams_lambda import lambda_shape, ttl_event
+
+_de = TypeDeserializer()
+WAIT_S = 60.0  # an upper bound for a slow shared machine, never a timing assertion
+
+
+def with_grace(settings: Settings, grace_s: float) -> Engine:
+    return Engine.build(settings.model_copy(update={"inflight_grace_s": grace_s}))
+
+
+def die_after_s3_put(engine: Engine, d: Document) -> None:
+    """Steps 1 and 2 of the write pipeline, then nothing: no commit, and no S3 event applied
+    (this test runs no listener, so the event is as good as lost)."""
+    engine.cache.begin(
+        d.type,
+        d.id,
+        tx=uuid.uuid4().hex,
+        etag=d.etag,
+        op="put",
+        stale_before=datetime.now(UTC) - timedelta(seconds=engine.settings.inflight_grace_s),
+        expected_version=None,
+    )
+    engine.objects.put(f"{engine.settings.prefixes()[d.type]}{d.id}.json", d.body)
+
+
+def intent_record(records: list[dict[str, Any]], pk: str) -> dict[str, Any]:
+    """The first record of `pk` that carries an intent (moto: the first of the two INSERTs
+    of an UpdateItem that creates an item may carry the key alone)."""
+    return next(
+        r
+        for r in records
+        if r["dynamodb"]["Keys"]["pk"]["S"] == pk and "p_tx" in r["dynamodb"].get("NewImage", {})
+    )
+
+
+def hit_with(engine: Engine, d: Document) -> bool:
+    entry = engine.cache.get(d.type, d.id)
+    return entry is not None and entry.servable() and entry.etag == d.etag
+
+
+def wait_for(check: Any, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, f"not within {WAIT_S} s: {what}"
+        time.sleep(0.05)
+
+
+def test_the_running_consumer_commits_a_dead_writers_put(
+    settings: Settings, tmp_path: Path
+) -> None:
+    engine = with_grace(settings, 1.0)
+    old = doc("CHG-OLD", status="draft")
+    engine.pipeline.put(old)
+    new = doc("CHG-OLD", status="approved", n=1)
+    die_after_s3_put(engine, new)
+    assert not hit_with(engine, new)
+    consumer = LocalConsumer(engine.settings, config(tmp_path), engine.clients, engine=engine)
+    runner = threading.Thread(target=consumer.run)
+    runner.start()
+    try:
+        wait_for(lambda: hit_with(engine, new), "the stuck intent committed")
+    finally:
+        consumer.stop.set()
+        runner.join(30)
+    result = engine.reader.get("change", "CHG-OLD")
+    assert result.cache == "hit" and result.document["status"] == "approved"
+    assert consumer.summary.as_dict()["repairs"] == {"committed": 1}
+
+
+def test_a_consumer_killed_with_keys_pending_repairs_them_after_its_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    patient = with_grace(settings, 600.0)  # nothing falls due while the first consumer runs
+    stuck = [doc(f"CHG-S{n}", status="approved", n=n) for n in range(3)]
+    for d in stuck:
+        die_after_s3_put(patient, d)
+    for n in range(4):  # later records: the checkpoint moves past the stuck intents
+        patient.pipeline.put(doc(f"CHG-OK{n}", n=n))
+    conf = config(tmp_path)
+    first = LocalConsumer(patient.settings, conf, patient.clients, engine=patient)
+    summary = first.run(drain=True).as_dict()
+    assert summary["pending_keys"] == 3 and summary["repairs"] == {}
+    assert summary["creates"] == 4
+    arn = first.summary.stream_arn
+    assert arn is not None
+    saved = Checkpoints(patient.clients.dynamodb, settings.leases_table, arn)
+    shard = next(iter(first._states))
+    (cp,) = saved.load([shard]).values()
+    records = _stream_records(patient)
+    first_intent = intent_record(records, "change#CHG-S0")
+    assert cp.replay_at == first_intent["dynamodb"]["SequenceNumber"]
+    assert int(cp.sequence or 0) > int(cp.replay_at)  # the analytics position moved on
+    assert not any(hit_with(patient, d) for d in stuck)
+    # The first consumer is gone with its memory; its successor starts once the grace is over.
+    due = with_grace(settings, 0.5)
+    time.sleep(0.6)
+    second = LocalConsumer(due.settings, conf, due.clients, engine=due)
+    after = second.run(drain=True).as_dict()
+    assert after["repairs"] == {"committed": 3} and after["pending_keys"] == 0
+    assert all(hit_with(due, d) for d in stuck)
+    # The replayed records only rebuilt the pending keys: counted once, by the first consumer.
+    assert after["creates"] == 3 and after["writes"] == {"repair": 3}
+
+
+def test_repairs_racing_live_writers_never_make_an_entry_older(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A seeded random schedule of writers (some of which die after their S3 put, then a
+    later write takes over) against a consumer repairing with a short grace."""
+    engine = with_grace(settings, 0.3)
+    rng = random.Random(1313)
+    ids = [f"CHG-R{n}" for n in range(4)]
+    plan = [(rng.choice(ids), rng.random() < 0.35) for _ in range(40)]
+    consumer = LocalConsumer(engine.settings, config(tmp_path), engine.clients, engine=engine)
+    runner = threading.Thread(target=consumer.run)
+    runner.start()
+    try:
+
+        def writer(part: list[tuple[str, bool]], seed: int) -> None:
+            local = random.Random(seed)
+            for n, (doc_id, dies) in enumerate(part):
+                d = doc(doc_id, status=local.choice(["draft", "approved"]), n=n + seed * 100)
+                try:
+                    if dies:
+                        die_after_s3_put(engine, d)
+                    else:
+                        engine.pipeline.put(d)
+                except (ConditionFailed, WriteConflictError):
+                    pass  # another writer's fresh intent: this write loses, as it should
+                time.sleep(local.random() * 0.1)
+
+        threads = [threading.Thread(target=writer, args=(plan[i::3], i + 1)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+        def converged() -> bool:
+            for doc_id in ids:
+                item = engine.cache.get_item("change", doc_id)
+                if item is None or item.get("p_tx"):
+                    return False
+                s3 = engine.objects.head(f"changes/{doc_id}.json")
+                if s3 is None or s3.etag != item.get("etag"):
+                    return False
+            return True
+
+        wait_for(converged, "every key repaired to what S3 holds")
+    finally:
+        consumer.stop.set()
+        runner.join(30)
+    positions: dict[str, list[int]] = defaultdict(list)
+    for record in _stream_records(engine):
+        new = record["dynamodb"].get("NewImage")
+        if not new or "s3_last_modified" not in new:
+            continue
+        image = {k: _de.deserialize(v) for k, v in new.items()}
+        positions[str(image["pk"])].append(int(image["s3_last_modified"]))
+    assert set(positions) == {f"change#{i}" for i in ids}
+    for pk, seen in positions.items():
+        assert seen == sorted(seen), f"{pk} went backwards: {seen}"
+    assert sum(consumer.repairs.values()) >= 1
+
+
+def _lambda_runtime(settings: Settings, tmp_path: Path, **conf: Any) -> lambda_handler.Runtime:
+    rt = lambda_handler.build_runtime(settings, config(tmp_path, **conf), CallCounter())
+    lambda_handler.use_runtime(rt)
+    return rt
+
+
+def test_the_stream_lambda_repairs_a_stuck_intent_within_the_invocation(
+    settings: Settings, tmp_path: Path
+) -> None:
+    engine = with_grace(settings, 0.5)
+    d = doc("CHG-L1", status="approved")
+    die_after_s3_put(engine, d)
+    arn = engine.clients.dynamodb.describe_table(TableName=settings.table)["Table"][
+        "LatestStreamArn"
+    ]
+    event = {"Records": [lambda_shape(r, arn) for r in _stream_records(engine)]}
+    _lambda_runtime(engine.settings, tmp_path, lambda_repair_wait_s=30)
+    try:
+        assert lambda_handler.stream_handler(event, None) == {"batchItemFailures": []}
+    finally:
+        lambda_handler.use_runtime(None)
+    assert hit_with(engine, d)
+
+
+def test_the_stream_lambda_retries_from_an_intent_not_yet_due(
+    settings: Settings, tmp_path: Path
+) -> None:
+    engine = with_grace(settings, 600.0)
+    engine.pipeline.put(doc("CHG-L0"))
+    d = doc("CHG-L2", status="approved")
+    die_after_s3_put(engine, d)
+    engine.pipeline.put(doc("CHG-L3"))
+    arn = engine.clients.dynamodb.describe_table(TableName=settings.table)["Table"][
+        "LatestStreamArn"
+    ]
+    records = [lambda_shape(r, arn) for r in _stream_records(engine)]
+    intent = intent_record(records, "change#CHG-L2")
+    rt = _lambda_runtime(engine.settings, tmp_path, lambda_repair_wait_s=0)
+    try:
+        response = lambda_handler.stream_handler({"Records": records}, None)
+    finally:
+        lambda_handler.use_runtime(None)
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": intent["dynamodb"]["SequenceNumber"]}]
+    }
+    assert rt.core.totals["creates"] == 1  # CHG-L0 only: the rest is delivered again
+    assert not hit_with(engine, d)
+
+
+def test_a_ttl_removal_is_counted_and_never_touches_s3(settings: Settings, tmp_path: Path) -> None:
+    counter = CallCounter()
+    rt = lambda_handler.build_runtime(settings, config(tmp_path, lambda_repair_wait_s=0), counter)
+    lambda_handler.use_runtime(rt)
+    try:
+        assert lambda_handler.stream_handler(ttl_event(), None) == {"batchItemFailures": []}
+    finally:
+        lambda_handler.use_runtime(None)
+    assert sum(rt.core.totals[k] for k in rt.core.totals if k == "ttl_expiries") >= 1
+    assert not [op for op in counter.counts if op.startswith("s3.")], counter.counts
