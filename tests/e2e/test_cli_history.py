@@ -68,3 +68,13 @@ def test_history_of_a_document_written_by_named_actors(
     missing = cli("history", "--type", "change", "CHG-NONE", expect=3)
     assert "no history" in missing.stderr
     cli("history", "--type", "change", "CHG-H1", "--limit", "0", expect=2)
+
+    stats = cli("stats", "--analytics-dir", str(tmp_path / "rows")).json()["history"]
+    assert stats["changes_per_document"]["change"] == {
+        "documents": 1,
+        "changes": 3,
+        "median": 3,
+        "max": 3,
+    }
+    assert stats["transitions"]["change"]["draft→approved"]["count"] == 1
+    assert stats["time_in_status"]["change"]["approved"]["count"] == 1  # ended by the delete
