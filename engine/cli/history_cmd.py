@@ -3,10 +3,13 @@ table the stream consumers fill; engine/streams/history.py says what an entry ho
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
+from engine import keys
+from engine.app import Engine
 from engine.aws import AwsClients
 from engine.cli.main import TYPE_CHOICE, _run, cli, common
 from engine.cli.output import emit, table
@@ -37,6 +40,26 @@ def history_cmd(
         table(f"{type_name} {doc_id}", COLUMNS, [_row(e) for e in items])
 
     emit(entries, fmt, text)
+
+
+def read_version(settings: Settings, type_name: str, doc_id: str, version: int) -> Any:
+    """`docsync get --version N`: the S3 version its history entry recorded."""
+    engine = Engine.build(settings)
+    entry = HistoryStore(engine.clients.dynamodb, settings.history_table).get(
+        type_name, doc_id, version
+    )
+    if entry is None:
+        raise NotFoundError(f"{type_name} {doc_id!r} has no history entry for version {version}")
+    if entry.get("change") == "delete":
+        raise NotFoundError(f"version {version} of {type_name} {doc_id!r} is its deletion")
+    version_id = entry.get("s3_version_id")
+    if not version_id:
+        raise NotFoundError(
+            f"version {version} of {type_name} {doc_id!r} has no S3 versionId"
+            " (bucket versioning was off when it was written)"
+        )
+    key = keys.s3_key(settings.prefixes()[type_name], doc_id)
+    return json.loads(engine.objects.get_version(key, str(version_id)).body)
 
 
 def _row(entry: dict[str, Any]) -> list[Any]:

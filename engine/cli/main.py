@@ -221,11 +221,24 @@ def put_cmd(
 
 @cli.command("get")
 @click.option("--type", "type_name", type=TYPE_CHOICE, required=True)
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(1),
+    default=None,
+    help="That version, read back from S3 (its history entry's versionId; bucket versioning).",
+)
 @click.argument("doc_id")
 @common()
 @_run
-def get_cmd(settings: Settings, fmt: str, type_name: str, doc_id: str) -> None:
+def get_cmd(settings: Settings, fmt: str, type_name: str, doc_id: str, version: int | None) -> None:
     """Read one document: the cache, or S3 on a miss (and backfill)."""
+    if version is not None:
+        from engine.cli.history_cmd import read_version
+
+        document = read_version(settings, type_name, doc_id, version)
+        emit(document, fmt, lambda d: console().print_json(json.dumps(d)))
+        return
     result = Engine.build(settings).reader.get(type_name, doc_id)
     emit(result.document, fmt, lambda d: console().print_json(json.dumps(d)))
 

@@ -128,6 +128,7 @@ def live_attributes(
         "size": info.size,
         "s3_last_modified": _to_ms(info.last_modified),
         "sequencer": sequencer,
+        "s3_version_id": info.version_id,  # with bucket versioning on (for history)
         "sync_source": source,
         "synced_at": now_ms(),
         "expires_at": keys.expires_at(info.last_modified, ttl_days),

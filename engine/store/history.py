@@ -90,6 +90,17 @@ class HistoryStore:
                 return out[:limit] if limit is not None else out
             kwargs["ExclusiveStartKey"] = start
 
+    def get(self, type_name: str, doc_id: str, version: int) -> dict[str, Any] | None:
+        try:
+            response = self._ddb.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"{type_name}#{doc_id}"}, "version": {"N": str(version)}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"history table {self.table}: {exc}") from exc
+        item = response.get("Item")
+        return _plain(deserialize(item)) if item else None
+
     def scan(self) -> Iterator[dict[str, Any]]:
         """Every entry (for `docsync stats`), in no particular order."""
         kwargs: dict[str, Any] = {"TableName": self.table}

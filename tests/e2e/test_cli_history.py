@@ -68,6 +68,8 @@ def test_history_of_a_document_written_by_named_actors(
     missing = cli("history", "--type", "change", "CHG-NONE", expect=3)
     assert "no history" in missing.stderr
     cli("history", "--type", "change", "CHG-H1", "--limit", "0", expect=2)
+    unversioned = cli("get", "--type", "change", "CHG-H1", "--version", "1", expect=3)
+    assert "bucket versioning was off" in unversioned.stderr
 
     stats = cli("stats", "--analytics-dir", str(tmp_path / "rows")).json()["history"]
     assert stats["changes_per_document"]["change"] == {
@@ -78,3 +80,27 @@ def test_history_of_a_document_written_by_named_actors(
     }
     assert stats["transitions"]["change"]["draft→approved"]["count"] == 1
     assert stats["time_in_status"]["change"]["approved"]["count"] == 1  # ended by the delete
+
+
+def test_get_version_reads_that_version_back_from_s3(cli: Cli, tmp_path: Path) -> None:
+    from engine.infra import Infrastructure
+    from tests.e2e.conftest import engine_settings
+
+    versioned = {"DOCSYNC_VERSIONING": "1"}
+    cli("init", env=versioned)
+    first, second = change("draft"), change("approved", title="Kernel patching, rescheduled")
+    cli("put", "--type", "change", write_json(tmp_path / "a.json", first), env=versioned)
+    cli("put", "--type", "change", write_json(tmp_path / "b.json", second), env=versioned)
+    settings = engine_settings(cli.endpoint).model_copy(update={"versioning": True})
+    engine = Engine.build(settings)
+    Infrastructure(settings, engine.clients).init()  # idempotent: all exists
+    consume(engine, tmp_path)
+
+    entries = cli("history", "--type", "change", "CHG-H1").json()
+    assert all(e.get("s3_version_id") for e in entries)
+    assert entries[0]["s3_version_id"] != entries[1]["s3_version_id"]
+    old = cli("get", "--type", "change", "CHG-H1", "--version", "1").json()
+    assert old["status"] == "draft" and old["title"] == "Kernel patching"
+    now = cli("get", "--type", "change", "CHG-H1").json()
+    assert now["status"] == "approved"
+    cli("get", "--type", "change", "CHG-H1", "--version", "9", expect=3)
