@@ -249,3 +249,32 @@ def test_a_ttl_removal_is_counted_and_never_touches_s3(settings: Settings, tmp_p
         lambda_handler.use_runtime(None)
     assert sum(rt.core.totals[k] for k in rt.core.totals if k == "ttl_expiries") >= 1
     assert not [op for op in counter.counts if op.startswith("s3.")], counter.counts
+
+
+def test_the_kcl_processor_repairs_and_records_history(settings: Settings) -> None:
+    from engine.streams.effects import Effects, build_processor
+    from engine.streams.kcl import DocsyncRecordProcessor
+    from engine.streams.multilang import InitializeInput
+    from engine.streams.sinks import MemorySink
+    from tests.integration.test_streams_kcl import destination_payload
+    from tests.unit.test_streams_kcl import SHARD, Checkpointer, records_input
+
+    engine = with_grace(settings, 0.5)
+    engine.pipeline.put(doc("CHG-K1", status="draft"), actor="kim")
+    d = doc("CHG-K2", status="approved")
+    die_after_s3_put(engine, d)
+    conf = config(Path("unused"), analytics_dir=None)
+    processor = DocsyncRecordProcessor(
+        build_processor(engine.settings, conf),
+        MemorySink(),
+        effects=Effects.build(engine, conf),
+    )
+    processor.initialize(InitializeInput(SHARD, "TRIM_HORIZON", None))
+    payloads = [destination_payload(r, settings.table) for r in _stream_records(engine)]
+    time.sleep(0.6)  # the grace of the dead writer's intent is over
+    processor.process_records(records_input(payloads, 100, Checkpointer()))
+    assert hit_with(engine, d)
+    store = Effects.build(engine, conf).history
+    assert store is not None
+    (entry,) = store.list("change", "CHG-K1")
+    assert entry["actor"] == "kim" and entry["change"] == "create"
