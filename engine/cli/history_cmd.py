@@ -1,5 +1,6 @@
 """`docsync history`: every committed change of one document, newest first (the history
-table the stream consumers fill; engine/streams/history.py says what an entry holds)."""
+table the stream consumers fill; engine/streams/history.py says what an entry holds). JSON:
+`{"type","id","items":[…]}`, the shape of `GET /v1/{type}/{id}/history`."""
 
 from __future__ import annotations
 
@@ -36,10 +37,10 @@ def history_cmd(
     if not entries:
         raise NotFoundError(f"no history for {type_name} {doc_id!r}")
 
-    def text(items: list[dict[str, Any]]) -> None:
-        table(f"{type_name} {doc_id}", COLUMNS, [_row(e) for e in items])
+    def text(data: dict[str, Any]) -> None:
+        table(f"{type_name} {doc_id}", COLUMNS, [_row(e) for e in data["items"]])
 
-    emit(entries, fmt, text)
+    emit({"type": type_name, "id": doc_id, "items": entries}, fmt, text)
 
 
 def read_version(settings: Settings, type_name: str, doc_id: str, version: int) -> Any:

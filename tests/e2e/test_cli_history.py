@@ -46,7 +46,9 @@ def test_history_of_a_document_written_by_named_actors(
     cli("delete", "--type", "change", "CHG-H1", "--actor", "carol")
     consume(ready, tmp_path)
 
-    entries = cli("history", "--type", "change", "CHG-H1").json()  # piped: JSON
+    shown = cli("history", "--type", "change", "CHG-H1").json()  # piped: JSON
+    assert (shown["type"], shown["id"]) == ("change", "CHG-H1")
+    entries = shown["items"]
     got = [(e["version"], e["change"], e.get("status_from"), e.get("status_to"), e.get("actor"))
            for e in entries]  # fmt: skip
     assert got == [
@@ -58,7 +60,7 @@ def test_history_of_a_document_written_by_named_actors(
     assert entries[2]["customers"] == ["acme", "globex"] and entries[2]["sync_source"] == "write"
     assert "pk" not in entries[0] and "expires_at" not in entries[0]
 
-    newest = cli("history", "--type", "change", "CHG-H1", "--limit", "1").json()
+    newest = cli("history", "--type", "change", "CHG-H1", "--limit", "1").json()["items"]
     assert [e["version"] for e in newest] == [3]
 
     wide = {"COLUMNS": "200"}
@@ -96,7 +98,7 @@ def test_get_version_reads_that_version_back_from_s3(cli: Cli, tmp_path: Path) -
     Infrastructure(settings, engine.clients).init()  # idempotent: all exists
     consume(engine, tmp_path)
 
-    entries = cli("history", "--type", "change", "CHG-H1").json()
+    entries = cli("history", "--type", "change", "CHG-H1").json()["items"]
     assert all(e.get("s3_version_id") for e in entries)
     assert entries[0]["s3_version_id"] != entries[1]["s3_version_id"]
     old = cli("get", "--type", "change", "CHG-H1", "--version", "1").json()

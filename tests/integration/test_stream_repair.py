@@ -17,7 +17,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from engine.app import Engine
 from engine.aws import CallCounter
-from engine.documents import Document
+from engine.documents import Document, parse_document
 from engine.exceptions import WriteConflictError
 from engine.settings import Settings
 from engine.store.cache import ConditionFailed
@@ -278,3 +278,96 @@ def test_the_kcl_processor_repairs_and_records_history(settings: Settings) -> No
     assert store is not None
     (entry,) = store.list("change", "CHG-K1")
     assert entry["actor"] == "kim" and entry["change"] == "create"
+
+
+# -- the repair's decision table, key by key (engine/streams/repair.py) ----------------------
+
+
+def begin(engine: Engine, d: Document, op: str = "put") -> str:
+    tx = uuid.uuid4().hex
+    engine.cache.begin(
+        d.type,
+        d.id,
+        tx=tx,
+        etag=d.etag if op == "put" else "",
+        op=op,
+        stale_before=datetime.now(UTC) - timedelta(seconds=engine.settings.inflight_grace_s),
+        expected_version=None,
+    )
+    return tx
+
+
+def stuck(engine: Engine, d: Document, tx: str) -> Any:
+    from engine.streams.pending import PendingKey
+    from engine.streams.repair import StreamRepairer
+
+    repairer = StreamRepairer(engine.settings, engine.cache, engine.objects, engine.reader.sync)
+    return repairer.repair(PendingKey(f"{d.type}#{d.id}", "stuck_intent", 0, tx, "s", "1"))
+
+
+def repairs_counted(reason: str, outcome: str) -> float:
+    from engine import metrics
+
+    value = metrics.REGISTRY.get_sample_value(
+        "docsync_stream_repairs_total", {"reason": reason, "outcome": outcome}
+    )
+    return value or 0.0
+
+
+def test_an_intent_whose_s3_put_never_happened_is_rolled_back(settings: Settings) -> None:
+    engine = with_grace(settings, 0.0)
+    old = doc("CHG-D1", status="draft")
+    engine.pipeline.put(old)
+    tx = begin(engine, doc("CHG-D1", status="approved", n=1))  # died before its S3 put
+    before = repairs_counted("stuck_intent", "rolled_back")
+    assert stuck(engine, old, tx) == "rolled_back"
+    assert repairs_counted("stuck_intent", "rolled_back") == before + 1
+    item = engine.cache.get_item("change", "CHG-D1") or {}
+    assert "p_tx" not in item and item["etag"] == old.etag
+    new = doc("CHG-D2")
+    tx = begin(engine, new)  # a new entry, nothing in S3: the entry goes
+    assert stuck(engine, new, tx) == "rolled_back"
+    assert engine.cache.get_item("change", "CHG-D2") is None
+
+
+def test_s3_decides_a_delete_intent_and_a_third_writers_content(settings: Settings) -> None:
+    engine = with_grace(settings, 0.0)
+    gone = doc("CHG-D3")
+    engine.pipeline.put(gone)
+    tx = begin(engine, gone, op="delete")
+    engine.objects.delete("changes/CHG-D3.json")  # died after its S3 delete
+    assert stuck(engine, gone, tx) == "committed"
+    assert (engine.cache.get_item("change", "CHG-D3") or {}).get("state") == "deleted"
+    mine, theirs = doc("CHG-D4", status="draft"), doc("CHG-D4", status="closed", n=2)
+    engine.pipeline.put(mine)
+    tx = begin(engine, doc("CHG-D4", status="approved", n=1))
+    time.sleep(1.1)  # S3's LastModified has second precision: a later position
+    engine.objects.put("changes/CHG-D4.json", theirs.body)  # someone else's direct write
+    assert stuck(engine, mine, tx) == "applied"
+    assert hit_with(engine, theirs)
+
+
+def test_a_listener_write_over_a_stalled_writers_intent_is_checked_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The listener replaces a stale intent with what S3 held; the stalled writer's S3 put
+    lands afterwards and its event is lost: the re-check brings the cache to S3."""
+    engine = with_grace(settings, 0.0)
+    first = doc("CHG-D5", status="draft")
+    engine.pipeline.put(first)
+    late = doc("CHG-D5", status="approved", n=1)
+    begin(engine, late)  # a writer stalls before its S3 put
+    engine.objects.put("changes/CHG-D5.json", doc("CHG-D5", status="closed", n=2).body)
+    item = engine.cache.get_item("change", "CHG-D5")
+    stored = engine.objects.get("changes/CHG-D5.json")
+    closed = parse_document(stored.body, "change")
+    assert engine.reader.sync.upsert(closed, stored, "event", current=item, read=True) in (
+        "applied",
+        "committed",
+    )
+    time.sleep(1.1)  # a later second
+    engine.objects.put("changes/CHG-D5.json", late.body)  # the stalled put lands; no event
+    conf = config(tmp_path, recheck_delay_s=0)
+    summary = LocalConsumer(engine.settings, conf, engine.clients, engine=engine).run(drain=True)
+    assert summary.as_dict()["repairs"] == {"applied": 1}
+    assert hit_with(engine, late)
