@@ -10,6 +10,10 @@ delete (a tombstone over a non-tombstone). Not changes: intents, rollbacks, no-o
 a tombstone's position refresh, a same-content re-sync, and fills after a miss (`backfill`:
 S3 already held that content, and it was recorded when written).
 
+One limit of the key: `version` restarts at 1 when a cache entry (a tombstone included) has
+expired by TTL before the document is written again; that new life's entries then overwrite
+the old life's entries of the same versions. Tombstones live `tombstone_ttl_days`.
+
 The actor is recorded only for the pipeline's own commits (`sync_source` = write): a listener
 or a repair does not carry it over from an earlier image.
 """
