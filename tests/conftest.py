@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from engine.app import Engine
 from engine.aws import CallCounter
@@ -17,6 +18,11 @@ from engine.logs import configure_logging
 from engine.settings import Settings, load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Every property test runs the same examples on every run (a fixed seed), with no deadline:
+# a failure reproduces, and a pass on a loaded machine is the same pass as on a quiet one.
+hypothesis_settings.register_profile("docsync", derandomize=True, database=None, deadline=None)
+hypothesis_settings.load_profile("docsync")
 
 
 @pytest.fixture(scope="session", autouse=True)

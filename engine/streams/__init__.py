@@ -12,7 +12,7 @@ table's Kinesis destination) into the figures an operator watches and into analy
     lambda_handler.py   DynamoDB stream (and Kinesis) batches, partial batch responses, EMF
     kcl.py        KCL 3 record processor for the Kinesis destination (multilang.py: protocol)
     sinks.py      analytics rows and dead letters, one named object per emission: S3 (reserved
-                  prefix) or a local directory; a retried emission overwrites its name
+                  prefix) or a local directory; a retried emission supersedes its identity
     exporters.py  Prometheus and CloudWatch EMF
     pending.py    keys to repair (a stuck intent, a re-check) with deadlines, from the images
     repair.py     the targeted repair of one key through engine/sync.py, S3 first

@@ -4,12 +4,12 @@ MultiLangDaemon (`executableName = python3 -m engine.streams.kcl`, config/kcl.pr
 `DocsyncRecordProcessor` implements amazon-kclpy's v3 `RecordProcessorBase` (initialize,
 process_records with periodic checkpoints, lease_lost, shard_ended with its mandatory
 checkpoint, shutdown_requested with a checkpoint) over the shared processing core. Each
-checkpoint first stores the analytics rows, then asks the daemon to checkpoint. The rows are
-named by the first record after the last checkpoint (`emission_name`), so analytics are exactly
-once in effect: a worker that dies (or loses its lease) between the two is replayed from that
-checkpoint by its successor, whose first emission starts at the same record and overwrites
-the stored one, wherever it ends. For the same reason a refused checkpoint keeps the rows for
-the next emission, which replaces this one.
+checkpoint first stores the analytics rows, then asks the daemon to checkpoint. The rows'
+identity is the first record after the last checkpoint (`emission_name`), so analytics are
+exactly once in effect: a worker that dies (or loses its lease) between the two is replayed
+from that checkpoint by its successor, whose first emission starts at the same record and
+supersedes the stored one, wherever it ends. For the same reason a refused checkpoint keeps
+the rows for the next emission, which supersedes this one.
 
 Repair and history (engine/streams/effects.py) run here too: each batch's history entries are
 stored before the batch returns (so before any checkpoint covers them), and pending keys past
@@ -28,7 +28,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
@@ -85,7 +85,7 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
         self.shard_id = ""
         self._largest: tuple[str, int | None] | None = None  # processed, not checkpointed
         self._first: tuple[str, str] | None = None  # first record since the last checkpoint
-        self._anchor: datetime | None = None  # the time of the first one that decoded
+        self._anchor: datetime | None = None  # set once a record decoded: rows to name
         self._last_checkpoint = clock()
         self._dead: list[dict[str, Any]] = []
         self.checkpoints: list[tuple[str | None, int | None]] = []  # what was confirmed
@@ -162,7 +162,8 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
     def _name(self) -> str | None:
         if self._first is None or self._anchor is None:
             return None
-        return emission_name(self._anchor, "kcl", f"kinesis:{self.shard_id}", *self._first)
+        # stored now, whatever the records' time; the first record is the identity
+        return emission_name(datetime.now(UTC), "kcl", f"kinesis:{self.shard_id}", *self._first)
 
     def _store(self, rows: list[dict[str, Any]], dead: list[dict[str, Any]]) -> None:
         name = self._name()
@@ -173,8 +174,7 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
             return
         if dead:
             self.sink.put(DEAD_LETTER, name, dead)
-        if rows or self.sink.exists(ANALYTICS, name):  # no rows: only to empty a replayed one
-            self.sink.put(ANALYTICS, name, rows)
+        self.sink.put(ANALYTICS, name, rows)  # even empty: it supersedes a replayed attempt
 
     def _checkpoint(self, checkpointer: Any, *, at_largest: bool) -> bool:
         rows, dead = self.core.take_rows(), list(self._dead)

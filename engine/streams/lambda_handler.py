@@ -8,13 +8,13 @@ are dead-lettered (S3, reserved prefix) and do not stop the shard.
 
 Analytics are exactly once in effect under retries. The rows of a batch are those of its
 records before the first failure, computed from the batch alone (not from what this container
-saw before), and stored before the handler returns as one object named by where the batch
-starts (`batch_name`). A batch delivered again after a failure, a timeout or a crash (in any
-container, whole or bisected) starts at the same record and overwrites that object; the batch
-after a partial failure starts at the failed record, a different name, and holds only records
-not stored before. If the rows cannot be stored the whole batch is reported failed. Metrics go
-out as CloudWatch EMF lines, each record counted once per container. Settings come from
-DOCSYNC_* / DOCSYNC_STREAMS_* variables.
+saw before), and stored before the handler returns as one object whose identity is where
+the batch starts (`batch_name`). A batch delivered again after a failure, a timeout or a crash
+(in any container, whole or bisected) starts at the same record and supersedes that object;
+the batch after a partial failure starts at the failed record, another identity, and holds
+only records not stored before. If the rows cannot be stored the whole batch is reported
+failed. Metrics go out as CloudWatch EMF lines, each record counted once per container.
+Settings come from DOCSYNC_* / DOCSYNC_STREAMS_* variables.
 
 Repair and history (engine/streams/effects.py), from the batch alone, as for the rows. The
 history entries of the stored records are written with the rows. A pending key whose deadline
@@ -33,6 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
@@ -136,15 +137,15 @@ def batch_name(
     changes: Sequence[ChangeRecord],
     identifier: Callable[[Mapping[str, Any]], str],
 ) -> str | None:
-    """The sink name of a batch's rows: from its first record (stream, event id, sequence
-    number), in the hour of its first decoded one. Deliberately not from its end, so that
-    every retry from the same start, a bisected half included, replaces what an earlier
-    attempt stored. None when nothing in it decoded (no rows)."""
+    """The sink name of a batch's rows, stored now: its identity is its first record
+    (stream, event id, sequence number). Deliberately not its end, so that every retry from
+    the same start, a bisected half included, supersedes what an earlier attempt stored.
+    None when nothing in it decoded (no rows)."""
     if not records or not changes:
         return None
     first = records[0]
     return emission_name(
-        changes[0].created_at,
+        datetime.now(UTC),
         "lambda",
         str(first.get("eventSourceARN", "")),
         str(first.get("eventID", "")),
@@ -161,8 +162,7 @@ def _store(
         return
     if dead:
         sink.put(DEAD_LETTER, name, dead)
-    if rows or sink.exists(ANALYTICS, name):  # with no rows, only to empty an earlier attempt
-        sink.put(ANALYTICS, name, rows)
+    sink.put(ANALYTICS, name, rows)  # even empty: it supersedes an earlier attempt
 
 
 def _handle(
