@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BATCH = 25
+MAX_ROUNDS = 10  # of unprocessed items sent again; then the driver retries the batch
 
 
 def table_definition(name: str) -> dict[str, Any]:
@@ -57,15 +58,18 @@ class HistoryStore:
                 self.table: [{"PutRequest": {"Item": serialize(item)}} for item in chunk]
             }
             delay = 0.05
-            while request:
+            for _ in range(MAX_ROUNDS):
                 try:
                     response = self._ddb.batch_write_item(RequestItems=request)
                 except (ClientError, BotoCoreError) as exc:
                     raise StoreError(f"history table {self.table}: {exc}") from exc
                 request = response.get("UnprocessedItems") or {}
-                if request:  # throttled part of a batch: back off, send the rest again
-                    time.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                if not request:
+                    break
+                time.sleep(delay)  # throttled part of a batch: back off, send the rest again
+                delay = min(delay * 2, 2.0)
+            else:
+                raise StoreError(f"history table {self.table}: still throttled, batch not stored")
         return len(items)
 
     def list(self, type_name: str, doc_id: str, limit: int | None = None) -> list[dict[str, Any]]:
