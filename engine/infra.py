@@ -142,6 +142,7 @@ class Infrastructure:
         self._bucket(report)
         self._cache_table(report)
         self._leases_table(report)
+        self._history_table(report)
         dlq_arn = self._queue(report, self.s.dlq, redrive_to=None)
         queue_arn = self._queue(report, self.s.queue, redrive_to=dlq_arn)
         self._queue(report, self.s.work_queue, redrive_to=dlq_arn, s3_source=False)
@@ -265,6 +266,35 @@ class Infrastructure:
             return
         self.clients.dynamodb.create_table(**leases_table_spec(self.s))
         report.add("table", self.s.leases_table, self._created, "checkpoints and locks")
+
+    def _history_table(self, report: InitReport) -> None:
+        """Every committed change (engine/store/history.py): no stream, no GSI, own TTL."""
+        from engine.store.history import table_definition
+
+        ddb = self.clients.dynamodb
+        name = self.s.history_table
+        existed = self._table_exists(name)
+        if existed:
+            report.add("table", name, "exists")
+        else:
+            ddb.create_table(
+                **table_definition(name),
+                Tags=[{"Key": k, "Value": v} for k, v in self.s.tags.items()],
+            )
+            if not self.s.dry_run:
+                ddb.get_waiter("table_exists").wait(TableName=name)
+            report.add("table", name, self._created, "document history")
+        ttl: dict[str, Any] = (
+            dict(ddb.describe_time_to_live(TableName=name)) if existed or not self.s.dry_run else {}
+        )
+        if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+            report.add("table-ttl", f"{name}.expires_at", "exists")
+        else:
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
+            report.add("table-ttl", f"{name}.expires_at", self._created)
 
     # -- Kinesis Data Streams destination (for the KCL consumer) -------------------------------
 

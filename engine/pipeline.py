@@ -72,7 +72,10 @@ class WritePipeline:
         doc_type(type_name)
         return keys.s3_key(self._prefixes[type_name], doc_id)
 
-    def put(self, doc: Document, expected_version: int | None = None) -> WriteResult:
+    def put(
+        self, doc: Document, expected_version: int | None = None, actor: str | None = None
+    ) -> WriteResult:
+        """`actor` (default: the `actor` setting) goes into the committed image, for history."""
         key = self._key(doc.type, doc.id)
         etag = doc.etag
         log = logger.bind(op="put", type=doc.type, id=doc.id, etag=etag)
@@ -102,6 +105,9 @@ class WritePipeline:
                 ttl_days=self.settings.cache_ttl_days,
                 inline_limit=INLINE_BODY_LIMIT,
             )
+            who = actor or self.settings.actor
+            if who:
+                attrs["actor"] = who
             version = self._intent_version(doc.type, doc.id, begun)
             try:
                 self.cache.commit_live(doc.type, doc.id, tx, attrs, version)
@@ -111,7 +117,11 @@ class WritePipeline:
             return WriteResult(doc.id, doc.type, info.etag, version)
 
     def delete(
-        self, type_name: str, doc_id: str, expected_version: int | None = None
+        self,
+        type_name: str,
+        doc_id: str,
+        expected_version: int | None = None,
+        actor: str | None = None,
     ) -> DeleteResult:
         key = self._key(type_name, doc_id)
         log = logger.bind(op="delete", type=type_name, id=doc_id)
@@ -136,7 +146,13 @@ class WritePipeline:
                 raise
             try:
                 self.cache.commit_deleted(
-                    type_name, doc_id, tx, deleted_at, self.settings.tombstone_ttl_days, key=key
+                    type_name,
+                    doc_id,
+                    tx,
+                    deleted_at,
+                    self.settings.tombstone_ttl_days,
+                    key=key,
+                    actor=actor or self.settings.actor,
                 )
             except ConditionFailed:
                 log.warning("delete superseded by a concurrent write after the S3 delete")

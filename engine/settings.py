@@ -103,6 +103,7 @@ class Settings(FileSettings):
     bucket: str = "docsync-documents"
     table: str = "docsync-cache"
     leases_table: str = "docsync-leases"
+    history_table: str = "docsync-history"  # every committed change, from the stream
     queue: str = "docsync-events"
     dlq: str = "docsync-events-dlq"
     work_queue: str = "docsync-reconcile-tasks"  # reconcile shard tasks (`--enqueue`)
@@ -113,6 +114,9 @@ class Settings(FileSettings):
     cache_ttl_days: int = Field(90, ge=1, le=3650)
     tombstone_ttl_days: int = Field(15, ge=1, le=365)
     inflight_grace_s: float = Field(60.0, ge=0)
+    history_days: int = Field(400, ge=1, le=3650)  # history entries outlive the cache window
+    # Who writes (recorded in history): `--actor` / DOCSYNC_ACTOR on the CLI.
+    actor: str | None = Field(None, min_length=1, max_length=200)
     # Behaviour.
     dry_run: bool = False
     log_format: Literal["auto", "json", "text"] = "auto"

@@ -188,16 +188,26 @@ def _read_documents(stream: IO[str], type_name: str) -> list[Document]:
     help="Optimistic lock: fail unless the cached version is this (0 = must not exist).",
 )
 @click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.option(
+    "--actor",
+    default=None,
+    help="Who writes, recorded in the document's history (default: DOCSYNC_ACTOR).",
+)
 @common(mutating=True)
 @_run
 def put_cmd(
-    settings: Settings, fmt: str, type_name: str, expected_version: int | None, source: IO[str]
+    settings: Settings,
+    fmt: str,
+    type_name: str,
+    expected_version: int | None,
+    source: IO[str],
+    actor: str | None,
 ) -> None:
     """Write documents through the pipeline: FILE, - (stdin), or a JSON Lines stream."""
     documents = _read_documents(source, type_name)
     engine = Engine.build(settings)
     if len(documents) == 1:
-        result = engine.pipeline.put(documents[0], expected_version)
+        result = engine.pipeline.put(documents[0], expected_version, actor)
         data = result.as_dict() | ({"dry_run": True} if result.dry_run else {})
         emit(
             data,
@@ -212,7 +222,7 @@ def put_cmd(
             "--expected-version applies to a single document", ["--expected-version"]
         )
     with ThreadPoolExecutor(settings.concurrency) as pool:
-        results = list(pool.map(engine.pipeline.put, documents))
+        results = list(pool.map(lambda d: engine.pipeline.put(d, None, actor), documents))
     for result in results:
         emit(
             result.as_dict(),
@@ -223,11 +233,24 @@ def put_cmd(
 
 @cli.command("get")
 @click.option("--type", "type_name", type=TYPE_CHOICE, required=True)
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(1),
+    default=None,
+    help="That version, read back from S3 (its history entry's versionId; bucket versioning).",
+)
 @click.argument("doc_id")
 @common()
 @_run
-def get_cmd(settings: Settings, fmt: str, type_name: str, doc_id: str) -> None:
+def get_cmd(settings: Settings, fmt: str, type_name: str, doc_id: str, version: int | None) -> None:
     """Read one document: the cache, or S3 on a miss (and backfill)."""
+    if version is not None:
+        from engine.cli.history_cmd import read_version
+
+        document = read_version(settings, type_name, doc_id, version)
+        emit(document, fmt, lambda d: console().print_json(json.dumps(d)))
+        return
     result = Engine.build(settings).reader.get(type_name, doc_id)
     emit(result.document, fmt, lambda d: console().print_json(json.dumps(d)))
 
@@ -236,13 +259,23 @@ def get_cmd(settings: Settings, fmt: str, type_name: str, doc_id: str) -> None:
 @click.option("--type", "type_name", type=TYPE_CHOICE, required=True)
 @click.option("--expected-version", type=int, default=None)
 @click.argument("doc_id")
+@click.option(
+    "--actor",
+    default=None,
+    help="Who writes, recorded in the document's history (default: DOCSYNC_ACTOR).",
+)
 @common(mutating=True)
 @_run
 def delete_cmd(
-    settings: Settings, fmt: str, type_name: str, doc_id: str, expected_version: int | None
+    settings: Settings,
+    fmt: str,
+    type_name: str,
+    doc_id: str,
+    expected_version: int | None,
+    actor: str | None,
 ) -> None:
     """Delete from S3 and leave a tombstone in the cache."""
-    result = Engine.build(settings).pipeline.delete(type_name, doc_id, expected_version)
+    result = Engine.build(settings).pipeline.delete(type_name, doc_id, expected_version, actor)
     data = result.as_dict() | ({"dry_run": True} if result.dry_run else {})
     emit(data, fmt, lambda d: console().print(f"deleted {d['type']} {d['id']}: {d['deleted']}"))
 
@@ -477,6 +510,7 @@ def listen_cmd(
 
 def main() -> None:
     from engine.cli import (
+        history_cmd,  # noqa: F401  (registers `history`)
         ops_cmds,  # noqa: F401  (registers `dlq`, `doctor`)
         reconcile_cmd,  # noqa: F401  (registers its commands)
         serve_cmd,  # noqa: F401  (registers `serve`)

@@ -96,7 +96,10 @@ class ConsumerPart:
         from engine.streams.consumer import LocalConsumer
 
         self.consumer = LocalConsumer(
-            engine.settings, load_stream_settings(engine.settings.config_file), engine.clients
+            engine.settings,
+            load_stream_settings(engine.settings.config_file),
+            engine.clients,
+            engine=engine,
         )
 
     def run(self) -> None:

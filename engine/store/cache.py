@@ -128,6 +128,7 @@ def live_attributes(
         "size": info.size,
         "s3_last_modified": _to_ms(info.last_modified),
         "sequencer": sequencer,
+        "s3_version_id": info.version_id,  # with bucket versioning on (for history)
         "sync_source": source,
         "synced_at": now_ms(),
         "expires_at": keys.expires_at(info.last_modified, ttl_days),
@@ -379,9 +380,12 @@ class CacheStore:
         *,
         key: str,
         source: str = "write",
+        actor: str | None = None,
     ) -> None:
-        """Step 3 of a delete: a tombstone, out of every index, with a TTL."""
+        """Step 3 of a delete: a tombstone, out of every index, with a TTL (and who deleted
+        it, for history; None removes an earlier writer's)."""
         attrs = tombstone_attributes(key, deleted_at, source=source, ttl_days=ttl_days)
+        attrs["actor"] = actor
         sets = {k: v for k, v in attrs.items() if v is not None}
         self._commit(type_name, doc_id, tx, sets, [k for k, v in attrs.items() if v is None])
 

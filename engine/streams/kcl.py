@@ -11,6 +11,13 @@ from that checkpoint by its successor, whose first emission starts at the same r
 supersedes the stored one, wherever it ends. For the same reason a refused checkpoint keeps
 the rows for the next emission, which supersedes this one.
 
+Repair and history (engine/streams/effects.py) run here too: each batch's history entries are
+stored before the batch returns (so before any checkpoint covers them), and pending keys past
+their deadline are repaired between batches. The daemon keeps one position per shard, and it
+must cover what the analytics rows counted, so it is not held back for pending keys: a key
+still pending when this worker dies or loses its lease (an intent younger than the grace,
+whose commit never came) is left to the scheduled reconcile, the safety net.
+
 amazon-kclpy is optional (`pip install docsync[kcl]`; its build downloads jars): when it is
 missing, engine/streams/multilang.py speaks the daemon's protocol instead. Logs go to stderr:
 stdout belongs to the protocol.
@@ -28,6 +35,7 @@ from loguru import logger
 
 from engine import metrics
 from engine.streams.core import StreamProcessor
+from engine.streams.effects import Effects
 from engine.streams.exceptions import MalformedRecordError
 from engine.streams.exporters import to_cloudwatch, to_prometheus
 from engine.streams.records import ChangeRecord, from_kinesis, sequence_int
@@ -65,8 +73,10 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
         retries: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        effects: Effects | None = None,
     ) -> None:
         self.core = core
+        self.effects = effects or Effects(None, None)
         self.sink = sink
         self.checkpoint_interval_s = checkpoint_interval_s
         self.retries = retries
@@ -124,6 +134,8 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
             ):
                 self._largest = (record.sequence_number, sub)
         derived = self.core.process(records)
+        self.effects.record(derived)  # raises: the daemon delivers the batch again
+        self.effects.repair(self.core)
         to_prometheus(derived, self.core.cluster)
         behind = process_records_input.millis_behind_latest
         if behind is not None:
@@ -198,10 +210,12 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
 
 def main() -> None:
     """Entry point for the MultiLangDaemon (`python3 -m engine.streams.kcl`)."""
+    from engine.app import Engine
     from engine.aws import AwsClients
     from engine.logs import configure_logging
     from engine.settings import load_settings
     from engine.streams.config import load_stream_settings
+    from engine.streams.effects import build_processor
     from engine.streams.sinks import build_sink
 
     settings = load_settings()
@@ -210,13 +224,15 @@ def main() -> None:
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     clients = AwsClients(settings)
-    core = StreamProcessor(
-        table=settings.table, window_s=config.window_s, dedupe_capacity=config.dedupe_capacity
+    core = build_processor(settings, config)
+    effects = (
+        Effects.build(Engine.build(settings), config) if config.repair or config.history else None
     )
     processor = DocsyncRecordProcessor(
         core,
         build_sink(settings, config, clients, producer="kcl"),
         checkpoint_interval_s=config.checkpoint_interval_s,
+        effects=effects,
     )
     from engine.cloudwatch import PeriodicFlush
 

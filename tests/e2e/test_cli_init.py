@@ -13,6 +13,8 @@ EXPECTED = [
     ("table", TABLE),
     ("table-ttl", "expires_at"),
     ("table", LEASES),
+    ("table", "docsync-history"),
+    ("table-ttl", "docsync-history.expires_at"),
     ("queue", DLQ),
     ("queue", QUEUE),
     ("queue", "docsync-reconcile-tasks"),
