@@ -72,6 +72,7 @@ class Stack:
             "DOCSYNC_BUCKET": self.outputs["BucketName"],
             "DOCSYNC_TABLE": self.outputs["TableName"],
             "DOCSYNC_LEASES_TABLE": self.outputs["LeasesTableName"],
+            "DOCSYNC_HISTORY_TABLE": self.outputs["HistoryTableName"],
             "DOCSYNC_QUEUE": self.outputs["QueueName"],
             "DOCSYNC_DLQ": self.outputs["DeadLetterQueueName"],
             "DOCSYNC_WORK_QUEUE": self.outputs["WorkQueueName"],

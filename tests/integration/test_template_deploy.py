@@ -122,6 +122,7 @@ def test_tables_and_queues_match_what_init_creates(stack: Stack, moto_server: Em
         bucket="init-documents",
         table="init-cache",
         leases_table="init-leases",
+        history_table="init-history",
         queue="init-events",
         dlq="init-events-dlq",
         work_queue="init-tasks",
@@ -131,6 +132,7 @@ def test_tables_and_queues_match_what_init_creates(stack: Stack, moto_server: Em
 
     assert _table(ddb, out["TableName"]) == _table(ddb, "init-cache")
     assert _table(ddb, out["LeasesTableName"]) == _table(ddb, "init-leases")
+    assert _table(ddb, out["HistoryTableName"]) == _table(ddb, "init-history")
     assert len(_table(ddb, out["TableName"])["GSIs"]) == 3
 
     stack_q = {
@@ -256,6 +258,7 @@ def test_cli_put_get_listen_against_the_stack(stack: Stack, tmp_path: Path) -> N
         ("bucket", out["BucketName"]),
         ("table", out["TableName"]),
         ("table", out["LeasesTableName"]),
+        ("table", out["HistoryTableName"]),
         ("queue", out["QueueName"]),
         ("queue", out["DeadLetterQueueName"]),
         ("queue", out["WorkQueueName"]),
@@ -349,7 +352,8 @@ def test_removing_the_stack_never_touches_the_bucket_or_the_tables(stack: Stack)
     assert summary["StackStatus"] == "DELETE_COMPLETE"
     assert s3.get_object(Bucket=bucket, Key="changes/kept.json")["Body"].read() == b"{}"
     tables = set(stack.client("dynamodb").list_tables()["TableNames"])
-    assert {stack.outputs["TableName"], stack.outputs["LeasesTableName"]} <= tables
+    kept = {stack.outputs[name] for name in ("TableName", "LeasesTableName", "HistoryTableName")}
+    assert kept <= tables
     queues = stack.client("sqs").list_queues().get("QueueUrls", [])
     assert [q.rsplit("/", 1)[-1] for q in queues] == [stack.outputs["DeadLetterQueueName"]]
     assert stack.client("lambda").list_functions()["Functions"] == []

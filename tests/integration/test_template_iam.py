@@ -67,7 +67,6 @@ UNUSED: dict[str, dict[str, str]] = {
         "dynamodb:GetShardIterator": "the stream event source mapping reads the stream",
         "dynamodb:ListStreams": "the stream event source mapping reads the stream",
         "sqs:SendMessage": "the mapping's on-failure destination, sent by the Lambda service",
-        "s3:GetObject": "sink.exists() HEADs an emission when a retried batch has no rows left",
         "s3:ListBucket": NOT_FOUND + ": sink.exists() of an emission not stored",
     },
     "ReconcileRole": {
@@ -162,6 +161,8 @@ def _dynamodb(op: str, body: dict[str, Any]) -> list[Access]:
             ((kind, spec),) = entry.items()
             out.append(Access(_TRANSACT[kind], arn(spec["TableName"])))
         return out
+    if op in {"BatchWriteItem", "BatchGetItem"}:  # one access per table named in the request
+        return [Access(f"dynamodb:{op}", arn(table)) for table in body["RequestItems"]]
     return [Access(f"dynamodb:{op}", arn(body["TableName"], body.get("IndexName")))]
 
 
@@ -312,18 +313,49 @@ def test_listener_role_covers_the_sqs_handler(
     check(stack, "ListenerRole", recorder)
 
 
+def _intent(seed: Engine, doc: Any) -> None:
+    """Step 1 of the write pipeline, and the writer dies: a stuck intent for the stream's
+    repair."""
+    seed.cache.begin(
+        doc.type,
+        doc.id,
+        tx=uuid.uuid4().hex,
+        etag=doc.etag,
+        op="put",
+        stale_before=datetime.now(UTC),
+        expected_version=None,
+    )
+
+
 def test_stream_consumer_role_covers_the_stream_handler(stack: Stack) -> None:
+    """Committed writes (analytics, history), and three stuck intents the repair settles in
+    the invocation, one per path: a writer that died after its S3 put (committed), one that
+    died before it on a new document (removed) and on an existing one (restored)."""
     seed = setup_engine()
-    for doc in _docs(3, 22):
+    *committed, after_put, new_before = _docs(6, 22)  # ids are unique within one corpus
+    for doc in committed:
         seed.pipeline.put(doc)
+    _intent(seed, after_put)
+    seed.objects.put(
+        f"{seed.settings.prefixes()[after_put.type]}{after_put.id}.json", after_put.body
+    )
+    _intent(seed, new_before)
+    existing = committed[0]
+    _intent(seed, parse_document({**json.loads(existing.body), "title": "never reached S3"}))
     arn = stack.outputs["TableStreamArn"]
     event = {"Records": [lambda_shape(r, arn) for r in stream_records(seed)]}
     recorder = Recorder()
-    settings = load_settings()
+    settings = load_settings(None, inflight_grace_s=0.0)
     lambda_handler.use_runtime(
         lambda_handler.build_runtime(settings, StreamSettings(), recorder)  # type: ignore[arg-type]
     )
     assert lambda_handler.stream_handler(event, None) == {"batchItemFailures": []}
+    repaired = seed.cache.get_item(after_put.type, after_put.id)
+    assert repaired is not None and repaired.get("etag") == after_put.etag
+    assert seed.cache.get_item(new_before.type, new_before.id) is None
+    restored = seed.cache.get_item(existing.type, existing.id)
+    assert restored is not None and restored.get("etag") == existing.etag
+    assert "p_tx" not in restored
     check(stack, "StreamConsumerRole", recorder)
 
 

@@ -25,11 +25,17 @@ def created_tables() -> dict[str, dict[str, Any]]:
             calls[params["TableName"]] = dict(params)
 
     with mock_aws():
-        settings = load_settings(None, table="t-cache", leases_table="t-leases")
+        settings = load_settings(
+            None, table="t-cache", leases_table="t-leases", history_table="t-history"
+        )
         clients = AwsClients(settings)
         clients.dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
         Infrastructure(settings, clients).init()
-    return {"table": calls["t-cache"], "leases_table": calls["t-leases"]}
+    return {
+        "table": calls["t-cache"],
+        "leases_table": calls["t-leases"],
+        "history_table": calls["t-history"],
+    }
 
 
 def _gsis(indexes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -69,7 +75,8 @@ def init_tables() -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("logical", "setting"), [("CacheTable", "table"), ("LeasesTable", "leases_table")]
+    ("logical", "setting"),
+    [("CacheTable", "table"), ("LeasesTable", "leases_table"), ("HistoryTable", "history_table")],
 )
 def test_template_table_matches_what_init_creates(
     init_tables: dict[str, dict[str, Any]], logical: str, setting: str
@@ -83,7 +90,9 @@ def test_cache_table_extras_init_sets_apart_are_in_the_template() -> None:
     props = load_template()["Resources"]["CacheTable"]["Properties"]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
-    for name in ("CacheTable", "LeasesTable"):
+    history = load_template()["Resources"]["HistoryTable"]["Properties"]
+    assert history["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    for name in ("CacheTable", "LeasesTable", "HistoryTable"):
         table = load_template()["Resources"][name]
         assert table["Properties"]["PointInTimeRecoverySpecification"] == {
             "PointInTimeRecoveryEnabled": True
