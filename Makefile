@@ -1,24 +1,42 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
+# `make package`: the Lambda artifact, dist/docsync-lambda.zip (deploy/package.py).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov (the template's security scanner) conflicts with our pins: it gets its own venv.
+SCAN_VENV := .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
 
-.PHONY: demo test lint bench env clean
+.PHONY: demo test lint bench env clean package lock scan
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
+
+$(SCAN_STAMP): deploy/scan-requirements.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/pip install --quiet -r deploy/scan-requirements.txt
+	touch $(SCAN_STAMP)
 
 env: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/docsync demo
 
-test: $(STAMP)
+test: $(STAMP) $(SCAN_STAMP)
 	$(BIN)/pytest -q
+
+# e.g. PACKAGE_ARGS="--python 3.11" or "--compiler /usr/bin/python3.12" (for the zip's bytecode)
+PACKAGE_ARGS ?=
+package: $(STAMP)
+	$(BIN)/python deploy/package.py $(PACKAGE_ARGS)
+
+lock: $(STAMP)
+	$(BIN)/python deploy/package.py --lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,5 +53,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/customer_query.py
 	$(BIN)/python bench/l1.py
 
+scan: $(STAMP) $(SCAN_STAMP)
+	$(BIN)/cfn-lint deploy/template.yaml
+	$(SCAN_VENV)/bin/checkov -f deploy/template.yaml --framework cloudformation --compact --quiet --skip-download
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SCAN_VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -21,6 +21,7 @@ from loguru import logger
 from engine.settings import Settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
@@ -127,4 +128,9 @@ class AwsClients:
     @property
     def sqs(self) -> SQSClient:
         client: SQSClient = self.client("sqs")
+        return client
+
+    @property
+    def cloudwatch(self) -> CloudWatchClient:
+        client: CloudWatchClient = self.client("cloudwatch")
         return client

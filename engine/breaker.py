@@ -15,6 +15,8 @@ from typing import Literal
 
 from loguru import logger
 
+from engine import cloudwatch
+
 State = Literal["closed", "open", "half_open"]
 
 
@@ -38,6 +40,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._state: State = "closed"
         self._trial_running = False
+        cloudwatch.watch(self)  # reported open at every metrics flush while it is
 
     @property
     def state(self) -> State:
@@ -50,6 +53,8 @@ class CircuitBreaker:
                 "circuit breaker {}: {} → {}", self.name, self._state, state
             )
             self._state = state
+            if state == "open":
+                cloudwatch.record("CircuitBreakerOpen", 1)
 
     def before_call(self) -> None:
         """Raise CircuitOpenError, or let the call go ahead (maybe as the half-open trial)."""

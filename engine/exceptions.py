@@ -10,7 +10,8 @@ DocsyncError
 ├── RateLimitTimeoutError       no token within the wait bound (exit 1)
 └── StoreError                  S3 or DynamoDB failed after botocore's retries (exit 1)
     ├── CacheUnavailableError   DynamoDB is failing (or its circuit breaker is open)
-    └── ObjectStoreError        S3 is failing
+    ├── ObjectStoreError        S3 is failing
+    └── QueueError              SQS is failing
 """
 
 from __future__ import annotations
@@ -67,4 +68,8 @@ class CacheUnavailableError(StoreError):
 
 
 class ObjectStoreError(StoreError):
+    pass
+
+
+class QueueError(StoreError):
     pass

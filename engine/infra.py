@@ -30,6 +30,98 @@ KEY_INDEX_ATTRS = [
     "p_at",
     "customers",  # the reconciler checks a document's customer-index entries against them
 ]
+TTL_ATTRIBUTE = "expires_at"
+DLQ_RETENTION_S = 14 * 86400  # the longest SQS allows: a DLQ outlives its sources' messages
+STREAM_VIEW = "NEW_AND_OLD_IMAGES"
+
+
+def cache_table_spec(settings: Settings) -> dict[str, Any]:
+    """CreateTable arguments of the cache table: `init` creates it from these, and `doctor`
+    compares a deployed table against them."""
+
+    def gsi(name: str, hash_key: str, range_key: str, projection: dict[str, Any]) -> Any:
+        return {
+            "IndexName": name,
+            "KeySchema": [
+                {"AttributeName": hash_key, "KeyType": "HASH"},
+                {"AttributeName": range_key, "KeyType": "RANGE"},
+            ],
+            "Projection": projection,
+        }
+
+    return {
+        "TableName": settings.table,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("pk", "tpk", "tsk", "spk", "kpk", "s3_key", "cpk")
+        ],
+        "GlobalSecondaryIndexes": [
+            gsi(keys.CUSTOMER_INDEX, "cpk", "tsk", {"ProjectionType": "ALL"}),
+            gsi(keys.TIME_INDEX, "tpk", "tsk", {"ProjectionType": "ALL"}),
+            gsi(keys.STATUS_INDEX, "spk", "tsk", {"ProjectionType": "ALL"}),
+            gsi(
+                keys.KEY_INDEX,
+                "kpk",
+                "s3_key",
+                {"ProjectionType": "INCLUDE", "NonKeyAttributes": KEY_INDEX_ATTRS},
+            ),
+        ],
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": STREAM_VIEW},
+        "Tags": [{"Key": k, "Value": v} for k, v in settings.tags.items()],
+    }
+
+
+def _customer_gsi(settings: Settings) -> Any:
+    spec = cache_table_spec(settings)["GlobalSecondaryIndexes"]
+    return dict(next(g for g in spec if g["IndexName"] == keys.CUSTOMER_INDEX))
+
+
+def leases_table_spec(settings: Settings) -> dict[str, Any]:
+    """CreateTable arguments of the leases table (stream checkpoints and locks)."""
+    return {
+        "TableName": settings.leases_table,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "lease_key", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "lease_key", "AttributeType": "S"}],
+        "Tags": [{"Key": k, "Value": v} for k, v in settings.tags.items()],
+    }
+
+
+def redrive_policy(dlq_arn: str) -> dict[str, str]:
+    """A queue's redrive policy: after 5 failed receives, a message moves to the DLQ."""
+    return {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}
+
+
+def queue_policy(settings: Settings, name: str) -> dict[str, Any]:
+    """The event queue's policy: S3 may send the bucket's notifications to it."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AllowS3Notifications",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": f"arn:aws:sqs:{settings.region}:*:{name}",
+                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{settings.bucket}"}},
+            }
+        ],
+    }
+
+
+def wanted_notifications(settings: Settings, queue_arn: str) -> list[dict[str, Any]]:
+    """One queue notification per document type, filtered on its prefix."""
+    return [
+        {
+            "Id": f"docsync-{type_name}",
+            "QueueArn": queue_arn,
+            "Events": NOTIFY_EVENTS,
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+        }
+        for type_name, prefix in settings.prefixes().items()
+    ]
 
 
 @dataclass
@@ -57,6 +149,7 @@ class Infrastructure:
         self._bucket(report)
         self._cache_table(report)
         self._leases_table(report)
+        self._history_table(report)
         dlq_arn = self._queue(report, self.s.dlq, redrive_to=None)
         queue_arn = self._queue(report, self.s.queue, redrive_to=dlq_arn)
         self._queue(report, self.s.work_queue, redrive_to=dlq_arn, s3_source=False)
@@ -114,15 +207,7 @@ class Infrastructure:
 
     def _notifications(self, report: InitReport, queue_arn: str) -> None:
         s3 = self.clients.s3
-        wanted = [
-            {
-                "Id": f"docsync-{type_name}",
-                "QueueArn": queue_arn,
-                "Events": NOTIFY_EVENTS,
-                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
-            }
-            for type_name, prefix in self.s.prefixes().items()
-        ]
+        wanted = wanted_notifications(self.s, queue_arn)
         current: dict[str, Any]
         try:
             current = dict(s3.get_bucket_notification_configuration(Bucket=self.s.bucket))
@@ -165,28 +250,7 @@ class Infrastructure:
             report.add("table", self.s.table, "exists")
             self._customer_index(report)
         else:
-            ddb.create_table(
-                TableName=self.s.table,
-                BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                AttributeDefinitions=[
-                    {"AttributeName": name, "AttributeType": "S"}
-                    for name in ("pk", "tpk", "tsk", "spk", "kpk", "s3_key", "cpk")
-                ],
-                GlobalSecondaryIndexes=[
-                    _gsi(keys.CUSTOMER_INDEX, "cpk", "tsk", {"ProjectionType": "ALL"}),
-                    _gsi(keys.TIME_INDEX, "tpk", "tsk", {"ProjectionType": "ALL"}),
-                    _gsi(keys.STATUS_INDEX, "spk", "tsk", {"ProjectionType": "ALL"}),
-                    _gsi(
-                        keys.KEY_INDEX,
-                        "kpk",
-                        "s3_key",
-                        {"ProjectionType": "INCLUDE", "NonKeyAttributes": KEY_INDEX_ATTRS},
-                    ),
-                ],
-                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-                Tags=[{"Key": k, "Value": v} for k, v in self.s.tags.items()],
-            )
+            ddb.create_table(**cache_table_spec(self.s))
             if not self.s.dry_run:
                 ddb.get_waiter("table_exists").wait(TableName=self.s.table)
             report.add(
@@ -199,13 +263,13 @@ class Infrastructure:
             else {}
         )
         if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
-            report.add("table-ttl", "expires_at", "exists")
+            report.add("table-ttl", TTL_ATTRIBUTE, "exists")
         else:
             ddb.update_time_to_live(
                 TableName=self.s.table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
             )
-            report.add("table-ttl", "expires_at", self._created)
+            report.add("table-ttl", TTL_ATTRIBUTE, self._created)
 
     def _customer_index(self, report: InitReport) -> None:
         """A table created before the customer index gets it added (DynamoDB backfills a new
@@ -222,9 +286,7 @@ class Infrastructure:
                 {"AttributeName": "cpk", "AttributeType": "S"},
                 {"AttributeName": "tsk", "AttributeType": "S"},
             ],
-            GlobalSecondaryIndexUpdates=[
-                {"Create": _gsi(keys.CUSTOMER_INDEX, "cpk", "tsk", {"ProjectionType": "ALL"})}
-            ],
+            GlobalSecondaryIndexUpdates=[{"Create": _customer_gsi(self.s)}],
         )
         report.add(
             "table-index", keys.CUSTOMER_INDEX, self._created, "then reconcile --repair fills it"
@@ -234,14 +296,37 @@ class Infrastructure:
         if self._table_exists(self.s.leases_table):
             report.add("table", self.s.leases_table, "exists")
             return
-        self.clients.dynamodb.create_table(
-            TableName=self.s.leases_table,
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "lease_key", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "lease_key", "AttributeType": "S"}],
-            Tags=[{"Key": k, "Value": v} for k, v in self.s.tags.items()],
-        )
+        self.clients.dynamodb.create_table(**leases_table_spec(self.s))
         report.add("table", self.s.leases_table, self._created, "checkpoints and locks")
+
+    def _history_table(self, report: InitReport) -> None:
+        """Every committed change (engine/store/history.py): no stream, no GSI, own TTL."""
+        from engine.store.history import table_definition
+
+        ddb = self.clients.dynamodb
+        name = self.s.history_table
+        existed = self._table_exists(name)
+        if existed:
+            report.add("table", name, "exists")
+        else:
+            ddb.create_table(
+                **table_definition(name),
+                Tags=[{"Key": k, "Value": v} for k, v in self.s.tags.items()],
+            )
+            if not self.s.dry_run:
+                ddb.get_waiter("table_exists").wait(TableName=name)
+            report.add("table", name, self._created, "document history")
+        ttl: dict[str, Any] = (
+            dict(ddb.describe_time_to_live(TableName=name)) if existed or not self.s.dry_run else {}
+        )
+        if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+            report.add("table-ttl", f"{name}.expires_at", "exists")
+        else:
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
+            report.add("table-ttl", f"{name}.expires_at", self._created)
 
     # -- Kinesis Data Streams destination (for the KCL consumer) -------------------------------
 
@@ -313,13 +398,11 @@ class Infrastructure:
             "ReceiveMessageWaitTimeSeconds": "20",
         }
         if redrive_to:
-            attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": redrive_to, "maxReceiveCount": "5"}
-            )
+            attributes["RedrivePolicy"] = json.dumps(redrive_policy(redrive_to))
             if s3_source:
-                attributes["Policy"] = json.dumps(self._queue_policy(name))
+                attributes["Policy"] = json.dumps(queue_policy(self.s, name))
         else:
-            attributes["MessageRetentionPeriod"] = str(14 * 86400)
+            attributes["MessageRetentionPeriod"] = str(DLQ_RETENTION_S)
         try:
             url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
             report.add("queue", name, "exists")
@@ -344,32 +427,6 @@ class Infrastructure:
             "QueueArn"
         ]
         return arn
-
-    def _queue_policy(self, name: str) -> dict[str, Any]:
-        return {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "AllowS3Notifications",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "s3.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": f"arn:aws:sqs:{self.s.region}:*:{name}",
-                    "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{self.s.bucket}"}},
-                }
-            ],
-        }
-
-
-def _gsi(name: str, hash_key: str, range_key: str, projection: dict[str, Any]) -> Any:
-    return {
-        "IndexName": name,
-        "KeySchema": [
-            {"AttributeName": hash_key, "KeyType": "HASH"},
-            {"AttributeName": range_key, "KeyType": "RANGE"},
-        ],
-        "Projection": projection,
-    }
 
 
 def _same_notification(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:

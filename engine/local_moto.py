@@ -5,6 +5,9 @@ a time (its conditional writes are not atomic under thread switching; races seen
 be the engine's) — except SQS long polls, which wait inside moto —, werkzeug's per-request log
 is silenced, and state can be reset over HTTP. moto's TransactWriteItems is patched to back up
 only the items it touches (see `_cheap_transaction_backups`).
+
+moto is an extra (`docsync[local]`), never in a deployed artifact: it is imported only when a
+server starts, and its absence is a ConfigError that says what to install.
 """
 
 from __future__ import annotations
@@ -16,17 +19,14 @@ import threading
 import types
 import urllib.request
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import moto.dynamodb.models as ddb_models
-from moto.dynamodb.models.dynamo_type import DynamoType
-from moto.dynamodb.models.table import Table
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from werkzeug.serving import BaseWSGIServer, make_server
+from engine.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from werkzeug.serving import BaseWSGIServer
+
+INSTALL_HINT = "pip install 'docsync[local]'"
 
 TEST_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -56,6 +56,10 @@ def _cheap_transaction_backups() -> None:
     action (stream records included): 200 ms per write at a few thousand items, growing with
     the table. Back up only the items the transaction names instead, and restore them (and
     the stream) when it is cancelled; moto's own logic decides everything else. Idempotent."""
+    import moto.dynamodb.models as ddb_models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
     backend_cls = ddb_models.DynamoDBBackend
     if getattr(backend_cls.transact_write_items, "_docsync_patched", False):
         return
@@ -68,7 +72,7 @@ def _cheap_transaction_backups() -> None:
 
     @functools.wraps(original)
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        backups: dict[tuple[str, str, str], tuple[Table, Any, Any, Any]] = {}
+        backups: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
         streams: dict[str, tuple[Any, int]] = {}
         for action in transact_items:
             for op in action.values():
@@ -117,6 +121,18 @@ class EmbeddedMoto:
         self._thread: threading.Thread | None = None
 
     def start(self) -> EmbeddedMoto:
+        try:
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+            from werkzeug.serving import make_server
+        except ImportError as exc:
+            raise ConfigError(
+                f"the embedded AWS (moto) is not installed ({exc.name}): {INSTALL_HINT}"
+                " — `docsync local`, `docsync demo` and the tests need it; a deployment does not"
+            ) from exc
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         _cheap_transaction_backups()
         app = _SerializedApp(DomainDispatcherApplication(create_backend_app))

@@ -127,6 +127,22 @@ METRICS_FLUSHES = Counter(
     ["result"],
     registry=REGISTRY,
 )
+STREAM_REPAIRS = Counter(
+    "docsync_stream_repairs",
+    "Keys repaired from the stream (a stuck intent, a re-check), by outcome.",
+    ["reason", "outcome"],
+    registry=REGISTRY,
+)
+STREAM_PENDING_KEYS = Gauge(
+    "docsync_stream_pending_keys",
+    "Keys the stream consumer holds for a repair once their deadline passes.",
+    registry=REGISTRY,
+)
+HISTORY_ENTRIES = Counter(
+    "docsync_history_entries",
+    "History entries stored from the stream (a redelivery stores its entry again).",
+    registry=REGISTRY,
+)
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:

@@ -81,26 +81,33 @@ class WritePipeline:
         doc_type(type_name)
         return keys.s3_key(self._prefixes[type_name], doc_id)
 
-    def put(self, doc: Document, expected_version: int | None = None) -> WriteResult:
-        """Write through the pipeline (S3 only with `cache_enabled = false`). This process's
-        L1 forgets the document at once, whatever the outcome: its next read sees the write."""
+    def put(
+        self, doc: Document, expected_version: int | None = None, actor: str | None = None
+    ) -> WriteResult:
+        """Write through the pipeline (S3 only with `cache_enabled = false`). `actor` (default:
+        the `actor` setting) goes into the committed image, for history. This process's L1
+        forgets the document at once, whatever the outcome: its next read sees the write."""
         try:
             if not self.settings.cache_enabled:
                 return self._put_s3_only(doc)
-            return self._put(doc, expected_version)
+            return self._put(doc, expected_version, actor)
         finally:
             if self.l1 is not None:
                 self.l1.invalidate(doc.type, doc.id)
 
     def delete(
-        self, type_name: str, doc_id: str, expected_version: int | None = None
+        self,
+        type_name: str,
+        doc_id: str,
+        expected_version: int | None = None,
+        actor: str | None = None,
     ) -> DeleteResult:
         """Delete from S3 and tombstone the entry; deleting what is already gone succeeds
         (`already_absent`): a retried delete is not an error."""
         try:
             if not self.settings.cache_enabled:
                 return self._delete_s3_only(type_name, doc_id)
-            return self._delete(type_name, doc_id, expected_version)
+            return self._delete(type_name, doc_id, expected_version, actor)
         finally:
             if self.l1 is not None:
                 self.l1.invalidate(type_name, doc_id)
@@ -127,7 +134,7 @@ class WritePipeline:
                 self.objects.delete(key)
         return DeleteResult(doc_id, type_name, deleted=present, already_absent=not present)
 
-    def _put(self, doc: Document, expected_version: int | None = None) -> WriteResult:
+    def _put(self, doc: Document, expected_version: int | None, actor: str | None) -> WriteResult:
         key = self._key(doc.type, doc.id)
         etag = doc.etag
         log = logger.bind(op="put", type=doc.type, id=doc.id, etag=etag)
@@ -157,6 +164,9 @@ class WritePipeline:
                 ttl_days=self.settings.cache_ttl_days,
                 inline_limit=INLINE_BODY_LIMIT,
             )
+            who = actor or self.settings.actor
+            if who:
+                attrs["actor"] = who
             version, previous = self._intent(doc.type, doc.id, begun)
             try:
                 self.cache.commit_live(doc.type, doc.id, tx, attrs, version, previous)
@@ -166,7 +176,11 @@ class WritePipeline:
             return WriteResult(doc.id, doc.type, info.etag, version)
 
     def _delete(
-        self, type_name: str, doc_id: str, expected_version: int | None = None
+        self,
+        type_name: str,
+        doc_id: str,
+        expected_version: int | None,
+        actor: str | None,
     ) -> DeleteResult:
         key = self._key(type_name, doc_id)
         log = logger.bind(op="delete", type=type_name, id=doc_id)
@@ -198,6 +212,7 @@ class WritePipeline:
                     self.settings.tombstone_ttl_days,
                     key=key,
                     prev_customers=previous,
+                    actor=actor or self.settings.actor,
                 )
             except ConditionFailed:
                 log.warning("delete superseded by a concurrent write after the S3 delete")

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from loguru import logger
 
-from engine import keys, metrics, pagetoken
+from engine import cloudwatch, keys, metrics, pagetoken
 from engine.documents import Document, doc_type, parse_document
 from engine.exceptions import (
     CacheUnavailableError,
@@ -193,6 +193,7 @@ class Reader:
         def record(outcome: str, backfilled: bool = False) -> None:
             seconds = time.perf_counter() - started
             self.stats.record("hit" if outcome == "l1" else outcome, seconds * 1000, backfilled)
+            cloudwatch.record("QueryLatency", seconds * 1000)
             metrics.READS.labels(outcome).inc()
             metrics.READ_SECONDS.labels(outcome).observe(seconds)
 
@@ -294,6 +295,7 @@ class Reader:
         if until > now + timedelta(days=1):  # each month of the range costs a Query
             raise InvalidDocumentError("--until is more than a day in the future", ["until"])
         log = logger.bind(op="query", types=list(query.types), limit=limit)
+        started = time.perf_counter()
         with timed(log) as fields:
             page_source: Source = "s3" if source == "s3" else "cache"
             l1_key = ("query", *_l1_query_key(query), limit, page_token)
@@ -333,6 +335,7 @@ class Reader:
                 items=len(items),
                 cache="hit" if page_source == "cache" else "miss",
             )
+            cloudwatch.record("QueryLatency", (time.perf_counter() - started) * 1000)
             page = QueryPage(items, token, page_source)
             if self.l1 is not None and page_source == "cache":
                 blob = json.dumps(page.as_dict()).encode()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -96,11 +98,12 @@ class Settings(FileSettings):
 
     # Where AWS is.
     endpoint_url: str | None = None
-    region: str = "us-east-1"
+    region: str = ""  # unset: boto3's chain (AWS_REGION, AWS_DEFAULT_REGION, the profile)
     # Resource names.
     bucket: str = "docsync-documents"
     table: str = "docsync-cache"
     leases_table: str = "docsync-leases"
+    history_table: str = "docsync-history"  # every committed change, from the stream
     queue: str = "docsync-events"
     dlq: str = "docsync-events-dlq"
     work_queue: str = "docsync-reconcile-tasks"  # reconcile shard tasks (`--enqueue`)
@@ -111,6 +114,9 @@ class Settings(FileSettings):
     cache_ttl_days: int = Field(90, ge=1, le=3650)
     tombstone_ttl_days: int = Field(15, ge=1, le=365)
     inflight_grace_s: float = Field(60.0, ge=0)
+    history_days: int = Field(400, ge=1, le=3650)  # history entries outlive the cache window
+    # Who writes (recorded in history): `--actor` / DOCSYNC_ACTOR on the CLI.
+    actor: str | None = Field(None, min_length=1, max_length=200)
     # Behaviour.
     dry_run: bool = False
     log_format: Literal["auto", "json", "text"] = "auto"
@@ -170,6 +176,11 @@ class Settings(FileSettings):
     rate_limit_burst: int = Field(60, ge=1)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # CloudWatch figures for the alarms (engine/cloudwatch.py, docs/metrics.md).
+    metrics_namespace: str = Field("docsync", min_length=1, max_length=255)
+    metrics_environment: str = Field("default", min_length=1, max_length=1024)  # the stack name
+    metrics_sink: Literal["emf", "putmetricdata", "off"] = "emf"
+    metrics_flush_s: float = Field(60.0, gt=0, le=3600)  # serve and the CLI; Lambda: per call
 
     @field_validator("change_prefix", "announcement_prefix", "reserved_prefix")
     @classmethod
@@ -187,6 +198,19 @@ class Settings(FileSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("region")
+    @classmethod
+    def _region_known(cls, value: str) -> str:
+        """Unset here: the region the Lambda runtime, the container or the profile gives, as
+        boto3 would find it. None at all: refuse to start rather than guess one."""
+        region = value.strip() or aws_default_region()
+        if not region:
+            raise ValueError(
+                "no AWS region: set DOCSYNC_REGION (or --region, or region in the config file),"
+                " or AWS_REGION / AWS_DEFAULT_REGION, or a region in the AWS profile"
+            )
+        return region
 
     @field_validator("endpoint_url")
     @classmethod
@@ -215,6 +239,39 @@ class Settings(FileSettings):
     def prefixes(self) -> dict[str, str]:
         """Document type → S3 key prefix."""
         return {"change": self.change_prefix, "announcement": self.announcement_prefix}
+
+
+def aws_default_region() -> str | None:
+    """boto3's own chain: AWS_REGION (which the Lambda runtime sets, and which botocore itself
+    does not read), then botocore's `region` (AWS_DEFAULT_REGION, then the profile's config)."""
+    from botocore.exceptions import ProfileNotFound
+
+    region = os.environ.get("AWS_REGION", "").strip()
+    if region:
+        return region
+    try:
+        return _botocore_region(_region_inputs())
+    except ProfileNotFound as exc:
+        raise ValueError(f"{exc} (AWS_PROFILE)") from exc
+
+
+def _region_inputs() -> tuple[object, ...]:
+    """What botocore's answer depends on: the key of its cache (a Session costs ~6 ms)."""
+    names = ("AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE")
+    config = Path(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config").expanduser()
+    try:
+        stamp: tuple[int, int] | None = (config.stat().st_mtime_ns, config.stat().st_size)
+    except OSError:
+        stamp = None
+    return (*(os.environ.get(name) for name in names), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _botocore_region(_inputs: tuple[object, ...]) -> str | None:
+    import botocore.session
+
+    found = botocore.session.Session().get_config_variable("region")
+    return str(found) if found else None
 
 
 def load_settings(config: Path | str | None = None, **flags: Any) -> Settings:

@@ -39,7 +39,7 @@ def backfill(
     filters = Filters(
         classes=frozenset({"missing"}), since=since, customer=customer, source="backfill"
     )
-    result = Reconciler(engine).run("repair", types, filters, on_shard_done)
+    result = Reconciler(engine).run("repair", types, filters, on_shard_done, emit="off")
     return BackfillCounts(
         listed=result.compared,
         filled=result.repaired["missing"] + result.would_repair["missing"],

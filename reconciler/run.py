@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from engine import keys
+from engine import cloudwatch, keys
 from engine.app import Engine
 from engine.documents import Document, parse_document
 from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
@@ -31,6 +31,10 @@ from reconciler.shards import Shard, plan
 from reconciler.sources import S3Row, cache_rows, s3_rows
 
 Mode = Literal["report", "repair"]
+# What a run reports to CloudWatch (engine/cloudwatch.py): a whole run its drift and itself
+# (ReconcileRuns); one shard task of an enqueued run only its drift (`collect` counts the run);
+# a backfill nothing (filling the cache is its job, not drift found by a repair).
+Emit = Literal["run", "shard", "off"]
 DRIFT = ("missing", "stale", "orphaned", "invalid")
 REPAIRABLE = ("missing", "stale", "orphaned")  # invalid objects are reported, never repaired
 
@@ -145,10 +149,12 @@ class Reconciler:
         now: datetime | None = None,
         shards: list[Shard] | None = None,
         inventory: InventorySource | None = None,
+        emit: Emit = "run",
     ) -> ReconcileResult:
         """`now` decides the window, expiry and grace (a parameter so tests can move time);
         `shards` runs only those (a task taken from the work queue), else every shard;
-        `inventory` reads the S3 side from that report instead of listing the bucket."""
+        `inventory` reads the S3 side from that report instead of listing the bucket;
+        `emit` what this run counts for the alarms (`Emit`)."""
         filters = filters or Filters()
         if shards is None:
             shards = self.plan(types)
@@ -193,6 +199,12 @@ class Reconciler:
             **{f"drift_{c}": result.counts[c] for c in DRIFT},
             **{f"repaired_{c}": result.repaired[c] for c in DRIFT},
         ).info("reconcile {}: {} drifted, {} remaining", mode, result.drift, result.remaining())
+        if emit != "off":
+            cloudwatch.record("DriftFound", result.drift)
+            if mode == "repair":
+                cloudwatch.record("DriftRepaired", sum(result.repaired.values()))
+            if emit == "run":
+                cloudwatch.record("ReconcileRuns", 1)
         return result
 
     def plan(self, types: Iterable[str] | None = None) -> list[Shard]:

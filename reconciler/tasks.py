@@ -17,7 +17,7 @@ from typing import Any
 
 from loguru import logger
 
-from engine import keys
+from engine import cloudwatch, keys
 from engine.app import Engine
 from reconciler.run import Mode, Reconciler, ReconcileResult
 from reconciler.shards import Shard
@@ -69,7 +69,7 @@ def run_task(engine: Engine, body: str) -> dict[str, Any]:
     if task.get("kind") != "reconcile-shard":
         raise ValueError(f"not a reconcile task: {body[:200]!r}")
     shard = Shard(**task["shard"])
-    result = Reconciler(engine).run(task["mode"], shards=[shard])
+    result = Reconciler(engine).run(task["mode"], shards=[shard], emit="shard")
     partial = result.as_dict() | {
         "run_id": task["run_id"],
         "index": task["index"],
@@ -135,6 +135,8 @@ def collect(engine: Engine, run_id: str) -> dict[str, Any]:
     if total is None:
         return {"run_id": run_id, "complete": False, "tasks_done": 0}
     total.items.sort(key=lambda item: str(item["key"]).encode())
+    if seen == expected:
+        cloudwatch.record("ReconcileRuns", 1)  # the shard tasks reported the drift
     return total.as_dict() | {
         "run_id": run_id,
         "complete": seen == expected,
@@ -153,12 +155,16 @@ def sqs_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
 
     from engine.events.handlers import engine as lambda_engine
+    from engine.events.handlers import flush_alarm_metrics
 
     processor = BatchProcessor(event_type=EventType.SQS)
-    response = process_partial_response(
-        event=event,
-        record_handler=lambda record: run_task(lambda_engine(), record.body),
-        processor=processor,
-        context=context,
-    )
+    try:
+        response = process_partial_response(
+            event=event,
+            record_handler=lambda record: run_task(lambda_engine(), record.body),
+            processor=processor,
+            context=context,
+        )
+    finally:
+        flush_alarm_metrics()
     return dict(response)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from engine.app import Engine
 from engine.aws import CallCounter
@@ -18,11 +19,18 @@ from engine.settings import Settings, load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# Every property test runs the same examples on every run (a fixed seed), with no deadline:
+# a failure reproduces, and a pass on a loaded machine is the same pass as on a quiet one.
+hypothesis_settings.register_profile("docsync", derandomize=True, database=None, deadline=None)
+hypothesis_settings.load_profile("docsync")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _aws_env() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in TEST_CREDENTIALS}
-    os.environ.update(TEST_CREDENTIALS)
+    saved = {k: os.environ.get(k) for k in (*TEST_CREDENTIALS, "AWS_REGION", "AWS_PROFILE")}
+    os.environ.update(TEST_CREDENTIALS)  # AWS_DEFAULT_REGION=us-east-1: the region of tests
+    for name in ("AWS_REGION", "AWS_PROFILE"):  # a developer's own would override it
+        os.environ.pop(name, None)
     for name in list(os.environ):
         if name.startswith(("DOCSYNC_", "AWS_ENDPOINT_URL")):
             del os.environ[name]

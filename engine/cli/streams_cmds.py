@@ -60,7 +60,10 @@ def consume_cmd(
 
 
 @cli.command("stats")
-@click.option("--since", default="1h", show_default=True, help="ISO-8601 or relative (1h, 7d).")
+@click.option("--since", default="1h", show_default=True,
+              help="ISO-8601 or relative (1h, 7d). Record time: the changes that happened since "
+              "then, however late a consumer processed them (a backlog caught up today counts "
+              "where its records fall, not today).")  # fmt: skip
 @click.option("--windows", type=click.IntRange(0, 1000), default=10, show_default=True,
               help="How many of the latest analytics windows to show.")  # fmt: skip
 @click.option("--analytics-dir", default=None, help="Read analytics from here instead of S3.")

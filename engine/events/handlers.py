@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from engine import cloudwatch
 from engine.app import Engine
 from engine.events.apply import APPLIED, RETRY
 from engine.events.parse import ObjectEvent, TestEvent, parse_body, parse_notification
@@ -44,6 +45,13 @@ def reset_engine() -> None:
     """For tests: forget the cached engine so new settings take effect."""
     global _engine  # noqa: PLW0603
     _engine = None
+
+
+def flush_alarm_metrics() -> None:
+    """The alarms' figures of this invocation (engine/cloudwatch.py), once the engine exists:
+    the one call every docsync Lambda handler makes before it returns."""
+    if _engine is not None:
+        cloudwatch.flush(_engine.settings, _engine.clients)
 
 
 def _apply_all(events: list[ObjectEvent]) -> None:
@@ -78,6 +86,7 @@ def sqs_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return dict(response)
     finally:
         metrics.flush_metrics()
+        flush_alarm_metrics()
 
 
 def s3_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -90,4 +99,5 @@ def s3_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             _apply_all(parsed)
     finally:
         metrics.flush_metrics()
+        flush_alarm_metrics()
     return {"events": count}

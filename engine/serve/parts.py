@@ -99,6 +99,7 @@ class ConsumerPart:
             engine.settings,
             load_stream_settings(engine.settings.config_file),
             engine.clients,
+            engine=engine,
             on_records=engine.l1.on_stream_records if engine.l1 is not None else None,
         )
 

@@ -136,6 +136,12 @@ def _time(value: str | None, name: str) -> datetime | None:
         raise InvalidDocumentError(f"{name}: {exc}", [name]) from None
 
 
+def _actor(request: Request) -> str | None:
+    """Who writes, for history: the API key's fingerprint (never the key itself)."""
+    key_id = getattr(request.state, "key_id", None)
+    return f"apikey:{key_id}" if key_id else None
+
+
 def document_router(engine: Engine) -> APIRouter:
     settings = engine.settings
     router = APIRouter(prefix="/v1")
@@ -277,6 +283,27 @@ def document_router(engine: Engine) -> APIRouter:
         return JSONResponse(page.as_dict(), headers=headers)
 
     @router.get(
+        "/{type}/{id}/history",
+        tags=["documents"],
+        summary="A document's history: every committed change, newest first",
+        responses=_errors(401, 404, 422, 429, 503),
+    )
+    def document_history(
+        type_name: str = type_param(),
+        doc_id: str = id_param(),
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Any:
+        from engine.store.history import HistoryStore
+        from engine.streams.history import public
+
+        doc_type(type_name)
+        store = HistoryStore(engine.clients.dynamodb, settings.history_table)
+        entries = store.list(type_name, doc_id, limit)
+        if not entries:
+            raise NotFoundError(f"no history for {type_name} {doc_id!r}")
+        return {"type": type_name, "id": doc_id, "items": [public(e) for e in entries]}
+
+    @router.get(
         "/{type}/{id}",
         tags=["documents"],
         summary="Read one document (cache, or S3 on a miss or while DynamoDB is down)",
@@ -304,14 +331,16 @@ def document_router(engine: Engine) -> APIRouter:
                 return Response(status_code=304, headers=headers)
         return JSONResponse(result.document, headers=headers)
 
-    def write(type_name: str, doc_id: str, body: bytes, expected: int | None) -> dict[str, Any]:
+    def write(
+        type_name: str, doc_id: str, body: bytes, expected: int | None, actor: str | None
+    ) -> dict[str, Any]:
         doc = parse_document(body, type_name)
         if doc.id != doc_id:
             raise InvalidDocumentError(
                 f"field 'id': {doc.id!r} does not match the path's id {doc_id!r}", ["id"]
             )
         try:
-            result = engine.pipeline.put(doc, expected)
+            result = engine.pipeline.put(doc, expected, actor)
         except WriteConflictError as exc:
             conflict(exc, type_name, doc_id, expected)
             raise
@@ -340,7 +369,8 @@ def document_router(engine: Engine) -> APIRouter:
         expected = expected_version(if_match, if_none_match)
         doc_type(type_name)
         body = await request.body()
-        result = await run_in_threadpool(write, type_name, doc_id, body, expected)
+        actor = _actor(request)
+        result = await run_in_threadpool(write, type_name, doc_id, body, expected, actor)
         version = result.get("version")
         headers = {"ETag": f'"{version}"'} if version is not None else None
         return JSONResponse(result, headers=headers)
@@ -353,13 +383,14 @@ def document_router(engine: Engine) -> APIRouter:
         responses=_errors(401, 404, 409, 412, 422, 429, 503),
     )
     def delete_document(
+        request: Request,
         type_name: str = type_param(),
         doc_id: str = id_param(),
         if_match: Annotated[str | None, Header(description='a version, e.g. "3"')] = None,
     ) -> Any:
         expected = expected_version(if_match, None)
         try:
-            result = engine.pipeline.delete(type_name, doc_id, expected)
+            result = engine.pipeline.delete(type_name, doc_id, expected, _actor(request))
         except WriteConflictError as exc:
             conflict(exc, type_name, doc_id, expected)
             raise

@@ -135,6 +135,7 @@ def live_attributes(
         "size": info.size,
         "s3_last_modified": _to_ms(info.last_modified),
         "sequencer": sequencer,
+        "s3_version_id": info.version_id,  # with bucket versioning on (for history)
         "sync_source": source,
         "synced_at": now_ms(),
         "expires_at": keys.expires_at(info.last_modified, ttl_days),
@@ -470,10 +471,13 @@ class CacheStore:
         key: str,
         prev_customers: list[str],
         source: str = "write",
+        actor: str | None = None,
     ) -> None:
-        """Step 3 of a delete: a tombstone, out of every index, with a TTL (and the index
-        entries of `prev_customers` deleted in the same transaction)."""
+        """Step 3 of a delete: a tombstone, out of every index, with a TTL, the index entries
+        of `prev_customers` deleted in the same transaction, and who deleted it, for history
+        (None removes an earlier writer's)."""
         attrs = tombstone_attributes(key, deleted_at, source=source, ttl_days=ttl_days)
+        attrs["actor"] = actor
         sets = {k: v for k, v in attrs.items() if v is not None}
         removes = [k for k, v in attrs.items() if v is None]
         update, names, values = _update_expression(sets, [*removes, *PENDING])

@@ -25,6 +25,7 @@ class ObjectInfo:
     etag: str
     size: int
     last_modified: datetime
+    version_id: str | None = None  # with bucket versioning on: this version of the object
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,12 @@ def _response_time(response: dict[str, Any]) -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def _version(response: Any) -> str | None:
+    """S3's VersionId ("null", or absent, while versioning is off or suspended)."""
+    value = response.get("VersionId")
+    return str(value) if value and value != "null" else None
+
+
 def _status(exc: ClientError) -> int | None:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return int(status) if status is not None else None
@@ -61,17 +68,27 @@ class ObjectStore:
         assert stored is not None  # only a conditional get can come back empty
         return stored
 
+    def get_version(self, key: str, version_id: str) -> StoredObject:
+        """One version of an object (bucket versioning on), e.g. from a history entry."""
+        stored = self._get(key, version_id=version_id)
+        assert stored is not None
+        return stored
+
     def get_if_changed(self, key: str, etag: str) -> StoredObject | None:
         """GetObject with If-None-Match: None (a 304, no body sent) while S3 still holds
         `etag`, so checking an unchanged key costs one call and no download."""
         return self._get(key, if_none_match=f'"{etag}"')
 
-    def _get(self, key: str, if_none_match: str | None = None) -> StoredObject | None:
+    def _get(
+        self, key: str, if_none_match: str | None = None, version_id: str | None = None
+    ) -> StoredObject | None:
         try:
             if if_none_match:
                 response = self._s3.get_object(
                     Bucket=self.bucket, Key=key, IfNoneMatch=if_none_match
                 )
+            elif version_id:
+                response = self._s3.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)
             else:
                 response = self._s3.get_object(Bucket=self.bucket, Key=key)
             body = response["Body"].read()
@@ -88,6 +105,7 @@ class ObjectStore:
             etag=_etag(response["ETag"]),
             size=int(response["ContentLength"]),
             last_modified=response["LastModified"].astimezone(UTC),
+            version_id=_version(response),
         )
         return StoredObject(info, body)
 
@@ -105,6 +123,7 @@ class ObjectStore:
             _etag(response["ETag"]),
             int(response["ContentLength"]),
             response["LastModified"].astimezone(UTC),
+            _version(response),
         )
 
     def put(self, key: str, body: bytes) -> ObjectInfo:
@@ -121,7 +140,7 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as exc:
             raise ObjectStoreError(f"S3 PutObject {key} failed: {exc}") from exc
         etag = _etag(response.get("ETag", "")) or md5.hexdigest()
-        return ObjectInfo(key, etag, len(body), _response_time(dict(response)))
+        return ObjectInfo(key, etag, len(body), _response_time(dict(response)), _version(response))
 
     def delete(self, key: str) -> datetime:
         try:

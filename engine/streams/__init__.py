@@ -12,8 +12,13 @@ table's Kinesis destination) into the figures an operator watches and into analy
     lambda_handler.py   DynamoDB stream (and Kinesis) batches, partial batch responses, EMF
     kcl.py        KCL 3 record processor for the Kinesis destination (multilang.py: protocol)
     sinks.py      analytics rows and dead letters, one named object per emission: S3 (reserved
-                  prefix) or a local directory; a retried emission overwrites its name
+                  prefix) or a local directory; a retried emission supersedes its identity
     exporters.py  Prometheus and CloudWatch EMF
+    pending.py    keys to repair (a stuck intent, a re-check) with deadlines, from the images
+    repair.py     the targeted repair of one key through engine/sync.py, S3 first
+    history.py    one history entry per committed change, from one record's images
+    effects.py    history stored and due repairs run, the same in every driver
+    trends.py     changes per document and time in each status, from history
     stats.py      `docsync stats`; demo.py: the demo's closing section
     config.py     DOCSYNC_STREAMS_* settings
 
@@ -24,7 +29,9 @@ docsync_ttl_expiries_total{type,state}, docsync_cache_writes_total{type,source},
 docsync_cache_fills_total{type}, docsync_document_changes_total{type,change},
 docsync_stream_sync_lag_seconds{source}, docsync_write_commit_seconds,
 docsync_cluster_reads_total{cache}, docsync_cluster_hit_ratio,
-docsync_cluster_read_latency_seconds{quantile}, docsync_metrics_flushes_total{result}.
+docsync_cluster_read_latency_seconds{quantile}, docsync_metrics_flushes_total{result},
+docsync_stream_repairs_total{reason,outcome}, docsync_stream_pending_keys,
+docsync_history_entries_total.
 """
 
 from __future__ import annotations

@@ -37,6 +37,14 @@ class StreamSettings(FileSettings):
     get_records_limit: int = Field(1000, ge=1, le=1000)
     dedupe_capacity: int = Field(20_000, ge=0)  # ~7 MB; a Lambda batch is ≤ 10,000
     metrics_port: int = Field(0, ge=0, le=65535)
+    # Stream-driven repair and document history (engine/streams/effects.py).
+    repair: bool = True  # repair stuck intents and re-check rewritten entries
+    history: bool = True  # record every committed change in the history table
+    recheck_delay_s: float = Field(5.0, ge=0)
+    pending_capacity: int = Field(10_000, ge=1)  # keys held for repair; past it: reconcile
+    # Lambda: wait in the invocation for a pending key's deadline at most this long; a key
+    # further off is retried from its record (a partial batch failure).
+    lambda_repair_wait_s: float = Field(10.0, ge=0, le=600)
 
     @property
     def lease_renew_s(self) -> float:

@@ -12,6 +12,13 @@ one transaction. Whoever finds a marker (this process after a failed write, or a
 asks the sink: the object is there, so the checkpoints roll forward to the marker's positions
 (nothing counted twice); or it is not, so the marker goes and those records are read again
 (nothing lost). Scale-out beyond one process is Lambda's or KCL's job.
+
+Repair and history (engine/streams/effects.py): each batch's history entries are stored before
+its position moves, and keys past their deadline are repaired between reads. A checkpoint
+also holds `replay_at`, the oldest record of a key still pending: a successor reads again from
+there, and records up to the saved position only rebuild the pending keys (their figures,
+rows and history were stored already), so no stuck key is forgotten and nothing is counted
+twice. The checkpoint itself keeps moving: analytics are not held back by a pending key.
 """
 
 from __future__ import annotations
@@ -27,19 +34,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from loguru import logger
 
 from engine import metrics
+from engine.app import Engine
 from engine.aws import AwsClients
 from engine.exceptions import StoreError
 from engine.settings import Settings
 from engine.store.errors import error_code
 from engine.streams.config import StreamSettings
-from engine.streams.core import StreamProcessor
+from engine.streams.effects import Effects, build_processor
 from engine.streams.exceptions import (
     LeaseLostError,
     MalformedRecordError,
     StreamNotFoundError,
     StreamsError,
 )
-from engine.streams.exporters import iterator_age_s, to_prometheus
+from engine.streams.exporters import iterator_age_s, to_cloudwatch, to_prometheus
 from engine.streams.leases import (
     Checkpoint,
     Checkpoints,
@@ -47,7 +55,7 @@ from engine.streams.leases import (
     PendingEmission,
     read_lease,
 )
-from engine.streams.records import ChangeRecord, from_stream
+from engine.streams.records import ChangeRecord, from_stream, sequence_int
 from engine.streams.shards import Shard, parse_shards, ready
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, build_sink, emission_name
 
@@ -63,6 +71,16 @@ class ShardState:
     iterator: str | None = None
     empty_reads: int = 0  # consecutive empty GetRecords: caught up
     age_s: float = 0.0
+    replay_from: str | None = None  # after a restart: read again from here (AT_SEQUENCE)...
+    replay_until: str | None = None  # ... feeding only the pending keys up to here
+
+    def counted(self) -> str | None:
+        """The position whose effects are stored (never behind a replay's end)."""
+        if self.replay_until and (
+            self.position is None or sequence_int(self.position) < sequence_int(self.replay_until)
+        ):
+            return self.replay_until
+        return self.position
 
 
 @dataclass
@@ -88,6 +106,8 @@ class ConsumeSummary:
     takeovers: int = 0
     dry_run: bool = False
     core: dict[str, Any] = field(default_factory=dict)
+    repairs: dict[str, int] = field(default_factory=dict)
+    pending_keys: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.core)
@@ -102,6 +122,8 @@ class ConsumeSummary:
             checkpoints=self.checkpoints,
             rows_emitted=self.rows_emitted,
             takeovers=self.takeovers,
+            repairs=dict(sorted(self.repairs.items())),
+            pending_keys=self.pending_keys,
         )
         if self.dry_run:
             out["dry_run"] = True
@@ -120,6 +142,7 @@ class LocalConsumer:
         streams_client: Any | None = None,
         sink: RowSink | None = None,
         owner: str | None = None,
+        engine: Engine | None = None,
         on_records: Callable[[list[ChangeRecord]], None] | None = None,
     ) -> None:
         """`on_records`: told of every batch of changes read (`docsync serve` invalidates its
@@ -130,9 +153,14 @@ class LocalConsumer:
         self.ddb = clients.dynamodb
         self.streams = streams_client or clients.client("dynamodbstreams")
         self.sink = sink or build_sink(settings, config, clients, producer="consumer")
-        self.core = StreamProcessor(
-            table=settings.table, window_s=config.window_s, dedupe_capacity=config.dedupe_capacity
+        self.core = build_processor(settings, config)
+        needs_engine = config.repair or config.history
+        self.effects = (
+            Effects.build(engine or Engine.build(settings), config)
+            if needs_engine
+            else Effects(None, None)
         )
+        self.repairs: dict[str, int] = {}
         self.owner = owner
         self.stop = threading.Event()
         self.summary = ConsumeSummary(dry_run=settings.dry_run)
@@ -199,6 +227,8 @@ class LocalConsumer:
             if self.summary.role == "active":
                 lease.release(self._status())
         self.summary.core = self.core.summary()
+        self.summary.repairs = dict(self.repairs)
+        self.summary.pending_keys = len(self.core.pending) if self.core.pending is not None else 0
         return self.summary
 
     def _wait_for_lease(self, lease: ConsumerLease, arn: str, drain: bool) -> bool:
@@ -282,6 +312,7 @@ class LocalConsumer:
                     self._refresh(arn, checkpoints)
                     progressed = True
             metrics.STREAM_ITERATOR_AGE.set(max([s.age_s for s in self._states.values()] or [0]))
+            self._repair_due()
             if time.monotonic() - last_checkpoint >= self.config.checkpoint_interval_s:
                 self._checkpoint(checkpoints, lease)
                 last_checkpoint = time.monotonic()
@@ -289,10 +320,15 @@ class LocalConsumer:
                 self._refresh(arn, checkpoints)
                 last_refresh = time.monotonic()
             if drain and all(self._states[s.shard_id].empty_reads >= 2 for s in now_ready):
+                self._repair_due()
                 break
             if not progressed and not drain:
                 self.stop.wait(self.config.idle_wait_s)
         self._checkpoint(checkpoints, lease)
+
+    def _repair_due(self) -> None:
+        for outcome, n in self.effects.repair(self.core).items():
+            self.repairs[outcome] = self.repairs.get(outcome, 0) + n
 
     def _check_retention(self, arn: str) -> None:
         """A consumer that stopped checkpointing more than 24 h ago has lost records."""
@@ -316,8 +352,14 @@ class LocalConsumer:
                 self._trimmed(arn, parent, "a shard we had not finished is gone from the stream")
         for shard in new:
             cp = saved.get(shard.shard_id, Checkpoint())
+            replay = cp.replay_at is not None and not cp.finished and self.core.pending is not None
             self._states[shard.shard_id] = ShardState(
-                shard, position=cp.sequence, saved=cp, finished=cp.finished
+                shard,
+                position=None if replay else cp.sequence,
+                saved=cp,
+                finished=cp.finished,
+                replay_from=cp.replay_at if replay else None,
+                replay_until=cp.sequence if replay else None,
             )
         self.summary.shards = len(self._states)
 
@@ -341,15 +383,18 @@ class LocalConsumer:
         kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": state.shard.shard_id}
         if state.position:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=state.position)
+        elif state.replay_from:
+            kwargs.update(ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=state.replay_from)
         else:
             kwargs["ShardIteratorType"] = "TRIM_HORIZON"
         try:
             return str(self.streams.get_shard_iterator(**kwargs)["ShardIterator"])
         except ClientError as exc:
             code = error_code(exc)
-            if code == "TrimmedDataAccessException" and state.position:
-                self._trimmed(arn, state.shard.shard_id, f"sequence {state.position} was trimmed")
-                state.position = None
+            if code == "TrimmedDataAccessException" and (state.position or state.replay_from):
+                where = state.position or state.replay_from
+                self._trimmed(arn, state.shard.shard_id, f"sequence {where} was trimmed")
+                state.position = state.replay_from = state.replay_until = None
                 return self._iterator(arn, state)
             if code == "ResourceNotFoundException":  # the shard itself has been trimmed
                 self._trimmed(arn, state.shard.shard_id, "the shard is gone")
@@ -384,12 +429,21 @@ class LocalConsumer:
         records = self._decode(arn, state.shard.shard_id, raw_records)
         if self.on_records is not None and records:
             self.on_records(records)
+        if state.replay_until:
+            until = sequence_int(state.replay_until)
+            self.core.replay(r for r in records if sequence_int(r.sequence) <= until)
+            records = [r for r in records if sequence_int(r.sequence) > until]
         derived = self.core.process(records)
+        self.effects.record(derived, self.settings.dry_run)  # before the position moves
         to_prometheus(derived, self.core.cluster)
+        to_cloudwatch(derived)
         for raw in reversed(raw_records):
             seq = raw.get("dynamodb", {}).get("SequenceNumber")
             if isinstance(seq, str):
                 state.position = seq
+                state.replay_from = None
+                if state.replay_until and sequence_int(seq) >= sequence_int(state.replay_until):
+                    state.replay_until = None  # caught up with what was counted
                 break
         state.empty_reads = 0 if raw_records else state.empty_reads + 1
         state.age_s = iterator_age_s(derived) or 0.0
@@ -462,11 +516,21 @@ class LocalConsumer:
     def _checkpoint(self, checkpoints: Checkpoints, lease: ConsumerLease) -> None:
         if not self._settle(checkpoints, lease):
             return
-        updates = {
-            sid: Checkpoint(st.position, st.finished)
+        oldest = self.core.pending.oldest() if self.core.pending is not None else {}
+        arn = checkpoints.stream_arn
+        wanted = {
+            sid: Checkpoint(
+                st.counted(),
+                st.finished,
+                None
+                if st.finished
+                else st.saved.replay_at
+                if st.replay_until  # mid-replay: keys after the position are not rebuilt yet
+                else oldest.get(f"{arn}/{sid}"),
+            )
             for sid, st in self._states.items()
-            if Checkpoint(st.position, st.finished) != st.saved
         }
+        updates = {sid: cp for sid, cp in wanted.items() if cp != self._states[sid].saved}
         rows, dead = self.core.take_rows(), list(self._dead)
         if rows or dead:
             identity = [

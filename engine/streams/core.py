@@ -9,6 +9,10 @@ What a record means, from its images:
 - a REMOVE by TTL is an expiry, nothing else (it never touches S3);
 - the reserved metrics items carry read-metric flushes: new − old image is one flush.
 
+With `grace_s`, it also keeps the keys that may need a repair (engine/streams/pending.py; the
+drivers run the repairs), and with `history_days` it derives one history entry per committed
+change (engine/streams/history.py; the drivers store them before they checkpoint).
+
 Idempotent per record: a record delivered again (same source and sequence number) is counted
 once, as long as this process remembers it (`dedupe_capacity` most recent records).
 """
@@ -25,6 +29,8 @@ from engine.reader import ReadStats
 from engine.streams.analytics import Windows
 from engine.streams.flush import METRICS_PK, flush_delta, is_reserved
 from engine.streams.histogram import quantile
+from engine.streams.history import history_entry
+from engine.streams.pending import PendingKeys
 from engine.streams.records import ChangeRecord
 
 _ZERO = ReadStats.Delta(buckets=(0,) * (len(ReadStats.BUCKETS_MS) + 1))
@@ -47,6 +53,7 @@ class Derived:
     write_commit_s: list[float] = field(default_factory=list)
     reads: ReadStats.Delta = _ZERO
     newest: datetime | None = None  # newest record time: iterator age = now − newest
+    history: list[dict[str, Any]] = field(default_factory=list)  # entries to store
 
     def fills(self) -> Counter[str]:
         return Counter({t: n for (t, source), n in self.writes.items() if source == "backfill"})
@@ -65,6 +72,7 @@ class Derived:
         self.sync_lag_s.extend(other.sync_lag_s)
         self.write_commit_s.extend(other.write_commit_s)
         self.reads = self.reads + other.reads
+        self.history.extend(other.history)
         if other.newest is not None and (self.newest is None or other.newest > self.newest):
             self.newest = other.newest
 
@@ -98,7 +106,15 @@ class ClusterReads:
 
 class StreamProcessor:
     def __init__(
-        self, *, table: str | None = None, window_s: int = 60, dedupe_capacity: int = 20_000
+        self,
+        *,
+        table: str | None = None,
+        window_s: int = 60,
+        dedupe_capacity: int = 20_000,
+        grace_s: float | None = None,
+        recheck_delay_s: float = 5.0,
+        pending_capacity: int = 10_000,
+        history_days: int | None = None,
     ) -> None:
         self.table = table
         self.windows = Windows(window_s)
@@ -106,6 +122,11 @@ class StreamProcessor:
         self.totals: Counter[str] = Counter()
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._capacity = dedupe_capacity
+        self._pending_args = (grace_s, recheck_delay_s, pending_capacity)
+        self.pending: PendingKeys | None = (
+            PendingKeys(grace_s, recheck_delay_s, pending_capacity) if grace_s is not None else None
+        )
+        self.history_days = history_days
 
     def process(self, records: Iterable[ChangeRecord]) -> Derived:
         out = Derived()
@@ -119,9 +140,25 @@ class StreamProcessor:
     def fresh(self) -> StreamProcessor:
         """A processor with these settings and no memory: its rows are those of exactly the
         records it is given (what a Lambda batch stores, wherever it ran before)."""
+        grace_s, recheck_delay_s, pending_capacity = self._pending_args
         return StreamProcessor(
-            table=self.table, window_s=self.windows.window_s, dedupe_capacity=self._capacity
+            table=self.table,
+            window_s=self.windows.window_s,
+            dedupe_capacity=self._capacity,
+            grace_s=grace_s,
+            recheck_delay_s=recheck_delay_s,
+            pending_capacity=pending_capacity,
+            history_days=self.history_days,
         )
+
+    def replay(self, records: Iterable[ChangeRecord]) -> None:
+        """Records already counted before a restart (up to the saved checkpoint), read again
+        only to rebuild the pending keys: no figures, no rows, no history."""
+        if self.pending is None:
+            return
+        for record in records:
+            if self._mine(record):
+                self.pending.observe(record)
 
     def take_rows(self) -> list[dict[str, Any]]:
         return self.windows.take_rows()
@@ -133,6 +170,15 @@ class StreamProcessor:
         """Forget what was not emitted (the lease is lost: its new holder replays it)."""
         self.windows.discard()
         self._seen.clear()
+        if self.pending is not None:
+            self.pending.clear()
+
+    def _mine(self, record: ChangeRecord) -> bool:
+        """A document item of our cache table (not a reserved item, not another table)."""
+        if self.table and record.table and record.table != self.table:
+            return False
+        pk = record.pk
+        return pk is not None and "#" in pk and not is_reserved(pk)
 
     # -- one record --------------------------------------------------------------------------
 
@@ -166,6 +212,12 @@ class StreamProcessor:
                 out.ignored += 1
             return
         type_name = pk.partition("#")[0] if pk and "#" in pk else None
+        if self.pending is not None and type_name is not None:
+            self.pending.observe(record)
+        if self.history_days is not None and type_name is not None:
+            entry = history_entry(record, self.history_days)
+            if entry is not None:
+                out.history.append(entry)
         if record.event_name == "REMOVE":
             if record.ttl_expiry:
                 name = type_name or "unknown"

@@ -1,12 +1,13 @@
 """What the drivers do with the core's figures: Prometheus (the process registry, served on
-`/metrics`) for the local consumer and the KCL processor, CloudWatch EMF lines in Lambda."""
+`/metrics`) for the local consumer and the KCL processor, CloudWatch EMF lines in Lambda, and
+the alarms' figures (`to_cloudwatch`) from every driver."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from engine import metrics
+from engine import cloudwatch, metrics
 from engine.streams.core import ClusterReads, Derived
 
 if TYPE_CHECKING:
@@ -85,3 +86,20 @@ def to_emf(target: Metrics, derived: Derived, now: datetime | None = None) -> No
     age = iterator_age_s(derived, now)
     if age is not None:
         target.add_metric(name="iterator_age_ms", unit=MetricUnit.Milliseconds, value=age * 1000)
+
+
+def to_cloudwatch(
+    derived: Derived, age_ms: float | None = None, now: datetime | None = None
+) -> None:
+    """The alarms' stream figures (engine/cloudwatch.py): the cluster-wide hits and misses in
+    this batch's read-metric flushes, and the iterator age (`age_ms` when the driver knows it
+    better, as KCL's millisBehindLatest; else from the batch's newest record)."""
+    reads = derived.reads
+    if not reads.empty():
+        cloudwatch.record("CacheHits", reads.hits)
+        cloudwatch.record("CacheMisses", reads.misses)
+    if age_ms is None:
+        age_s = iterator_age_s(derived, now)
+        age_ms = None if age_s is None else age_s * 1000
+    if age_ms is not None:
+        cloudwatch.record("StreamIteratorAge", age_ms)

@@ -4,12 +4,19 @@ MultiLangDaemon (`executableName = python3 -m engine.streams.kcl`, config/kcl.pr
 `DocsyncRecordProcessor` implements amazon-kclpy's v3 `RecordProcessorBase` (initialize,
 process_records with periodic checkpoints, lease_lost, shard_ended with its mandatory
 checkpoint, shutdown_requested with a checkpoint) over the shared processing core. Each
-checkpoint first stores the analytics rows, then asks the daemon to checkpoint. The rows are
-named by the first record after the last checkpoint (`emission_name`), so analytics are exactly
-once in effect: a worker that dies (or loses its lease) between the two is replayed from that
-checkpoint by its successor, whose first emission starts at the same record and overwrites
-the stored one, wherever it ends. For the same reason a refused checkpoint keeps the rows for
-the next emission, which replaces this one.
+checkpoint first stores the analytics rows, then asks the daemon to checkpoint. The rows'
+identity is the first record after the last checkpoint (`emission_name`), so analytics are
+exactly once in effect: a worker that dies (or loses its lease) between the two is replayed
+from that checkpoint by its successor, whose first emission starts at the same record and
+supersedes the stored one, wherever it ends. For the same reason a refused checkpoint keeps
+the rows for the next emission, which supersedes this one.
+
+Repair and history (engine/streams/effects.py) run here too: each batch's history entries are
+stored before the batch returns (so before any checkpoint covers them), and pending keys past
+their deadline are repaired between batches. The daemon keeps one position per shard, and it
+must cover what the analytics rows counted, so it is not held back for pending keys: a key
+still pending when this worker dies or loses its lease (an intent younger than the grace,
+whose commit never came) is left to the scheduled reconcile, the safety net.
 
 amazon-kclpy is optional (`pip install docsync[kcl]`; its build downloads jars): when it is
 missing, engine/streams/multilang.py speaks the daemon's protocol instead. Logs go to stderr:
@@ -21,15 +28,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
 
 from engine import metrics
 from engine.streams.core import StreamProcessor
+from engine.streams.effects import Effects
 from engine.streams.exceptions import MalformedRecordError
-from engine.streams.exporters import to_prometheus
+from engine.streams.exporters import to_cloudwatch, to_prometheus
 from engine.streams.records import ChangeRecord, from_kinesis, sequence_int
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, emission_name, fresh_name
 
@@ -65,8 +73,10 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
         retries: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        effects: Effects | None = None,
     ) -> None:
         self.core = core
+        self.effects = effects or Effects(None, None)
         self.sink = sink
         self.checkpoint_interval_s = checkpoint_interval_s
         self.retries = retries
@@ -75,7 +85,7 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
         self.shard_id = ""
         self._largest: tuple[str, int | None] | None = None  # processed, not checkpointed
         self._first: tuple[str, str] | None = None  # first record since the last checkpoint
-        self._anchor: datetime | None = None  # the time of the first one that decoded
+        self._anchor: datetime | None = None  # set once a record decoded: rows to name
         self._last_checkpoint = clock()
         self._dead: list[dict[str, Any]] = []
         self.checkpoints: list[tuple[str | None, int | None]] = []  # what was confirmed
@@ -124,10 +134,13 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
             ):
                 self._largest = (record.sequence_number, sub)
         derived = self.core.process(records)
+        self.effects.record(derived)  # raises: the daemon delivers the batch again
+        self.effects.repair(self.core)
         to_prometheus(derived, self.core.cluster)
         behind = process_records_input.millis_behind_latest
         if behind is not None:
             metrics.STREAM_ITERATOR_AGE.set(int(behind) / 1000)
+        to_cloudwatch(derived, age_ms=None if behind is None else float(behind))
         if self._clock() - self._last_checkpoint >= self.checkpoint_interval_s:
             self._checkpoint(process_records_input.checkpointer, at_largest=True)
 
@@ -150,7 +163,8 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
     def _name(self) -> str | None:
         if self._first is None or self._anchor is None:
             return None
-        return emission_name(self._anchor, "kcl", f"kinesis:{self.shard_id}", *self._first)
+        # stored now, whatever the records' time; the first record is the identity
+        return emission_name(datetime.now(UTC), "kcl", f"kinesis:{self.shard_id}", *self._first)
 
     def _store(self, rows: list[dict[str, Any]], dead: list[dict[str, Any]]) -> None:
         name = self._name()
@@ -161,8 +175,7 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
             return
         if dead:
             self.sink.put(DEAD_LETTER, name, dead)
-        if rows or self.sink.exists(ANALYTICS, name):  # no rows: only to empty a replayed one
-            self.sink.put(ANALYTICS, name, rows)
+        self.sink.put(ANALYTICS, name, rows)  # even empty: it supersedes a replayed attempt
 
     def _checkpoint(self, checkpointer: Any, *, at_largest: bool) -> bool:
         rows, dead = self.core.take_rows(), list(self._dead)
@@ -197,10 +210,12 @@ class DocsyncRecordProcessor(_ProcessorBase):  # type: ignore[misc]
 
 def main() -> None:
     """Entry point for the MultiLangDaemon (`python3 -m engine.streams.kcl`)."""
+    from engine.app import Engine
     from engine.aws import AwsClients
     from engine.logs import configure_logging
     from engine.settings import load_settings
     from engine.streams.config import load_stream_settings
+    from engine.streams.effects import build_processor
     from engine.streams.sinks import build_sink
 
     settings = load_settings()
@@ -209,22 +224,32 @@ def main() -> None:
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     clients = AwsClients(settings)
-    core = StreamProcessor(
-        table=settings.table, window_s=config.window_s, dedupe_capacity=config.dedupe_capacity
+    core = build_processor(settings, config)
+    effects = (
+        Effects.build(Engine.build(settings), config) if config.repair or config.history else None
     )
     processor = DocsyncRecordProcessor(
         core,
         build_sink(settings, config, clients, producer="kcl"),
         checkpoint_interval_s=config.checkpoint_interval_s,
+        effects=effects,
     )
-    try:
-        from amazon_kclpy import kcl  # type: ignore[import-not-found]
-    except ImportError:
-        from engine.streams.multilang import MultiLangProcess
+    from engine.cloudwatch import PeriodicFlush
 
-        MultiLangProcess(processor).run()
-    else:
-        kcl.KCLProcess(processor).run()
+    # stdout is the daemon's protocol channel: the alarms' EMF lines go to stderr, which the
+    # daemon logs (ship its log to CloudWatch Logs, or use metrics_sink = "putmetricdata").
+    flusher = PeriodicFlush(settings, clients, stream=sys.stderr).start()
+    try:
+        try:
+            from amazon_kclpy import kcl  # type: ignore[import-not-found]
+        except ImportError:
+            from engine.streams.multilang import MultiLangProcess
+
+            MultiLangProcess(processor).run()
+        else:
+            kcl.KCLProcess(processor).run()
+    finally:
+        flusher.stop()
 
 
 if __name__ == "__main__":

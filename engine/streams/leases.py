@@ -157,6 +157,9 @@ def read_lease(client: DynamoDBClient, table: str, stream_arn: str) -> dict[str,
 class Checkpoint:
     sequence: str | None = None
     finished: bool = False
+    # The oldest record of a key still pending repair (engine/streams/pending.py): a
+    # restart reads again from there, feeding only the pending set up to `sequence`.
+    replay_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +197,11 @@ class Checkpoints:
                     item = {k: _de.deserialize(v) for k, v in raw.items()}
                     shard = by_key.get(str(item["lease_key"]))
                     if shard is not None:
-                        seq = item.get("sequence")
+                        seq, replay = item.get("sequence"), item.get("replay_at")
                         found[shard] = Checkpoint(
-                            str(seq) if seq else None, bool(item.get("finished", False))
+                            str(seq) if seq else None,
+                            bool(item.get("finished", False)),
+                            str(replay) if replay else None,
                         )
                 request = response.get("UnprocessedKeys") or {}
         return found
@@ -217,7 +222,9 @@ class Checkpoints:
         item = {k: plain(_de.deserialize(v)) for k, v in raw.items()}
         positions = {
             str(shard): Checkpoint(
-                str(cp["sequence"]) if cp.get("sequence") else None, bool(cp.get("finished"))
+                str(cp["sequence"]) if cp.get("sequence") else None,
+                bool(cp.get("finished")),
+                str(cp["replay_at"]) if cp.get("replay_at") else None,
             )
             for shard, cp in (item.get("positions") or {}).items()
         }
@@ -231,7 +238,11 @@ class Checkpoints:
             "name": {"S": pending.name},
             "positions": _ser.serialize(
                 {
-                    shard: {"sequence": cp.sequence, "finished": cp.finished}
+                    shard: {
+                        "sequence": cp.sequence,
+                        "finished": cp.finished,
+                        "replay_at": cp.replay_at,
+                    }
                     for shard, cp in pending.positions.items()
                 }
             ),
@@ -265,6 +276,8 @@ class Checkpoints:
                 }
                 if cp.sequence:
                     item["sequence"] = {"S": cp.sequence}
+                if cp.replay_at:
+                    item["replay_at"] = {"S": cp.replay_at}
                 writes.append({"Put": {"TableName": self.table, "Item": item}})
             if settle and not items:
                 writes.append(self._settled())

@@ -3,13 +3,17 @@ prefix (every driver, Lambda included, and `docsync stats` from anywhere) or in 
 directory (`DOCSYNC_STREAMS_ANALYTICS_DIR`), laid out the same way.
 
 S3 objects cannot be appended to, so each emission is one object:
-`<kind>/<YYYY-MM-DD>/<HH>/<time>-<producer>-<digest>.jsonl` (under `_docsync/streams/` in S3),
-a reader lists only the hours it needs. The driver chooses the name (`emission_name`) from
-what the emission covers, and a put under a name replaces what it held: a retried emission
-overwrites its earlier attempt instead of adding to it, which is what keeps analytics exactly
-once across crashes and redeliveries. S3 notifications are configured for the document
-prefixes only, so these writes raise no event, and the listener and the reconciler ignore the
-reserved prefix anyway.
+`<kind>/<YYYY-MM-DD>/<HH>/<time>-<producer>-<digest>.jsonl` (under `_docsync/streams/` in S3).
+The time is when the emission is stored (never a record's time: a consumer working through
+an old backlog stores rows of last week's records today), so a reader lists only the hours
+from its `since` to now and still finds every row whose records are in its range, however
+late they were processed; it then filters the rows on their own `window_start` (record time).
+The digest is of what the emission covers (its identity: stream, first record, positions),
+and a reader keeps only the newest emission of each identity: a retried or redelivered
+emission supersedes its earlier attempt wherever that sits, which is what keeps analytics
+exactly once across crashes, redeliveries and bisected batches. S3 notifications are
+configured for the document prefixes only, so these writes raise no event, and the listener
+and the reconciler ignore the reserved prefix anyway.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,15 +41,16 @@ if TYPE_CHECKING:
 
 ANALYTICS = "analytics"
 DEAD_LETTER = "dead-letter"
-# Lambda and KCL emissions sit in the hour of their first record, which may precede the
-# emission itself: readers list from this much before `since`.
+# Clocks differ between hosts: readers list from this much before `since` and after now.
 LOOKBACK = timedelta(hours=1)
 _NAME = re.compile(r"\d{4}-\d{2}-\d{2}/\d{2}/[0-9A-Za-z][0-9A-Za-z._-]*")
+_STAMP = re.compile(r"(\d{8}T\d{12}Z)-(.+)")
 
 
 def emission_name(at: datetime, producer: str, *identity: str) -> str:
-    """`<day>/<hour>/<time>-<producer>-<digest of identity>`: the same identity (and time)
-    always gives the same name, so storing an emission again overwrites it."""
+    """`<day>/<hour>/<time>-<producer>-<digest of identity>`, `at` being when it is stored.
+    The same identity always gives the same `<producer>-<digest>`, so a later emission of it
+    supersedes the earlier ones (`newest_per_identity`)."""
     at = at.astimezone(UTC)
     digest = hashlib.sha256("\x1f".join(identity).encode()).hexdigest()[:24]
     return f"{at:%Y-%m-%d}/{at:%H}/{at:%Y%m%dT%H%M%S%f}Z-{producer}-{digest}"
@@ -55,6 +60,24 @@ def fresh_name(producer: str) -> str:
     """A name used once: for what has no identity of its own (dead letters of a batch in
     which nothing decoded)."""
     return emission_name(datetime.now(UTC), producer, uuid.uuid4().hex)
+
+
+def identity_of(name: str) -> tuple[str, str]:
+    """(`<producer>-<digest>`, `<time>`) of an emission name; the name itself when it has no
+    time stamp (then it is its own identity)."""
+    leaf = name.rsplit("/", 1)[-1]
+    match = _STAMP.fullmatch(leaf)
+    return (match.group(2), match.group(1)) if match else (leaf, "")
+
+
+def newest_per_identity(names: Iterable[str]) -> list[str]:
+    """The names a reader keeps: of emissions with one identity, only the newest."""
+    newest: dict[str, tuple[str, str]] = {}
+    for name in names:
+        identity, stamp = identity_of(name)
+        if identity not in newest or stamp > newest[identity][0]:
+            newest[identity] = (stamp, name)
+    return sorted(name for _, name in newest.values())
 
 
 def _checked(name: str) -> str:
@@ -75,7 +98,9 @@ class RowSink(Protocol):
         ...
 
     def read(self, kind: str, since: datetime) -> Iterator[dict[str, Any]]:
-        """Rows of the emissions made since `since` (and some before, never fewer)."""
+        """Rows of the emissions stored since `since` (and some before, never fewer), only
+        the newest emission of each identity. Rows of records older than `since` may be
+        among them (a backlog processed late): callers filter on the rows' own times."""
         ...
 
 
@@ -126,13 +151,18 @@ class S3RowSink:
         return self.objects.head(self._key(kind, name)) is not None
 
     def read(self, kind: str, since: datetime) -> Iterator[dict[str, Any]]:
-        for hour in _hours(since):
-            for info in self.objects.list(f"{self.prefix}{kind}/{hour:%Y-%m-%d}/{hour:%H}/"):
-                try:
-                    body = self.objects.get(info.key).body
-                except NotFoundError:
-                    continue
-                yield from _parse(body, info.key)
+        keys = [
+            info.key
+            for hour in _hours(since)
+            for info in self.objects.list(f"{self.prefix}{kind}/{hour:%Y-%m-%d}/{hour:%H}/")
+            if info.key.endswith(".jsonl")
+        ]
+        for key in newest_per_identity(k.removesuffix(".jsonl") for k in keys):
+            try:
+                body = self.objects.get(f"{key}.jsonl").body
+            except NotFoundError:
+                continue
+            yield from _parse(body, key)
 
 
 class FileRowSink:
@@ -165,13 +195,20 @@ class FileRowSink:
 
     def read(self, kind: str, since: datetime) -> Iterator[dict[str, Any]]:
         days: list[datetime] = []
+        paths: list[str] = []
         for hour in _hours(since):
             folder = self.directory / kind / f"{hour:%Y-%m-%d}" / f"{hour:%H}"
             if folder.is_dir():
-                for path in sorted(folder.glob("*.jsonl")):
-                    yield from _parse(path.read_bytes(), str(path))
+                paths.extend(str(p.with_suffix("")) for p in folder.glob("*.jsonl"))
             if not days or days[-1].date() != hour.date():
                 days.append(hour)
+        for stem in newest_per_identity(paths):
+            path = Path(f"{stem}.jsonl")
+            try:
+                body = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            yield from _parse(body, str(path))
         for day in days:  # earlier versions appended to one file per kind and day
             legacy = self.directory / f"{kind}-{day:%Y-%m-%d}.jsonl"
             if legacy.is_file():
@@ -186,9 +223,9 @@ class MemorySink:
 
     @property
     def rows(self) -> dict[str, list[dict[str, Any]]]:
-        """Every stored row, by kind."""
+        """The rows a reader sees (the newest emission of each identity), by kind."""
         return {
-            kind: [row for rows in named.values() for row in rows]
+            kind: [row for name in newest_per_identity(named) for row in named[name]]
             for kind, named in self.objects.items()
         }
 
@@ -200,7 +237,11 @@ class MemorySink:
         return name in self.objects.get(kind, {})
 
     def read(self, kind: str, since: datetime) -> Iterator[dict[str, Any]]:
-        yield from self.rows.get(kind, [])
+        hours = {f"{hour:%Y-%m-%d}/{hour:%H}/" for hour in _hours(since)}
+        named = self.objects.get(kind, {})
+        listed = [name for name in named if name[:14] in hours]
+        for name in newest_per_identity(listed):
+            yield from named[name]
 
 
 def build_sink(

@@ -4,7 +4,9 @@
   flushes), read by key for each window of the range (BatchGetItem, no scan);
 - sync lag, TTL expiries, fills, writes by source, changes and status transitions: the
   analytics rows (S3 under the reserved prefix, or the local directory), merged;
-- iterator age and the consumer's state: the consumer's lease item in the leases table.
+- iterator age and the consumer's state: the consumer's lease item in the leases table;
+- changes per document, time in each status and between statuses: the history table (one
+  scan; engine/streams/trends.py), for what completed in the range.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
+from loguru import logger
 from rich.console import Console
 from rich.table import Table
 
@@ -30,6 +33,7 @@ from engine.streams.histogram import LAG_BOUNDS_S, Histogram
 from engine.streams.leases import read_lease
 from engine.streams.records import plain
 from engine.streams.sinks import ANALYTICS, build_sink
+from engine.streams.trends import trends
 
 _de = TypeDeserializer()
 
@@ -97,6 +101,7 @@ def gather(
     since: datetime,
     until: datetime | None = None,
     windows: int = 10,
+    history: bool = True,
 ) -> dict[str, Any]:
     until = until or datetime.now(UTC)
     reads = ClusterReads(
@@ -140,12 +145,26 @@ def gather(
         "transitions": dict(transitions.most_common()),
         "consumer": consumer,
         "windows": [_compact(row) for row in merged[:windows]],
+        "history": _history(settings, clients, since, until) if history else None,
         "sources": {
             "read_metrics": f"dynamodb:{settings.table} ({config.metrics_window_s} s items)",
             "analytics": config.analytics_dir
             or f"s3://{settings.bucket}/{settings.reserved_prefix}streams/{ANALYTICS}/",
         },
     }
+
+
+def _history(
+    settings: Settings, clients: AwsClients, since: datetime, until: datetime
+) -> dict[str, Any] | None:
+    from engine.store.history import HistoryStore
+
+    store = HistoryStore(clients.dynamodb, settings.history_table)
+    try:
+        return trends(store.scan(), since.timestamp(), until.timestamp())
+    except StoreError as exc:  # e.g. a deployment from before the history table
+        logger.bind(op="stats.history").warning("no history figures: {}", exc)
+        return None
 
 
 def _epoch(value: Any) -> float:
@@ -224,6 +243,32 @@ def render_text(data: dict[str, Any], out: Console | None = None) -> None:
                 ", ".join(f"{k} {v}" for k, v in w["transitions"].items()) or "—",
             )
         out.print(view)
+    _render_history(data.get("history"), out)
+
+
+def _render_history(history: dict[str, Any] | None, out: Console) -> None:
+    if not history or not history["documents"]:
+        return
+    view = Table(title="from history: changes per document")
+    for column in ("type", "documents", "changes", "median", "max"):
+        view.add_column(column)
+    for type_name, c in history["changes_per_document"].items():
+        view.add_row(type_name, *(str(c[k]) for k in ("documents", "changes", "median", "max")))
+    out.print(view)
+    for key, title in (("time_in_status", "time in status"), ("transitions", "status → status")):
+        spans = Table(title=f"from history: {title} (s)")
+        for column in ("type", "status", "count", "median", "p90", "max"):
+            spans.add_column(column)
+        for type_name, by_name in history[key].items():
+            for name, f in by_name.items():
+                spans.add_row(
+                    type_name,
+                    name,
+                    str(f["count"]),
+                    *(_num(f[k]) for k in ("median_s", "p90_s", "max_s")),
+                )
+        if spans.row_count:
+            out.print(spans)
 
 
 def _num(value: Any) -> str:

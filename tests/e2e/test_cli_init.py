@@ -14,6 +14,8 @@ EXPECTED = [
     ("table-index", "customer-index"),
     ("table-ttl", "expires_at"),
     ("table", LEASES),
+    ("table", "docsync-history"),
+    ("table-ttl", "docsync-history.expires_at"),
     ("queue", DLQ),
     ("queue", QUEUE),
     ("queue", "docsync-reconcile-tasks"),

@@ -71,7 +71,7 @@ def doc(doc_id: str = "CHG-1", **fields: Any) -> dict[str, Any]:
         "title": "Kernel patching",
         "customer_codes": ["acme", "globex"],
         "status": "approved",
-        "created_at": "2026-01-01T10:00:00Z",
+        "created_at": keys.iso(NOW - timedelta(days=20)),
         "modified_at": keys.iso(NOW - timedelta(hours=1)),
         "extra": {"kept": True},
     }

@@ -8,11 +8,13 @@ import json
 import random
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine import keys
 from engine.app import Engine
 from engine.documents import parse_document
 from engine.events.parse import ObjectEvent, TestEvent, parse_body
@@ -26,6 +28,9 @@ from tests.conftest import make_settings
 KEYS = ["CHG-a", "CHG-b", "CHG-c", "CHG-d"]
 
 
+CREATED, MODIFIED = (keys.iso(datetime.now(UTC) - timedelta(days=d)) for d in (20, 2))
+
+
 def body(doc_id: str, n: int) -> bytes:
     return parse_document(
         {
@@ -34,8 +39,8 @@ def body(doc_id: str, n: int) -> bytes:
             "title": f"revision {n}",
             "customer_codes": ["acme"],
             "status": "approved",
-            "created_at": "2026-11-01T10:00:00Z",
-            "modified_at": "2026-11-20T10:00:00Z",
+            "created_at": CREATED,
+            "modified_at": MODIFIED,
             "n": n,
         }
     ).body

@@ -12,6 +12,7 @@ import io
 import json
 import random
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -19,6 +20,7 @@ from urllib.parse import quote_plus
 import pytest
 from click.testing import CliRunner
 
+from engine import keys
 from engine.app import Engine
 from engine.documents import parse_document
 from engine.logs import configure_logging
@@ -128,7 +130,8 @@ def test_planted_drift_gives_the_same_report_as_a_listing_then_repair(
     assert list(tmp_path.iterdir()) == []  # the sorted runs are gone with the run
     assert listed["s3_source"] == "list" and "inventory_created_at" not in listed
     assert report["s3_source"] == f"inventory:{uri}"
-    assert report["inventory_created_at"].startswith(time.strftime("%Y-%m-%d", time.gmtime()))
+    created = keys.parse_iso(report["inventory_created_at"])  # the manifest's, taken just now
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 600
 
     repair = Reconciler(engine).run("repair", inventory=inventory).as_dict()
     assert repair["repaired"] == {"missing": 3, "stale": 4, "orphaned": 2, "invalid": 0}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 
 from engine.app import Engine
@@ -128,11 +129,15 @@ def test_release_lets_the_other_in(engine: Engine) -> None:
 
 
 def test_expiry_lets_another_take_over(engine: Engine) -> None:
+    """The clock is frozen and moved by hand: a stall of this machine between two calls
+    cannot expire the lease early."""
     a, b = lock(engine, 1.0), lock(engine, 1.0)
-    assert a.try_acquire()  # and never renewed: a dead holder
-    assert not b.try_acquire()
-    time.sleep(1.3)
-    assert b.try_acquire()
+    with time_machine.travel(datetime.now(UTC), tick=False) as clock:
+        assert a.try_acquire()  # and never renewed: a dead holder
+        clock.shift(timedelta(seconds=0.9))
+        assert not b.try_acquire()
+        clock.shift(timedelta(seconds=0.2))
+        assert b.try_acquire()
     assert lease_item(engine, "test-lock")["owner"] == b.owner  # type: ignore[index]
     # The old holder wakes up: it cannot take the lease back, nor release the new holder's.
     assert not a.try_acquire()
@@ -182,7 +187,7 @@ with lock.held() as mine:
 def test_lease_is_taken_over_after_its_holder_is_killed(
     engine: Engine, moto_server: EmbeddedMoto
 ) -> None:
-    ttl = 2.0
+    ttl = 3.0  # renewals every second: a loaded machine's stalls stay well inside it
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, moto_server.endpoint, LOCK_NAME, str(ttl)],
         stdout=subprocess.PIPE,

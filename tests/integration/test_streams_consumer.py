@@ -36,7 +36,7 @@ def doc(
             "title": f"Patch window {n}",
             "customer_codes": list(customers),
             "status": status,
-            "created_at": "2026-11-01T10:00:00Z",
+            "created_at": (BASE - timedelta(days=20)).isoformat(),
             "modified_at": (BASE + timedelta(minutes=n)).isoformat(),
         }
     )
@@ -254,7 +254,8 @@ def running(settings: Settings, engine: Engine, tmp_path: Path) -> Iterator[list
     started: list[tuple[LocalConsumer, threading.Thread]] = []
 
     def start(owner: str) -> LocalConsumer:
-        c = LocalConsumer(settings, config(tmp_path, lease_ttl_s=1.5), engine.clients, owner=owner)
+        # a lease long enough that a stalled machine never lets the standby take over early
+        c = LocalConsumer(settings, config(tmp_path, lease_ttl_s=6), engine.clients, owner=owner)
         t = threading.Thread(target=c.run, daemon=True)
         t.start()
         started.append((c, t))
@@ -286,7 +287,7 @@ def test_standby_takes_over_when_the_active_one_stops(
     engine.pipeline.put(doc("SB-1"))
     wait_for(lambda: first.core.totals["creates"] == 1)
     first.stop.set()  # a clean stop releases the lease at once
-    wait_for(lambda: second.summary.role == "active", timeout=5)
+    wait_for(lambda: second.summary.role == "active", timeout=20)
     engine.pipeline.put(doc("SB-2", n=1))
     wait_for(lambda: second.core.totals["creates"] == 1)
     total = len(stream_records(engine))

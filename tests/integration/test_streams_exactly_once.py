@@ -26,7 +26,7 @@ from engine.streams.core import StreamProcessor
 from engine.streams.flush import MetricsFlusher
 from engine.streams.leases import Checkpoint, Checkpoints, ConsumerLease, pending_key
 from engine.streams.records import from_stream
-from engine.streams.sinks import ANALYTICS, RowSink, build_sink
+from engine.streams.sinks import ANALYTICS, RowSink, build_sink, newest_per_identity
 from tests.integration.test_streams_consumer import doc, stream_records
 from tests.integration.test_streams_lambda import flaky_decode, lambda_shape
 
@@ -248,9 +248,10 @@ def _no_runtime_left() -> Iterator[None]:
 
 
 def objects(settings: Settings, engine: Engine) -> list[str]:
-    return [
+    """The emissions a reader sees: one per identity, however often it was stored."""
+    return newest_per_identity(
         info.key for info in engine.objects.list(f"{settings.reserved_prefix}streams/{ANALYTICS}/")
-    ]
+    )
 
 
 def fail_after_storing(

@@ -7,19 +7,21 @@ import base64
 import copy
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.app import Engine
-from engine.aws import CallCounter
+from engine.aws import AwsClients, CallCounter
 from engine.settings import Settings
 from engine.streams import lambda_handler
 from engine.streams.analytics import merge_rows
 from engine.streams.config import StreamSettings
 from engine.streams.flush import MetricsFlusher
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, FileRowSink
+from engine.streams.stats import gather
 from tests.conftest import FIXTURES
 from tests.integration.test_streams_consumer import seven_hits_three_misses, stream_records
 from tests.unit.test_streams_core import scripted_batch
@@ -83,8 +85,6 @@ def runtime(
 
 
 def rows(tmp_path: Path, kind: str = ANALYTICS) -> list[dict[str, Any]]:
-    from datetime import UTC, datetime, timedelta
-
     return list(
         FileRowSink(tmp_path / "rows", "t").read(kind, datetime.now(UTC) - timedelta(days=1))
     )
@@ -243,3 +243,58 @@ def test_kinesis_handler_for_the_kinesis_destination(runtime: lambda_handler.Run
     summary = runtime.core.summary()
     assert (summary["creates"], summary["updates"], summary["deletes"]) == (2, 2, 1)
     assert summary["cluster"]["hit_ratio"] == 0.7 and summary["ttl_expiries"] == 2
+
+
+def stats_since(settings: Settings, tmp_path: Path, ago: timedelta) -> dict[str, Any]:
+    """`docsync stats --since <ago>` over what the runtime's sink holds."""
+    conf = StreamSettings(analytics_dir=str(tmp_path / "rows"))
+    return gather(settings, conf, AwsClients(settings), datetime.now(UTC) - ago)
+
+
+def test_stats_since_is_record_time_for_a_backlog_caught_up_late(
+    settings: Settings, runtime: lambda_handler.Runtime, tmp_path: Path
+) -> None:
+    """A Lambda catching up after an outage processes three-day-old records today: `stats
+    --since 4d` counts them (they happened then), `--since 1d` does not, whenever the
+    emission was stored."""
+    backlog = scripted_batch(shift=-timedelta(days=3))
+    assert lambda_handler.stream_handler({"Records": backlog}, None) == {"batchItemFailures": []}
+    assert stats_since(settings, tmp_path, timedelta(days=4))["changes"] == {
+        "creates": 2,
+        "updates": 2,
+        "deletes": 1,
+    }
+    assert stats_since(settings, tmp_path, timedelta(days=1))["changes"] == {
+        "creates": 0,
+        "updates": 0,
+        "deletes": 0,
+    }
+
+
+def test_stats_since_finds_rows_of_a_batch_spanning_days(
+    settings: Settings, runtime: lambda_handler.Runtime, tmp_path: Path
+) -> None:
+    """One batch whose first record is three days old and whose last ones are recent: the
+    recent rows are in range for `--since 3h` although the batch starts long before it."""
+    old, recent = scripted_batch(shift=-timedelta(days=3))[:3], scripted_batch()[4:]
+    assert lambda_handler.stream_handler({"Records": old + recent}, None) == {
+        "batchItemFailures": []
+    }
+    assert stats_since(settings, tmp_path, timedelta(hours=3))["changes"] == {
+        "creates": 0,
+        "updates": 2,
+        "deletes": 1,
+    }
+    assert stats_since(settings, tmp_path, timedelta(days=4))["changes"]["creates"] == 2
+
+
+def test_stats_since_for_live_records(
+    settings: Settings, runtime: lambda_handler.Runtime, tmp_path: Path
+) -> None:
+    assert lambda_handler.stream_handler({"Records": scripted_batch()}, None) == {
+        "batchItemFailures": []
+    }
+    data = stats_since(settings, tmp_path, timedelta(hours=3))
+    assert data["changes"] == {"creates": 2, "updates": 2, "deletes": 1}
+    assert data["ttl_expiries"] == 2 and data["fills"] == 1
+    assert stats_since(settings, tmp_path, timedelta(minutes=30))["changes"]["creates"] == 0

@@ -7,7 +7,7 @@ import json
 import random
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +24,10 @@ from engine.sync import INLINE_BODY_LIMIT
 from tests.conftest import make_settings, snapshot
 from tests.integration.faults import Faults, SimulatedCrash
 
+# Relative to when the suite started (fixed for the run, so the same document is the same
+# bytes twice): inside the cache window and the default query range on any date.
+CREATED, MODIFIED = (keys.iso(datetime.now(UTC) - timedelta(days=d)) for d in (20, 2))
+
 
 def doc(doc_id: str = "CHG-1", **extra: Any) -> Document:
     body = {
@@ -32,8 +36,8 @@ def doc(doc_id: str = "CHG-1", **extra: Any) -> Document:
         "title": "Kernel patching",
         "customer_codes": ["acme", "globex"],
         "status": "approved",
-        "created_at": "2026-11-01T10:00:00Z",
-        "modified_at": "2026-11-20T10:00:00Z",
+        "created_at": CREATED,
+        "modified_at": MODIFIED,
     }
     body.update(extra)
     return parse_document(body)

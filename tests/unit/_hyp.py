@@ -1,4 +1,6 @@
-"""Shared hypothesis settings for the unit tests: no example database on disk, no deadline."""
+"""Shared hypothesis settings for the unit tests: a fixed seed (derandomize: every run tries
+the same examples, so a failure reproduces and a pass is not luck), no example database on
+disk, no deadline (these machines are shared and noisy)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 FAST = settings(
+    derandomize=True,
     database=None,
     deadline=None,
     max_examples=150,

@@ -122,18 +122,24 @@ def test_invalid_parameters(rate: float, burst: int) -> None:
 def test_threads_sharing_a_bucket_never_exceed_burst_plus_rate() -> None:
     rate, burst, threads, run_s = 2000.0, 20, 8, 0.3
     counts = [0] * threads
-    start = time.monotonic()
     b = TokenBucket(rate, burst, timeout_s=5.0)
-    stop_at = start + run_s
+    # The run starts once every thread is up (a loaded machine may take longer than run_s to
+    # start eight threads), and the bound uses the time the run really took.
+    ready = threading.Barrier(threads + 1, timeout=30)
+    window: list[float] = []
 
     def worker(i: int) -> None:
-        while time.monotonic() < stop_at:
+        ready.wait()
+        while time.monotonic() < window[1]:
             b.acquire()
             counts[i] += 1
 
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     for th in pool:
         th.start()
+    start = time.monotonic()
+    window.extend([start, start + run_s])
+    ready.wait()
     for th in pool:
         th.join(timeout=30)
     elapsed = time.monotonic() - start

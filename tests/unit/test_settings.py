@@ -206,3 +206,56 @@ def test_toml_syntax_error(tmp_path: Path) -> None:
 def test_flag_fixes_a_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCSYNC_RETRY_MODE", "bogus")
     assert load_settings(None, retry_mode="adaptive").retry_mode == "adaptive"
+
+
+# -- the region (issue 10 §4): boto3's chain unless DOCSYNC_REGION / --region / the file --
+
+
+@pytest.fixture
+def no_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No region anywhere: no AWS_* region variable, an empty AWS config file."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "aws-config"
+    config.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    return config
+
+
+def test_region_follows_aws_region_then_aws_default_region(
+    no_region: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    assert load_settings(None).region == "eu-central-1"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # the Lambda runtime sets this one
+    assert load_settings(None).region == "eu-west-1"
+
+
+def test_region_from_the_aws_profile(no_region: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_region.write_text("[profile ops]\nregion = sa-east-1\n")
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+    assert load_settings(None).region == "sa-east-1"
+
+
+def test_docsync_region_flag_and_file_win_over_the_aws_chain(
+    no_region: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    path = write_toml(tmp_path, 'region = "ap-south-1"\n')
+    assert load_settings(path).region == "ap-south-1"  # file > AWS_REGION
+    monkeypatch.setenv("DOCSYNC_REGION", "ap-southeast-2")
+    assert load_settings(path).region == "ap-southeast-2"  # env > file
+    assert load_settings(path, region="us-west-2").region == "us-west-2"  # flag > env
+
+
+def test_no_region_at_all_is_a_config_error(no_region: Path) -> None:
+    msg = config_error()
+    assert "DOCSYNC_REGION" in msg
+    assert "AWS_REGION" in msg
+
+
+def test_an_unknown_aws_profile_is_a_config_error(
+    no_region: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    assert "nope" in config_error()

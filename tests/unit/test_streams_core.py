@@ -16,8 +16,18 @@ from engine.streams.histogram import LAG_BOUNDS_S, Histogram, quantile
 from engine.streams.records import ChangeRecord, from_stream
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/docsync-cache/stream/2026-11-01T00:00:00.000"
-T0 = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
-T1 = datetime(2026, 11, 23, 12, 1, 10, tzinfo=UTC)
+# Record times relative to now (two hours back, on a whole hour), so that what reads rows
+# "since a day ago" finds them on any date; the answers depend only on the minute windows.
+BASE = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+T0 = BASE + timedelta(seconds=5)
+T1 = BASE + timedelta(minutes=1, seconds=10)
+
+
+def iso(at: datetime) -> str:
+    return f"{at:%Y-%m-%dT%H:%M:%SZ}"
+
+
+W0, W1 = iso(BASE), iso(BASE + timedelta(minutes=1))  # the two minute windows
 _ser = TypeSerializer()
 _seq = itertools.count(1100000000017454423009)
 
@@ -110,36 +120,38 @@ def metrics_image(pk: str, **counts: int) -> dict[str, Any]:
     return {"pk": pk, "kind": "read_metrics", **counts}
 
 
-def scripted_batch() -> list[dict[str, Any]]:
-    """A known answer (change: 2 creates, 2 updates, 1 delete; announcement: 1 rollback)."""
+def scripted_batch(shift: timedelta = timedelta(0)) -> list[dict[str, Any]]:
+    """A known answer (change: 2 creates, 2 updates, 1 delete; announcement: 1 rollback),
+    its records at T0 and T1 (moved by `shift`: a backlog is a negative one)."""
+    t0, t1 = T0 + shift, T1 + shift
     c1, c2, a3 = "change#c1", "change#c2", "announcement#a3"
-    c1v1 = live(c1, 1, status="draft", customers=("acme", "globex"), lag_ms=300)
-    c1v2 = live(c1, 2, status="approved", customers=("acme", "globex"), lag_ms=700, at=T1)
-    c2v1 = live(c2, 1, source="backfill", lag_ms=40_000)
-    c2v2 = live(c2, 2, status="closed", source="event", lag_ms=2_500, at=T1)
-    c1_intent1 = intent(None, c1, at_ms=ms(T0) - 200)
-    c1_intent2 = intent(c1v1, c1, at_ms=ms(T1) - 250)
-    c1_intent3 = intent(c1v2, c1, at_ms=ms(T1) - 50)
-    m = "_docsync#metrics#2026-11-23T12:00:00Z"
+    c1v1 = live(c1, 1, status="draft", customers=("acme", "globex"), lag_ms=300, at=t0)
+    c1v2 = live(c1, 2, status="approved", customers=("acme", "globex"), lag_ms=700, at=t1)
+    c2v1 = live(c2, 1, source="backfill", lag_ms=40_000, at=t0)
+    c2v2 = live(c2, 2, status="closed", source="event", lag_ms=2_500, at=t1)
+    c1_intent1 = intent(None, c1, at_ms=ms(t0) - 200)
+    c1_intent2 = intent(c1v1, c1, at_ms=ms(t1) - 250)
+    c1_intent3 = intent(c1v2, c1, at_ms=ms(t1) - 50)
+    m = f"_docsync#metrics#{iso(BASE + shift)}"
     buckets = dict.fromkeys((f"lat_b{i}" for i in range(13)), 0)
     first_flush = metrics_image(m, hits=5, misses=2, **{**buckets, "lat_b3": 6, "lat_b5": 1})
     second_flush = metrics_image(m, hits=7, misses=3, **{**buckets, "lat_b3": 8, "lat_b5": 2})
     return [
-        raw("INSERT", None, c1_intent1),  # intent: nothing committed yet
-        raw("MODIFY", c1_intent1, c1v1),  # create (write), commit latency 0.2 s
-        raw("INSERT", None, c2v1),  # create by backfill: a fill
-        raw("INSERT", None, first_flush),  # read metrics: first flush, 5 hits 2 misses
-        raw("MODIFY", c1v1, c1_intent2, at=T1),  # intent of an update
-        raw("MODIFY", c1_intent2, c1v2, at=T1),  # update draft→approved, 0.25 s
-        raw("MODIFY", c2v1, c2v2, at=T1),  # update approved→closed by an S3 event
-        raw("MODIFY", first_flush, second_flush, at=T1),  # second flush: +2 hits +1 miss
-        raw("MODIFY", c2v2, dict(c2v2), at=T1),  # an unchanged re-put: nothing
-        raw("MODIFY", c1v2, c1_intent3, at=T1),  # intent of a delete
-        raw("MODIFY", c1_intent3, tombstone(c1, 3, at=T1), at=T1),  # delete
-        raw("INSERT", None, intent(None, a3, at_ms=ms(T1)), at=T1),  # intent …
-        raw("REMOVE", intent(None, a3, at_ms=ms(T1)), None, at=T1),  # … rolled back
-        raw("REMOVE", tombstone("change#c9", 4), None, at=T1, ttl=True),  # tombstone expired
-        raw("REMOVE", live("announcement#a8", 2), None, at=T1, ttl=True),  # entry expired
+        raw("INSERT", None, c1_intent1, at=t0),  # intent: nothing committed yet
+        raw("MODIFY", c1_intent1, c1v1, at=t0),  # create (write), commit latency 0.2 s
+        raw("INSERT", None, c2v1, at=t0),  # create by backfill: a fill
+        raw("INSERT", None, first_flush, at=t0),  # read metrics: first flush, 5 hits 2 misses
+        raw("MODIFY", c1v1, c1_intent2, at=t1),  # intent of an update
+        raw("MODIFY", c1_intent2, c1v2, at=t1),  # update draft→approved, 0.25 s
+        raw("MODIFY", c2v1, c2v2, at=t1),  # update approved→closed by an S3 event
+        raw("MODIFY", first_flush, second_flush, at=t1),  # second flush: +2 hits +1 miss
+        raw("MODIFY", c2v2, dict(c2v2), at=t1),  # an unchanged re-put: nothing
+        raw("MODIFY", c1v2, c1_intent3, at=t1),  # intent of a delete
+        raw("MODIFY", c1_intent3, tombstone(c1, 3, at=t1), at=t1),  # delete
+        raw("INSERT", None, intent(None, a3, at_ms=ms(t1)), at=t1),  # intent …
+        raw("REMOVE", intent(None, a3, at_ms=ms(t1)), None, at=t1),  # … rolled back
+        raw("REMOVE", tombstone("change#c9", 4, at=t0), None, at=t1, ttl=True),  # expired
+        raw("REMOVE", live("announcement#a8", 2, at=t0), None, at=t1, ttl=True),  # expired
     ]
 
 
@@ -182,11 +194,11 @@ def test_window_rows_per_type_customer_and_status() -> None:
     core.process(decoded(scripted_batch()))
     rows = {(r["window_start"], r["type"]): r for r in core.take_rows()}
     assert sorted(rows) == [
-        ("2026-11-23T12:00:00Z", "change"),
-        ("2026-11-23T12:01:00Z", "announcement"),
-        ("2026-11-23T12:01:00Z", "change"),
+        (W0, "change"),
+        (W1, "announcement"),
+        (W1, "change"),
     ]
-    first = rows[("2026-11-23T12:00:00Z", "change")]
+    first = rows[(W0, "change")]
     assert (first["creates"], first["updates"], first["deletes"], first["fills"]) == (2, 0, 0, 1)
     assert first["customers"] == {
         "acme": {"creates": 2, "updates": 0, "deletes": 0},
@@ -196,13 +208,13 @@ def test_window_rows_per_type_customer_and_status() -> None:
     assert first["statuses"]["approved"]["creates"] == 1
     assert first["writes"] == {"backfill": 1, "write": 1}
     assert first["sync_lag_s"]["count"] == 2 and first["sync_lag_s"]["max"] == 40.0
-    second = rows[("2026-11-23T12:01:00Z", "change")]
+    second = rows[(W1, "change")]
     assert (second["creates"], second["updates"], second["deletes"]) == (0, 2, 1)
     assert second["transitions"] == {"approved→closed": 1, "draft→approved": 1}
     assert second["customers"]["globex"] == {"creates": 0, "updates": 1, "deletes": 1}
     assert second["statuses"]["approved"] == {"creates": 0, "updates": 1, "deletes": 1}
     assert second["ttl_expiries"] == 1
-    assert rows[("2026-11-23T12:01:00Z", "announcement")]["ttl_expiries"] == 1
+    assert rows[(W1, "announcement")]["ttl_expiries"] == 1
     assert core.take_rows() == []  # taken: the windows start again from zero
 
 

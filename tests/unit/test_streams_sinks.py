@@ -1,6 +1,6 @@
 """engine/streams/sinks.py and the names the drivers give their emissions: the same batch
-always gets the same name (a retry overwrites it), any other start gets another; the three
-sinks store, replace, find and read emissions alike."""
+always gets the same identity (a retry supersedes it), any other start gets another; the
+three sinks store, replace, supersede, find and read emissions alike."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+import time_machine
 from moto import mock_aws
 
 from engine.store.objects import ObjectStore
@@ -27,10 +28,12 @@ from engine.streams.sinks import (
     S3RowSink,
     emission_name,
     fresh_name,
+    identity_of,
+    newest_per_identity,
 )
 from tests.unit.test_streams_core import ARN, scripted_batch
 
-AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)
+AT = datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)  # a pure function of it: never rots
 
 
 def name_of(records: list[dict[str, Any]]) -> str | None:
@@ -58,31 +61,36 @@ def test_emission_name_is_a_function_of_time_producer_and_identity() -> None:
     assert fresh_name("lambda") != fresh_name("lambda")
 
 
-def test_the_same_batch_always_gets_the_same_name() -> None:
-    records = scripted_batch()
-    assert name_of(records) == name_of(copy.deepcopy(records)) is not None
+def identity(records: list[dict[str, Any]]) -> str | None:
+    name = name_of(records)
+    return None if name is None else identity_of(name)[0]
 
 
-def test_a_batch_starting_anywhere_else_gets_another_name() -> None:
+def test_the_same_batch_always_gets_the_same_identity() -> None:
     records = scripted_batch()
-    names = [name_of(records[k:]) for k in range(len(records))]
+    assert identity(records) == identity(copy.deepcopy(records)) is not None
+
+
+def test_a_batch_starting_anywhere_else_gets_another_identity() -> None:
+    records = scripted_batch()
+    names = [identity(records[k:]) for k in range(len(records))]
     assert len(set(names)) == len(records)  # the retry after a partial failure starts later
     elsewhere = copy.deepcopy(records)
     for r in elsewhere:
         r["eventSourceARN"] = ARN.replace("docsync-cache", "other-table")
-    assert name_of(elsewhere) not in names
+    assert identity(elsewhere) not in names
     other_shard = copy.deepcopy(records)  # same sequence number, another record
     other_shard[0]["eventID"] = "e-from-another-shard"
-    assert name_of(other_shard) not in names
+    assert identity(other_shard) not in names
 
 
-def test_a_bisected_retry_replaces_its_parent() -> None:
+def test_a_bisected_retry_supersedes_its_parent() -> None:
     """Deliberately named by the start only: after a function error Lambda may retry the
-    batch cut in halves; the first half must overwrite the whole batch's object (its second
-    half starts elsewhere, under a name of its own), or the second half is counted twice."""
+    batch cut in halves; the first half must supersede the whole batch's object (its second
+    half starts elsewhere, under an identity of its own), or the second half counts twice."""
     records = scripted_batch()
-    assert name_of(records[:7]) == name_of(records)
-    assert name_of(records[7:]) != name_of(records)
+    assert identity(records[:7]) == identity(records)
+    assert identity(records[7:]) != identity(records)
 
 
 def test_nothing_decoded_means_no_name() -> None:
@@ -93,14 +101,17 @@ def test_nothing_decoded_means_no_name() -> None:
     assert batch_name([], [], str) is None
 
 
-def test_the_first_record_that_decodes_gives_the_hour() -> None:
-    records = scripted_batch()
+def test_a_batch_is_filed_under_the_hour_it_is_stored_not_its_records() -> None:
+    """A consumer catching up on a backlog stores rows of three-day-old records now: they
+    are filed under now, where a reader of "since an hour ago" lists, and found by their
+    own times (`window_start`) by whoever asks for three days back."""
+    records = scripted_batch(shift=-timedelta(days=3))
     head = copy.deepcopy(records[0])
-    head["eventName"] = "UPSERT"
-    head["dynamodb"]["ApproximateCreationDateTime"] = int((AT - timedelta(days=3)).timestamp())
-    name = name_of([head, *records[1:]])
-    assert name is not None and name.startswith("2026-11-23/12/")  # records[1] is at 12:00:05
-    assert name != name_of(records[1:])  # yet named by the batch's first record
+    head["eventName"] = "UPSERT"  # the first record does not decode: still the identity
+    with time_machine.travel(AT, tick=False):
+        name = name_of([head, *records[1:]])
+    assert name is not None and name.startswith("2026-11-23/12/20261123T120005000000Z-lambda-")
+    assert identity([head, *records[1:]]) != identity(records[1:])
 
 
 @pytest.fixture(params=["memory", "file", "s3"])
@@ -133,11 +144,32 @@ def test_sinks_store_replace_find_and_read_alike(sink: RowSink) -> None:
     assert [r["reason"] for r in sink.read(DEAD_LETTER, since)] == ["x"]
 
 
-def test_an_emission_named_by_an_earlier_record_time_is_read(sink: RowSink) -> None:
-    """Lambda and KCL name emissions by their first record, which may be an hour back."""
+def test_an_emission_stored_by_a_clock_behind_ours_is_read(sink: RowSink) -> None:
+    """Clocks differ between hosts: readers list an hour before `since`."""
     now = datetime.now(UTC)
     sink.put(ANALYTICS, emission_name(now - timedelta(minutes=59), "t", "x"), [{"n": 1}])
     assert [r["n"] for r in sink.read(ANALYTICS, now)] == [1]
+
+
+def test_the_newest_emission_of_an_identity_supersedes_older_ones(sink: RowSink) -> None:
+    """A redelivered batch stored hours after its first attempt (another folder) replaces
+    it for every reader, whether or not the reader's range still reaches the first."""
+    now = datetime.now(UTC)
+    sink.put(ANALYTICS, emission_name(now - timedelta(hours=3), "t", "x"), [{"n": 1}, {"n": 2}])
+    sink.put(ANALYTICS, emission_name(now - timedelta(hours=3), "t", "y"), [{"n": 5}])
+    sink.put(ANALYTICS, emission_name(now, "t", "x"), [{"n": 3}])
+    assert sorted(r["n"] for r in sink.read(ANALYTICS, now - timedelta(hours=4))) == [3, 5]
+    assert [r["n"] for r in sink.read(ANALYTICS, now - timedelta(minutes=5))] == [3]
+    sink.put(ANALYTICS, emission_name(now + timedelta(seconds=1), "t", "x"), [])  # emptied
+    assert [r["n"] for r in sink.read(ANALYTICS, now - timedelta(hours=4))] == [5]
+
+
+def test_newest_per_identity_compares_times_not_folders() -> None:
+    late = emission_name(AT + timedelta(days=2), "lambda", "arn", "e1")
+    early = emission_name(AT, "lambda", "arn", "e1")
+    other = emission_name(AT, "kcl", "arn", "e1")
+    assert newest_per_identity([late, early, other]) == sorted([late, other])
+    assert newest_per_identity(["legacy"]) == ["legacy"]
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "2026-11-23/12/../x", "x", ""])

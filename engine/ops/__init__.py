@@ -1,0 +1,3 @@
+"""Operator tools: inspect and redrive the DLQ (`dlq`), check a deployment (`doctor`)."""
+
+from __future__ import annotations
