@@ -18,6 +18,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 from loguru import logger
 
+from engine import awsmetrics, retries
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class AwsClients:
                 )
                 if self.counter is not None:
                     client.meta.events.register("before-call.*.*", self.counter)
+                self._adapter_hooks(service, client)
                 if self.settings.dry_run:
                     client.meta.events.register("before-parameter-build.*.*", _remember_target)
                     client.meta.events.register("before-call.*.*", _dry_run_guard)
@@ -128,3 +130,15 @@ class AwsClients:
     def sqs(self) -> SQSClient:
         client: SQSClient = self.client("sqs")
         return client
+
+    # -- the adapter's hooks (seed 003): retries per class, metrics --------------------------
+
+    def _adapter_hooks(self, service: str, client: Any) -> None:
+        """Hooks every client gets: per-class retries (in place of botocore's standard
+        policy), per-operation metrics."""
+        if self.settings.retry_mode != "legacy":
+            retries.register(
+                client, self.settings.retries, self.settings.max_attempts, awsmetrics.count_retry
+            )
+        if self.settings.aws_metrics:
+            awsmetrics.AwsMetrics(self.settings.consumed_capacity).register(client)

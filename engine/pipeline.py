@@ -19,6 +19,7 @@ from typing import Any
 from loguru import logger
 
 from engine import keys
+from engine.awsmetrics import kind_of
 from engine.documents import Document, doc_type
 from engine.exceptions import NotFoundError, WriteConflictError
 from engine.settings import Settings
@@ -72,6 +73,7 @@ class WritePipeline:
         doc_type(type_name)
         return keys.s3_key(self._prefixes[type_name], doc_id)
 
+    @kind_of("write")
     def put(self, doc: Document, expected_version: int | None = None) -> WriteResult:
         key = self._key(doc.type, doc.id)
         etag = doc.etag
@@ -110,6 +112,7 @@ class WritePipeline:
             bound.update(version=version)
             return WriteResult(doc.id, doc.type, info.etag, version)
 
+    @kind_of("write")
     def delete(
         self, type_name: str, doc_id: str, expected_version: int | None = None
     ) -> DeleteResult:

@@ -21,6 +21,7 @@ from loguru import logger
 
 from engine import keys
 from engine.app import Engine
+from engine.awsmetrics import kind_of
 from engine.documents import Document, parse_document
 from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
 from engine.store.objects import StoredObject
@@ -135,6 +136,7 @@ class Reconciler:
         self.sync = engine.reader.sync
         self._prefixes = self.settings.prefixes()
 
+    @kind_of("reconcile")
     def run(
         self,
         mode: Mode = "report",
@@ -198,6 +200,7 @@ class Reconciler:
         chosen = {t: p for t, p in self._prefixes.items() if types is None or t in set(types)}
         return plan(chosen, self.settings.reconcile_shards_per_type)
 
+    @kind_of("reconcile")
     def _shard(
         self,
         shard: Shard,

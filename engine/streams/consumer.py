@@ -28,6 +28,7 @@ from loguru import logger
 
 from engine import metrics
 from engine.aws import AwsClients
+from engine.awsmetrics import kind_of
 from engine.exceptions import StoreError
 from engine.settings import Settings
 from engine.store.errors import error_code
@@ -152,6 +153,7 @@ class LocalConsumer:
             )
         return arn
 
+    @kind_of("stream")
     def run(self, drain: bool = False) -> ConsumeSummary:
         """Until `stop` is set; with `drain`, until every shard is read to its end or tip."""
         with logger.contextualize(dry_run=self.settings.dry_run):

@@ -32,7 +32,9 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from loguru import logger
 
+from engine import awsmetrics
 from engine.aws import AwsClients, CallCounter
+from engine.awsmetrics import kind_of
 from engine.logs import configure_logging
 from engine.settings import Settings, load_settings
 from engine.streams.config import StreamSettings, load_stream_settings
@@ -131,6 +133,7 @@ def _store(
     sink.put(ANALYTICS, name, rows)  # even empty: it supersedes an earlier attempt
 
 
+@kind_of("stream")
 def _handle(
     event: dict[str, Any],
     context: Any,
@@ -189,6 +192,7 @@ def _handle(
         ).info("batch done")
         return {"batchItemFailures": [{"itemIdentifier": first}] if first else []}
     finally:
+        awsmetrics.to_emf(metrics)  # the AWS calls' figures
         metrics.flush_metrics()
 
 
