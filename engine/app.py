@@ -32,7 +32,12 @@ class Engine:
         limiter = TokenBucket(
             settings.dynamodb_rps, settings.dynamodb_burst, settings.rate_limit_timeout_s
         )
-        breaker = CircuitBreaker(settings.breaker_fail_max, settings.breaker_reset_s, is_outage)
+        breaker = CircuitBreaker(
+            settings.breaker_fail_max,
+            settings.breaker_reset_s,
+            is_outage,
+            success_threshold=settings.breaker_success_threshold,
+        )
         cache = CacheStore(clients.dynamodb, settings.table, limiter, breaker)
         objects = ObjectStore(clients.s3, settings.bucket)
         reader = Reader(settings, cache, objects)
@@ -45,3 +50,8 @@ class Engine:
             reader=reader,
             applier=EventApplier(settings, cache, objects, reader.sync),
         )
+
+    def breaker_states(self) -> dict[str, str]:
+        """The circuit breakers of this engine by name: DynamoDB's, then S3's and SQS's."""
+        breakers = {"dynamodb": self.cache.breaker, **self.clients.breakers}
+        return {name: breaker.state for name, breaker in breakers.items()}

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,10 @@ from botocore.config import Config
 from loguru import logger
 
 from engine import awsmetrics, retries
+from engine.awsbreaker import ClientBreaker
+from engine.breaker import CircuitBreaker
 from engine.settings import Settings
+from engine.store.errors import is_outage
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -78,9 +83,15 @@ def _dry_run_guard(
 class AwsClients:
     """The clients of one process, built lazily and shared by all threads (boto3 clients are)."""
 
-    def __init__(self, settings: Settings, counter: CallCounter | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        counter: CallCounter | None = None,
+        clock: Callable[[], float] = time.monotonic,  # the S3 and SQS breakers' clock
+    ) -> None:
         self.settings = settings
         self.counter = counter
+        self._clock = clock
         self._session = boto3.session.Session(region_name=settings.region)
         self._config = Config(
             region_name=settings.region,
@@ -92,6 +103,7 @@ class AwsClients:
         )
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}  # S3 and SQS (engine/awsbreaker.py)
 
     def endpoint_for(self, service: str) -> str | None:
         """boto3's AWS_ENDPOINT_URL_<SERVICE> wins for its service; then DOCSYNC_ENDPOINT_URL."""
@@ -142,3 +154,15 @@ class AwsClients:
             )
         if self.settings.aws_metrics:
             awsmetrics.AwsMetrics(self.settings.consumed_capacity).register(client)
+        if self.settings.aws_breakers and service in ("s3", "sqs"):
+            s = self.settings
+            breaker = CircuitBreaker(
+                s.breaker_fail_max,
+                s.breaker_reset_s,
+                is_outage,
+                clock=self._clock,
+                name=service,
+                success_threshold=s.breaker_success_threshold,
+            )
+            self.breakers[service] = breaker
+            ClientBreaker(breaker).register(client)

@@ -380,3 +380,11 @@ def kind_of(kind: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def refused(context: dict[str, Any], status: str) -> None:
+    """A call stopped before it was sent (an open circuit breaker)."""
+    call: _Call | None = context.get("docsync_call")
+    if call is not None:
+        OPERATIONS.labels(call.service, call.operation, call.target, status, call.kind).inc()
+        ERRORS.labels(call.service, status, call.target).inc()

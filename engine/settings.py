@@ -167,6 +167,7 @@ class Settings(FileSettings):
     # The AWS adapter (seed 003): retries per error class, breakers, metrics, record/replay.
     retries: RetryTable = Field(default_factory=RetryTable)
     breaker_success_threshold: int = Field(2, ge=1)  # half-open trial successes that close
+    aws_breakers: bool = True  # circuit breakers on S3 and SQS calls too (same thresholds)
     aws_metrics: bool = True  # per-operation AWS metrics (botocore hooks)
     consumed_capacity: Literal["INDEXES", "TOTAL", "NONE"] = "INDEXES"
     record: Path | None = None  # DOCSYNC_RECORD: every AWS request and response, JSON lines

@@ -88,7 +88,7 @@ def create_app(
     open); `readiness` defaults to an AWS probe with no parts."""
     settings = engine.settings
     keys = keys or ApiKeys.from_settings(settings)
-    readiness = readiness or Readiness(settings, parts=dict)
+    readiness = readiness or Readiness(settings, parts=dict, breakers=engine.breaker_states)
     guard = key_guard(
         keys,
         KeyedRateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
