@@ -23,6 +23,7 @@ from loguru import logger
 from engine import awsmetrics, retries
 from engine.awsbreaker import ClientBreaker
 from engine.breaker import CircuitBreaker
+from engine.recording import Recorder, Replayer
 from engine.settings import Settings
 from engine.store.errors import is_outage
 
@@ -104,6 +105,14 @@ class AwsClients:
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self.breakers: dict[str, CircuitBreaker] = {}  # S3 and SQS (engine/awsbreaker.py)
+        self._recorder: Recorder | None = None
+        self._replayer: Replayer | None = None
+        if settings.replay is not None:  # a replay needs no credentials: nothing is sent
+            self._session = boto3.session.Session(
+                region_name=settings.region,
+                aws_access_key_id="replay",
+                aws_secret_access_key="replay",
+            )
 
     def endpoint_for(self, service: str) -> str | None:
         """boto3's AWS_ENDPOINT_URL_<SERVICE> wins for its service; then DOCSYNC_ENDPOINT_URL."""
@@ -154,6 +163,14 @@ class AwsClients:
             )
         if self.settings.aws_metrics:
             awsmetrics.AwsMetrics(self.settings.consumed_capacity).register(client)
+        if self.settings.replay is not None:
+            self._replayer = self._replayer or Replayer(self.settings.replay)
+            self._replayer.register(client)
+        elif self.settings.record is not None:
+            self._recorder = self._recorder or Recorder(
+                self.settings.record, self.settings.record_redact_bodies
+            )
+            self._recorder.register(client)
         if self.settings.aws_breakers and service in ("s3", "sqs"):
             s = self.settings
             breaker = CircuitBreaker(

@@ -92,4 +92,4 @@ def error_response(url: str, service: str, code: str, status: int) -> AWSRespons
             "Content-Type": "application/x-amz-json-1.0",
             "x-amzn-query-error": f"{code};Sender",
         }
-    return AWSResponse(url, status, HTTPHeaders(headers), _Raw(body))
+    return AWSResponse(url, status, HTTPHeaders.from_dict(headers), _Raw(body))
