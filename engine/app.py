@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine import tracing
 from engine.aws import AwsClients, CallCounter
 from engine.breaker import CircuitBreaker
 from engine.events.apply import EventApplier
@@ -28,6 +29,7 @@ class Engine:
 
     @classmethod
     def build(cls, settings: Settings, counter: CallCounter | None = None) -> Engine:
+        tracing.configure()  # off unless OTEL_* asks (engine/tracing.py)
         clients = AwsClients(settings, counter)
         limiter = TokenBucket(
             settings.dynamodb_rps, settings.dynamodb_burst, settings.rate_limit_timeout_s

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import Counter, Histogram
 
+from engine import tracing
 from engine.metrics import REGISTRY
 
 if TYPE_CHECKING:
@@ -368,14 +369,19 @@ def count_retry(context: Any, error_class: str) -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def kind_of(kind: str) -> Callable[[F], F]:
-    """Decorator form of `operation_kind`, for an entry point (one line at the caller)."""
+def kind_of(kind: str, span: str | None = None, attrs: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Decorator form of `operation_kind` for an entry point (one line at the caller); with
+    `span`, the call is also a tracing span with the arguments named in `attrs`."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with operation_kind(kind):
-                return fn(*args, **kwargs)
+                if span is None or not tracing.enabled():
+                    return fn(*args, **kwargs)
+                found = tracing.attributes_of(fn, attrs, args, kwargs)
+                with tracing.span(span, {"docsync.kind": kind, **found}):
+                    return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

@@ -73,7 +73,7 @@ class WritePipeline:
         doc_type(type_name)
         return keys.s3_key(self._prefixes[type_name], doc_id)
 
-    @kind_of("write")
+    @kind_of("write", "docsync.put", ("doc", "expected_version"))
     def put(self, doc: Document, expected_version: int | None = None) -> WriteResult:
         key = self._key(doc.type, doc.id)
         etag = doc.etag
@@ -112,7 +112,7 @@ class WritePipeline:
             bound.update(version=version)
             return WriteResult(doc.id, doc.type, info.etag, version)
 
-    @kind_of("write")
+    @kind_of("write", "docsync.delete", ("type_name", "doc_id"))
     def delete(
         self, type_name: str, doc_id: str, expected_version: int | None = None
     ) -> DeleteResult:

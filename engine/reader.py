@@ -176,7 +176,7 @@ class Reader:
 
     # -- get ----------------------------------------------------------------------------------
 
-    @kind_of("read")
+    @kind_of("read", "docsync.get", ("type_name", "doc_id"))
     def get(self, type_name: str, doc_id: str) -> ReadResult:
         doc_type(type_name)
         key = keys.s3_key(self._prefixes[type_name], doc_id)
@@ -243,7 +243,7 @@ class Reader:
 
     # -- query --------------------------------------------------------------------------------
 
-    @kind_of("read")
+    @kind_of("read", "docsync.query", ("query", "source"))
     def query(self, query: Query, page_token: str | None = None, source: str = "auto") -> QueryPage:
         """One page, newest first. `source`: auto (cache, S3 if DynamoDB fails), cache, s3."""
         for name in query.types:

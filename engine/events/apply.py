@@ -55,7 +55,7 @@ class EventApplier:
             return None
         return keys.key_to_doc(event.key, self._prefixes)
 
-    @kind_of("listener")
+    @kind_of("listener", "docsync.apply", ("event",))
     def apply(self, event: ObjectEvent) -> Outcome:
         started = time.perf_counter()
         log = logger.bind(op="event.apply", key=event.key, event=event.name)

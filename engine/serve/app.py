@@ -19,6 +19,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
+from engine import tracing
 from engine.app import Engine
 from engine.metrics import REGISTRY
 from engine.serve import errors
@@ -103,6 +104,7 @@ def create_app(
         openapi_url="/openapi.json",
     )
     errors.install(app)
+    tracing.instrument_app(app)  # a span per request when OTEL_* asks (engine/tracing.py)
     app.include_router(document_router(engine), dependencies=[Depends(guard)])
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")

@@ -355,6 +355,7 @@ class LocalConsumer:
                 return None
             raise StoreError(f"get shard iterator: {exc}") from exc
 
+    @kind_of("stream", "docsync.stream.batch", ("state",))
     def _read(self, arn: str, state: ShardState) -> int:
         if state.iterator is None:
             state.iterator = self._iterator(arn, state)

@@ -133,7 +133,7 @@ def _store(
     sink.put(ANALYTICS, name, rows)  # even empty: it supersedes an earlier attempt
 
 
-@kind_of("stream")
+@kind_of("stream", "docsync.stream.batch", ("event",))
 def _handle(
     event: dict[str, Any],
     context: Any,
