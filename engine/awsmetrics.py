@@ -16,6 +16,7 @@ reconcile makes are the reconcile's cost. Lambda publishes the same figures as E
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -374,12 +375,15 @@ def kind_of(kind: str, span: str | None = None, attrs: tuple[str, ...] = ()) -> 
     `span`, the call is also a tracing span with the arguments named in `attrs`."""
 
     def decorate(fn: F) -> F:
+        signature = inspect.signature(fn) if span is not None else None
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with operation_kind(kind):
-                if span is None or not tracing.enabled():
+                if signature is None or not tracing.enabled():
                     return fn(*args, **kwargs)
-                found = tracing.attributes_of(fn, attrs, args, kwargs)
+                found = tracing.attributes_of(signature, attrs, args, kwargs)
+                assert span is not None
                 with tracing.span(span, {"docsync.kind": kind, **found}):
                     return fn(*args, **kwargs)
 

@@ -193,7 +193,9 @@ class _Raw:
 class Replayer:
     """Serves a recording back at `before-send`; nothing is sent."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, loop: bool = False) -> None:
+        """`loop`: serve the same entries again and again (benchmarks of the client side)."""
+        self._loop = loop
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for line in Path(path).read_text(encoding="utf-8").splitlines():
@@ -213,9 +215,9 @@ class Replayer:
             queue = self._entries.get((service, operation), [])
             for i, entry in enumerate(queue):
                 if entry.get("stable") == stable:
-                    return queue.pop(i)
+                    return entry if self._loop else queue.pop(i)
             if queue:
-                return queue.pop(0)
+                return queue[0] if self._loop else queue.pop(0)
         raise ReplayMismatchError(service=service, operation=operation, stable=stable)
 
     def before_send(self, request: Any, event_name: str, **_: Any) -> AWSResponse:

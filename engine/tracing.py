@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -115,11 +115,11 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any
 
 
 def attributes_of(
-    fn: Callable[..., Any], names: tuple[str, ...], args: Any, kwargs: Any
+    signature: inspect.Signature, names: tuple[str, ...], args: Any, kwargs: Any
 ) -> dict[str, Any]:
     """Span attributes from the named arguments of a call: plain values as they are, a
     document as its type and id, a dataclass as its plain fields. Never a body."""
-    bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
+    bound = signature.bind_partial(*args, **kwargs).arguments
     out: dict[str, Any] = {}
     for name in names:
         if name not in bound or bound[name] is None:
