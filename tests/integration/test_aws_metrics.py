@@ -147,3 +147,19 @@ def test_batch_unprocessed_items_and_errors_by_type(engine: Engine) -> None:
     hooks.after_call_error(exception=ConnectionError("down"), context=ctx)
     assert delta("docsync_aws_errors_total", error_type="ConnectionError", target=table) == 1
     assert delta("docsync_aws_operations_total", status="connection_error") == 1
+
+
+def test_dry_run_calls_are_counted_as_such_and_capacity_is_asked_for() -> None:
+    from engine.aws import AwsClients
+    from engine.settings import load_settings
+
+    settings = load_settings(None, dry_run=True, endpoint_url="http://127.0.0.1:9", max_attempts=1)
+    ddb = AwsClients(settings).dynamodb
+    sent: list[dict[str, Any]] = []
+    ddb.meta.events.register(
+        "before-parameter-build.dynamodb.PutItem", lambda params, **_: sent.append(params)
+    )
+    delta = Delta()
+    ddb.put_item(TableName="t", Item={"pk": {"S": "a"}})  # not sent: the dry-run guard
+    assert delta("docsync_aws_operations_total", operation="PutItem", status="dry_run") == 1
+    assert sent[0]["ReturnConsumedCapacity"] == "INDEXES"
