@@ -163,3 +163,32 @@ def test_dry_run_calls_are_counted_as_such_and_capacity_is_asked_for() -> None:
     ddb.put_item(TableName="t", Item={"pk": {"S": "a"}})  # not sent: the dry-run guard
     assert delta("docsync_aws_operations_total", operation="PutItem", status="dry_run") == 1
     assert sent[0]["ReturnConsumedCapacity"] == "INDEXES"
+
+
+def test_capacity_per_index_read_and_write_from_an_aws_shaped_response() -> None:
+    """AWS with INDEXES returns the table's and each index's units (moto sends a total)."""
+    from engine.awsmetrics import AwsMetrics, _Call
+
+    delta = Delta()
+    ctx: dict[str, Any] = {"docsync_call": _Call("dynamodb", "PutItem", "tbl", "reconcile", 0)}
+    parsed = {
+        "ConsumedCapacity": {
+            "TableName": "tbl",
+            "CapacityUnits": 3.0,
+            "Table": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+            "GlobalSecondaryIndexes": {
+                "time-index": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+                "key-index": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+            },
+        }
+    }
+    AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
+    cap = "docsync_dynamodb_consumed_capacity_units_total"
+    assert delta(cap, table="tbl", capacity="write", kind="reconcile") == 3.0  # no double count
+    assert delta(cap, table="tbl", index="", capacity="write") == 1.0
+    assert delta(cap, table="tbl", index="time-index", capacity="write") == 1.0
+    assert delta(cap, table="tbl", capacity="read") == 0
+    ctx = {"docsync_call": _Call("dynamodb", "TransactGetItems", "tbl", "read", 0)}
+    parsed = {"ConsumedCapacity": [{"TableName": "tbl", "CapacityUnits": 2.0}]}
+    AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
+    assert delta(cap, table="tbl", operation="TransactGetItems", capacity="read") == 2.0
