@@ -3,6 +3,10 @@
 Two botocore hooks live here because they must see every call, whatever module makes it:
 the dry-run guard (invariant 7: a mutating call is logged, never sent) and the call counter
 (benchmarks report AWS calls per operation).
+
+The adapter's hooks (seed 003) are registered here for the same reason, each in its module:
+retries per error class (retries.py), per-operation metrics (awsmetrics.py), the S3 and SQS
+circuit breakers (awsbreaker.py), record and replay (recording.py).
 """
 
 from __future__ import annotations
@@ -152,11 +156,11 @@ class AwsClients:
         client: SQSClient = self.client("sqs")
         return client
 
-    # -- the adapter's hooks (seed 003): retries per class, metrics --------------------------
+    # -- the adapter's hooks (seed 003) -------------------------------------------------------
 
     def _adapter_hooks(self, service: str, client: Any) -> None:
-        """Hooks every client gets: per-class retries (in place of botocore's standard
-        policy), per-operation metrics."""
+        """Per-class retries (in place of botocore's standard policy), per-operation metrics,
+        record or replay, and the S3 and SQS circuit breakers."""
         if self.settings.retry_mode != "legacy":
             retries.register(
                 client, self.settings.retries, self.settings.max_attempts, awsmetrics.count_retry
