@@ -80,7 +80,12 @@ def _operation(kind: str, doc: Document, fresh: Iterator[Document]) -> Callable[
 
 
 def measure(settings: Settings, kind: str, ops: int, rounds: int, canned: bool) -> dict[str, Any]:
-    """Median seconds per operation of each variant, and the ratios against `off`."""
+    """Median seconds per operation of each variant, and the ratios against `off`.
+
+    Puts on moto are fewer: moto's put slows as its table grows (measured 4 ms → 70 ms over
+    7,000 puts), which the rotating order of the variants only partly evens out."""
+    if kind == "put" and not canned:
+        ops = max(10, ops // 6)
     now = datetime.now(UTC)
     doc = parse_document(sample_documents(1, seed=1, now=now)[0])
     count = 2 + (ops + min(20, ops)) * rounds * len(VARIANTS) if kind == "put" else 0
