@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -117,6 +118,18 @@ _THROTTLE_CODES = frozenset(
 _READ_OPS = ("Get", "BatchGet", "TransactGet", "Query", "Scan")
 
 
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(...)`, remembered: half the hooks' cost was prometheus' label lookup."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 @contextmanager
 def operation_kind(kind: str) -> Iterator[None]:
     """Attribute the AWS calls made inside to `kind`, unless an outer entry point already did."""
@@ -177,13 +190,16 @@ def _status(code: str, http_status: int) -> str:
 
 
 class _EmfDelta:
-    """Counts since the last EMF flush (Lambda), keyed by metric name."""
+    """Counts since the last EMF flush, keyed by metric name; kept in Lambda only."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
         self._lock = threading.Lock()
         self._values: dict[str, float] = {}
 
     def add(self, name: str, value: float) -> None:
+        if not self.enabled:
+            return
         with self._lock:
             self._values[name] = self._values.get(name, 0.0) + value
 
@@ -194,7 +210,7 @@ class _EmfDelta:
         return out
 
 
-EMF = _EmfDelta()
+EMF = _EmfDelta(enabled=bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")))
 
 
 class AwsMetrics:
@@ -237,7 +253,7 @@ class AwsMetrics:
         if call is None or response is None:
             return
         if _error_code(response[1]) in _THROTTLE_CODES:
-            THROTTLES.labels(call.service, call.operation, call.target).inc()
+            _child(THROTTLES, call.service, call.operation, call.target).inc()
             EMF.add(f"{call.service}_throttles", 1)
 
     def after_call(
@@ -265,7 +281,7 @@ class AwsMetrics:
                 )
             )
         ):
-            CONDITIONAL_FAILURES.labels(call.target, call.operation).inc()
+            _child(CONDITIONAL_FAILURES, call.target, call.operation).inc()
             EMF.add("dynamodb_conditional_check_failures", 1)
         self._capacity(call, parsed)
 
@@ -277,13 +293,13 @@ class AwsMetrics:
     # -- figures --------------------------------------------------------------------------
 
     def _finish(self, call: _Call, status: str, error_type: str) -> None:
-        OPERATIONS.labels(call.service, call.operation, call.target, status, call.kind).inc()
-        OPERATION_SECONDS.labels(call.service, call.operation, call.target).observe(
+        _child(OPERATIONS, call.service, call.operation, call.target, status, call.kind).inc()
+        _child(OPERATION_SECONDS, call.service, call.operation, call.target).observe(
             time.perf_counter() - call.start
         )
         EMF.add(f"{call.service}_calls_{call.kind}", 1)
         if status not in ("ok", "dry_run"):
-            ERRORS.labels(call.service, error_type or status, call.target).inc()
+            _child(ERRORS, call.service, error_type or status, call.target).inc()
             EMF.add(f"{call.service}_errors", 1)
 
     def _results(self, call: _Call, parsed: dict[str, Any]) -> None:
@@ -299,14 +315,14 @@ class AwsMetrics:
         elif call.operation in ("ListObjectsV2", "ListObjects"):
             returned = parsed.get("KeyCount", len(parsed.get("Contents") or []))
         if returned is not None:
-            ITEMS_RETURNED.labels(call.service, call.operation, call.target).observe(returned)
+            _child(ITEMS_RETURNED, call.service, call.operation, call.target).observe(returned)
         if "ScannedCount" in parsed:
-            ITEMS_SCANNED.labels(call.target, call.operation).observe(parsed["ScannedCount"])
+            _child(ITEMS_SCANNED, call.target, call.operation).observe(parsed["ScannedCount"])
         unprocessed = parsed.get("UnprocessedItems") or parsed.get("UnprocessedKeys") or {}
         for table, pending in unprocessed.items():
             n = len(pending.get("Keys", [])) if isinstance(pending, dict) else len(pending)
             if n:
-                UNPROCESSED_ITEMS.labels(table, call.operation).inc(n)
+                _child(UNPROCESSED_ITEMS, table, call.operation).inc(n)
                 EMF.add("dynamodb_unprocessed_items", n)
 
     def _capacity(self, call: _Call, parsed: dict[str, Any]) -> None:
@@ -325,9 +341,9 @@ class AwsMetrics:
                 parts.append(("", entry))
             for index, units in parts:
                 for capacity, value in _split(units, default):
-                    CONSUMED_CAPACITY.labels(table, index, call.operation, capacity, call.kind).inc(
-                        value
-                    )
+                    _child(
+                        CONSUMED_CAPACITY, table, index, call.operation, capacity, call.kind
+                    ).inc(value)
                     EMF.add(f"dynamodb_{capacity}_capacity_{call.kind}", value)
 
 
@@ -364,7 +380,7 @@ def count_retry(context: Any, error_class: str) -> None:
     """The retry policy's callback: one retry decided for `error_class`."""
     model = context.operation_model
     service = model.service_model.service_name if model is not None else ""
-    RETRIES.labels(service, model.name if model is not None else "", error_class).inc()
+    _child(RETRIES, service, model.name if model is not None else "", error_class).inc()
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -396,5 +412,5 @@ def refused(context: dict[str, Any], status: str) -> None:
     """A call stopped before it was sent (an open circuit breaker)."""
     call: _Call | None = context.get("docsync_call")
     if call is not None:
-        OPERATIONS.labels(call.service, call.operation, call.target, status, call.kind).inc()
-        ERRORS.labels(call.service, status, call.target).inc()
+        _child(OPERATIONS, call.service, call.operation, call.target, status, call.kind).inc()
+        _child(ERRORS, call.service, status, call.target).inc()

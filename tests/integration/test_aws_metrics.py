@@ -192,3 +192,20 @@ def test_capacity_per_index_read_and_write_from_an_aws_shaped_response() -> None
     parsed = {"ConsumedCapacity": [{"TableName": "tbl", "CapacityUnits": 2.0}]}
     AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
     assert delta(cap, table="tbl", operation="TransactGetItems", capacity="read") == 2.0
+
+
+def test_lambda_publishes_the_figures_as_emf(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools.metrics import Metrics
+
+    from engine import awsmetrics
+
+    monkeypatch.setattr(awsmetrics.EMF, "enabled", True)
+    awsmetrics.EMF.take()
+    ctx: dict[str, Any] = {"docsync_call": awsmetrics._Call("dynamodb", "Query", "t", "stream", 0)}
+    parsed = {"Count": 2, "ConsumedCapacity": {"TableName": "t", "CapacityUnits": 0.5}}
+    awsmetrics.AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
+    target = Metrics(namespace="docsync-test", service="test")
+    awsmetrics.to_emf(target)
+    published = {name: m["Value"] for name, m in target.metric_set.items()}
+    assert published == {"dynamodb_calls_stream": [1.0], "dynamodb_read_capacity_stream": [0.5]}
+    assert awsmetrics.EMF.take() == {}  # a delta: flushed once
