@@ -61,7 +61,7 @@ CONSUMED_CAPACITY = Counter(
 )
 ITEMS_RETURNED = Histogram(
     "docsync_aws_items_returned",
-    "Items per response: DynamoDB Count, SQS messages, S3 keys listed.",
+    "Items per response (not GetItem): DynamoDB Count, SQS messages, S3 keys listed.",
     ["service", "operation", "target"],
     buckets=_ITEMS,
     registry=REGISTRY,
@@ -306,8 +306,6 @@ class AwsMetrics:
         returned: float | None = None
         if "Count" in parsed:
             returned = parsed["Count"]
-        elif call.operation == "GetItem":
-            returned = 1 if parsed.get("Item") else 0
         elif call.operation == "BatchGetItem":
             returned = sum(len(v) for v in (parsed.get("Responses") or {}).values())
         elif call.operation == "ReceiveMessage":
