@@ -136,7 +136,7 @@ class Reconciler:
         self.sync = engine.reader.sync
         self._prefixes = self.settings.prefixes()
 
-    @kind_of("reconcile")
+    @kind_of("reconcile", "docsync.reconcile")
     def run(
         self,
         mode: Mode = "report",
@@ -200,7 +200,7 @@ class Reconciler:
         chosen = {t: p for t, p in self._prefixes.items() if types is None or t in set(types)}
         return plan(chosen, self.settings.reconcile_shards_per_type)
 
-    @kind_of("reconcile")
+    @kind_of("reconcile", "docsync.reconcile.shard", ("shard",))
     def _shard(
         self,
         shard: Shard,
