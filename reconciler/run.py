@@ -8,6 +8,7 @@ large to list; the report is a day-old snapshot, which the verification against 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import time
 from collections import Counter
@@ -181,7 +182,8 @@ class Reconciler:
                     on_shard_done(shard)
 
             with ThreadPoolExecutor(self.settings.reconcile_workers, "reconcile") as pool:
-                list(pool.map(one, shards))
+                parent = contextvars.copy_context()  # shards' spans under the run's
+                list(pool.map(lambda shard: parent.copy().run(one, shard), shards))
         result.duration_s = time.perf_counter() - started
         result.items.sort(key=lambda item: str(item["key"]).encode())
         logger.bind(

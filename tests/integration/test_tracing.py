@@ -98,3 +98,20 @@ def test_off_unless_the_environment_asks() -> None:
     assert not tracing.enabled()
     with tracing.span("x") as current:
         assert current is None
+
+
+def test_reconcile_shards_are_spans_inside_the_run(
+    engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    from reconciler.run import Reconciler
+
+    d = parse_document(sample_documents(1, seed=2, now=datetime.now(UTC))[0])
+    engine.pipeline.put(d)
+    Reconciler(engine).run()
+    named = by_name(spans)
+    run = named["docsync.reconcile"][0]
+    shards = named["docsync.reconcile.shard"]
+    assert len(shards) == engine.settings.reconcile_shards_per_type * 2
+    assert all(s.parent is not None and s.parent.span_id == run.context.span_id for s in shards)
+    prefixes = {s.attributes["docsync.shard.prefix"] for s in shards}
+    assert prefixes == set(engine.settings.prefixes().values())
