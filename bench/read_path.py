@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import adapter_overhead
 from _common import (
     MOTO_CAVEAT,
     Harness,
@@ -186,6 +187,8 @@ def main() -> None:
         gets = bench_gets(h, docs, args.rounds, min(args.gets, len(docs)))
         print("timing queries ...", file=sys.stderr, flush=True)
         query = bench_query(h, docs, args.query_repeats)
+        print("timing the adapter's metrics and tracing ...", file=sys.stderr, flush=True)
+        adapter = adapter_overhead.report(h.settings, "get")  # on vs off, cache-hit get
 
     get_ok = gets["overhead_ratio"] <= GET_OVERHEAD_TARGET
     hit_ok = gets["aws_calls_per_get"] == 1 and gets["hits"] == gets["gets_per_variant"]
@@ -241,6 +244,7 @@ def main() -> None:
         "documents": args.documents,
         "get": gets,
         "query": query,
+        "adapter_overhead": adapter,
         "targets": {
             "get_overhead_le_15pct": get_ok,
             "hit_is_one_call": hit_ok,

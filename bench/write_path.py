@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import adapter_overhead
 from _common import (
     MOTO_CAVEAT,
     Harness,
@@ -225,6 +226,7 @@ def main() -> None:
 
     with harness() as h:
         results = [bench(h, args.writes, t, args.rounds) for t in args.threads]
+        adapter = adapter_overhead.report(h.settings, "put")  # metrics, tracing: on vs off
 
     print(f"\ndocsync write path — {args.writes} writes per variant, {args.rounds} rounds")
     columns = {
@@ -277,6 +279,7 @@ def main() -> None:
     result = {
         "bench": "write_path",
         "results": results,
+        "adapter_overhead": adapter,
         "targets": targets,
         "moto_caveat": MOTO_CAVEAT,
     }

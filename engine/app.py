@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine import tracing
 from engine.aws import AwsClients, CallCounter
 from engine.breaker import CircuitBreaker
 from engine.events.apply import EventApplier
@@ -34,11 +35,17 @@ class Engine:
     ) -> Engine:
         """`l1`: an in-process L1 for reads (None: as `settings.l1` says, "auto" = off here;
         `docsync serve` passes True unless it is "off")."""
+        tracing.configure()  # off unless OTEL_* asks (engine/tracing.py)
         clients = AwsClients(settings, counter)
         limiter = TokenBucket(
             settings.dynamodb_rps, settings.dynamodb_burst, settings.rate_limit_timeout_s
         )
-        breaker = CircuitBreaker(settings.breaker_fail_max, settings.breaker_reset_s, is_outage)
+        breaker = CircuitBreaker(
+            settings.breaker_fail_max,
+            settings.breaker_reset_s,
+            is_outage,
+            success_threshold=settings.breaker_success_threshold,
+        )
         cache = CacheStore(clients.dynamodb, settings.table, limiter, breaker)
         objects = ObjectStore(clients.s3, settings.bucket)
         wanted = settings.l1 == "on" if l1 is None else l1
@@ -60,3 +67,8 @@ class Engine:
             applier=applier,
             l1=cache_l1,
         )
+
+    def breaker_states(self) -> dict[str, str]:
+        """The circuit breakers of this engine by name: DynamoDB's, then S3's and SQS's."""
+        breakers = {"dynamodb": self.cache.breaker, **self.clients.breakers}
+        return {name: breaker.state for name, breaker in breakers.items()}

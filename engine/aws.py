@@ -3,13 +3,19 @@
 Two botocore hooks live here because they must see every call, whatever module makes it:
 the dry-run guard (invariant 7: a mutating call is logged, never sent) and the call counter
 (benchmarks report AWS calls per operation).
+
+The adapter's hooks (seed 003) are registered here for the same reason, each in its module:
+retries per error class (retries.py), per-operation metrics (awsmetrics.py), the S3 and SQS
+circuit breakers (awsbreaker.py), record and replay (recording.py).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +24,12 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
 from loguru import logger
 
+from engine import awsmetrics, retries
+from engine.awsbreaker import ClientBreaker
+from engine.breaker import CircuitBreaker
+from engine.recording import Recorder, Replayer
 from engine.settings import Settings
+from engine.store.errors import is_outage
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -78,9 +89,15 @@ def _dry_run_guard(
 class AwsClients:
     """The clients of one process, built lazily and shared by all threads (boto3 clients are)."""
 
-    def __init__(self, settings: Settings, counter: CallCounter | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        counter: CallCounter | None = None,
+        clock: Callable[[], float] = time.monotonic,  # the S3 and SQS breakers' clock
+    ) -> None:
         self.settings = settings
         self.counter = counter
+        self._clock = clock
         self._session = boto3.session.Session(region_name=settings.region)
         self._config = Config(
             region_name=settings.region,
@@ -92,6 +109,15 @@ class AwsClients:
         )
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}  # S3 and SQS (engine/awsbreaker.py)
+        self._recorder: Recorder | None = None
+        self._replayer: Replayer | None = None
+        if settings.replay is not None:  # a replay needs no credentials: nothing is sent
+            self._session = boto3.session.Session(
+                region_name=settings.region,
+                aws_access_key_id="replay",
+                aws_secret_access_key="replay",
+            )
 
     def endpoint_for(self, service: str) -> str | None:
         """boto3's AWS_ENDPOINT_URL_<SERVICE> wins for its service; then DOCSYNC_ENDPOINT_URL."""
@@ -109,6 +135,7 @@ class AwsClients:
                 )
                 if self.counter is not None:
                     client.meta.events.register("before-call.*.*", self.counter)
+                self._adapter_hooks(service, client)
                 if self.settings.dry_run:
                     client.meta.events.register("before-parameter-build.*.*", _remember_target)
                     client.meta.events.register("before-call.*.*", _dry_run_guard)
@@ -134,3 +161,35 @@ class AwsClients:
     def cloudwatch(self) -> CloudWatchClient:
         client: CloudWatchClient = self.client("cloudwatch")
         return client
+
+    # -- the adapter's hooks (seed 003) -------------------------------------------------------
+
+    def _adapter_hooks(self, service: str, client: Any) -> None:
+        """Per-class retries (in place of botocore's standard policy), per-operation metrics,
+        record or replay, and the S3 and SQS circuit breakers."""
+        if self.settings.retry_mode != "legacy":
+            retries.register(
+                client, self.settings.retries, self.settings.max_attempts, awsmetrics.count_retry
+            )
+        if self.settings.aws_metrics:
+            awsmetrics.AwsMetrics(self.settings.consumed_capacity).register(client)
+        if self.settings.replay is not None:
+            self._replayer = self._replayer or Replayer(self.settings.replay)
+            self._replayer.register(client)
+        elif self.settings.record is not None:
+            self._recorder = self._recorder or Recorder(
+                self.settings.record, self.settings.record_redact_bodies
+            )
+            self._recorder.register(client)
+        if self.settings.aws_breakers and service in ("s3", "sqs"):
+            s = self.settings
+            breaker = CircuitBreaker(
+                s.breaker_fail_max,
+                s.breaker_reset_s,
+                is_outage,
+                clock=self._clock,
+                name=service,
+                success_threshold=s.breaker_success_threshold,
+            )
+            self.breakers[service] = breaker
+            ClientBreaker(breaker).register(client)

@@ -1,9 +1,13 @@
-"""A circuit breaker in front of DynamoDB: after `fail_max` consecutive outage errors, calls
-fail fast for `reset_s`, then one trial call decides whether to close again.
+"""A circuit breaker (seed 003 §6.3): after `fail_max` consecutive outage errors, calls fail
+fast for `reset_s`; then trial calls, one at a time, and `success_threshold` of them in a row
+close it again (a failed trial opens it for another `reset_s`). In front of DynamoDB (the
+cache store) and, at the client seam, S3 and SQS (engine/aws.py).
 
-Hand-written because pybreaker holds its lock for the whole protected call, which serialized
-every DynamoDB call of a process (measured: 1 call in flight with 16 threads). Here the lock
-only guards the counters; the call itself runs outside it.
+Hand-written because pybreaker holds its lock for the whole protected call (1.2's
+`CircuitBreaker.call`: `with self._lock: return self.state.call(func, ...)`), which
+serialized every DynamoDB call of a process (measured: 1 call in flight with 16 threads).
+Here the lock only guards the counters; the call itself runs outside it. Its state is the
+gauge `docsync_circuit_breaker_state` and appears in `/readyz` (`Engine.breaker_states`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import Literal
 
 from loguru import logger
 
-from engine import cloudwatch
+from engine import cloudwatch, metrics
 
 State = Literal["closed", "open", "half_open"]
+STATES: tuple[State, ...] = ("closed", "open", "half_open")
 
 
 class CircuitOpenError(Exception):
@@ -32,6 +37,7 @@ class CircuitBreaker:
         is_failure: Callable[[BaseException], bool],
         clock: Callable[[], float] = time.monotonic,
         name: str = "dynamodb",
+        success_threshold: int = 1,
     ) -> None:
         self.fail_max, self.reset_s, self.name = fail_max, reset_s, name
         self._is_failure, self._clock = is_failure, clock
@@ -41,6 +47,9 @@ class CircuitBreaker:
         self._state: State = "closed"
         self._trial_running = False
         cloudwatch.watch(self)  # reported open at every metrics flush while it is
+        self.success_threshold = success_threshold
+        self._trial_successes = 0
+        _gauge(name, "closed")
 
     @property
     def state(self) -> State:
@@ -55,6 +64,8 @@ class CircuitBreaker:
             self._state = state
             if state == "open":
                 cloudwatch.record("CircuitBreakerOpen", 1)
+            self._trial_successes = 0
+            _gauge(self.name, state)
 
     def before_call(self) -> None:
         """Raise CircuitOpenError, or let the call go ahead (maybe as the half-open trial)."""
@@ -72,16 +83,27 @@ class CircuitBreaker:
         with self._lock:
             self._failures = 0
             self._trial_running = False
+            if self._state == "half_open":
+                self._trial_successes += 1
+                if self._trial_successes < self.success_threshold:
+                    return
             self._set("closed")
 
     def on_error(self, exc: BaseException) -> None:
         with self._lock:
             self._trial_running = False
-            if not self._is_failure(exc):
+            if not self._is_failure(exc):  # the service answered: a success for the breaker
                 if self._state == "half_open":
-                    self._set("closed")  # the service answered: it is up
+                    self._trial_successes += 1
+                    if self._trial_successes >= self.success_threshold:
+                        self._set("closed")
                 return
             self._failures += 1
             if self._state == "half_open" or self._failures >= self.fail_max:
                 self._opened_at = self._clock()
                 self._set("open")
+
+
+def _gauge(name: str, state: State) -> None:
+    for each in STATES:
+        metrics.BREAKER_STATE.labels(name, each).set(1 if each == state else 0)

@@ -144,6 +144,13 @@ HISTORY_ENTRIES = Counter(
     registry=REGISTRY,
 )
 
+BREAKER_STATE = Gauge(
+    "docsync_circuit_breaker_state",
+    "1 for each breaker's current state (closed, open, half_open), 0 for the others.",
+    ["breaker", "state"],
+    registry=REGISTRY,
+)
+
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:
     """Serve `/metrics` from a daemon thread."""

@@ -19,6 +19,7 @@ from typing import Any
 from loguru import logger
 
 from engine import keys
+from engine.awsmetrics import kind_of
 from engine.documents import Document, doc_type
 from engine.exceptions import WriteConflictError
 from engine.l1 import L1Cache
@@ -81,6 +82,7 @@ class WritePipeline:
         doc_type(type_name)
         return keys.s3_key(self._prefixes[type_name], doc_id)
 
+    @kind_of("write", "docsync.put", ("doc", "expected_version"))
     def put(
         self, doc: Document, expected_version: int | None = None, actor: str | None = None
     ) -> WriteResult:
@@ -95,6 +97,7 @@ class WritePipeline:
             if self.l1 is not None:
                 self.l1.invalidate(doc.type, doc.id)
 
+    @kind_of("write", "docsync.delete", ("type_name", "doc_id"))
     def delete(
         self,
         type_name: str,

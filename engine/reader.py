@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 from loguru import logger
 
 from engine import cloudwatch, keys, metrics, pagetoken
+from engine.awsmetrics import kind_of
 from engine.documents import Document, doc_type, parse_document
 from engine.exceptions import (
     CacheUnavailableError,
@@ -184,6 +185,7 @@ class Reader:
 
     # -- get ----------------------------------------------------------------------------------
 
+    @kind_of("read", "docsync.get", ("type_name", "doc_id"))
     def get(self, type_name: str, doc_id: str) -> ReadResult:
         doc_type(type_name)
         key = keys.s3_key(self._prefixes[type_name], doc_id)
@@ -273,6 +275,7 @@ class Reader:
 
     # -- query --------------------------------------------------------------------------------
 
+    @kind_of("read", "docsync.query", ("query", "source"))
     def query(self, query: Query, page_token: str | None = None, source: str = "auto") -> QueryPage:
         """One page, newest first. `source`: auto (cache, S3 if DynamoDB fails), cache, s3."""
         for name in query.types:
@@ -541,6 +544,7 @@ class Reader:
         rows.sort(key=lambda row: row[0], reverse=True)
         return iter(rows)
 
+    @kind_of("read")
     def _s3_document(self, type_name: str, key: str) -> Document | None:
         if keys.key_to_doc(key, {type_name: self._prefixes[type_name]}) is None:
             return None

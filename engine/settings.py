@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from engine.exceptions import ConfigError
+from engine.retries import RetryTable
 
 DEFAULT_CONFIG = Path("config/docsync.toml")
 _toml_path: ContextVar[Path | None] = ContextVar("docsync_toml_path", default=None)
@@ -124,7 +125,7 @@ class Settings(FileSettings):
     format: Literal["auto", "json", "text"] = "auto"
     # AWS client tuning.
     retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
-    max_attempts: int = Field(5, ge=1, le=20)
+    max_attempts: int = Field(10, ge=1, le=50)  # a cap over every class of [retries]
     connect_timeout_s: float = Field(2.0, gt=0)
     read_timeout_s: float = Field(10.0, gt=0)
     concurrency: int = Field(16, ge=1, le=512)
@@ -181,6 +182,15 @@ class Settings(FileSettings):
     metrics_environment: str = Field("default", min_length=1, max_length=1024)  # the stack name
     metrics_sink: Literal["emf", "putmetricdata", "off"] = "emf"
     metrics_flush_s: float = Field(60.0, gt=0, le=3600)  # serve and the CLI; Lambda: per call
+    # The AWS adapter (seed 003): retries per error class, breakers, metrics, record/replay.
+    retries: RetryTable = Field(default_factory=RetryTable)
+    breaker_success_threshold: int = Field(2, ge=1)  # half-open trial successes that close
+    aws_breakers: bool = True  # circuit breakers on S3 and SQS calls too (same thresholds)
+    aws_metrics: bool = True  # per-operation AWS metrics (botocore hooks)
+    consumed_capacity: Literal["INDEXES", "TOTAL", "NONE"] = "INDEXES"
+    record: Path | None = None  # DOCSYNC_RECORD: every AWS request and response, JSON lines
+    replay: Path | None = None  # DOCSYNC_REPLAY: serve a recording back, no network
+    record_redact_bodies: bool = False  # document bodies out of recordings (replays differ)
 
     @field_validator("change_prefix", "announcement_prefix", "reserved_prefix")
     @classmethod

@@ -8,6 +8,7 @@ large to list; the report is a day-old snapshot, which the verification against 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from loguru import logger
 
 from engine import cloudwatch, keys
 from engine.app import Engine
+from engine.awsmetrics import kind_of
 from engine.documents import Document, parse_document
 from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
 from engine.store.cache import ConditionFailed
@@ -140,6 +142,7 @@ class Reconciler:
         self.sync = engine.reader.sync
         self._prefixes = self.settings.prefixes()
 
+    @kind_of("reconcile", "docsync.reconcile")
     def run(
         self,
         mode: Mode = "report",
@@ -186,7 +189,8 @@ class Reconciler:
                     on_shard_done(shard)
 
             with ThreadPoolExecutor(self.settings.reconcile_workers, "reconcile") as pool:
-                list(pool.map(one, shards))
+                parent = contextvars.copy_context()  # shards' spans under the run's
+                list(pool.map(lambda shard: parent.copy().run(one, shard), shards))
         result.duration_s = time.perf_counter() - started
         result.items.sort(key=lambda item: str(item["key"]).encode())
         logger.bind(
@@ -211,6 +215,7 @@ class Reconciler:
         chosen = {t: p for t, p in self._prefixes.items() if types is None or t in set(types)}
         return plan(chosen, self.settings.reconcile_shards_per_type)
 
+    @kind_of("reconcile", "docsync.reconcile.shard", ("shard",))
     def _shard(
         self,
         shard: Shard,

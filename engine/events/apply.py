@@ -15,6 +15,7 @@ from typing import Literal
 from loguru import logger
 
 from engine import keys, metrics
+from engine.awsmetrics import kind_of
 from engine.documents import parse_document
 from engine.events.parse import ObjectEvent
 from engine.exceptions import InvalidDocumentError, NotFoundError
@@ -56,6 +57,7 @@ class EventApplier:
             return None
         return keys.key_to_doc(event.key, self._prefixes)
 
+    @kind_of("listener", "docsync.apply", ("event",))
     def apply(self, event: ObjectEvent) -> Outcome:
         started = time.perf_counter()
         log = logger.bind(op="event.apply", key=event.key, event=event.name)

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from engine import cloudwatch
+from engine import awsmetrics, cloudwatch
 from engine.app import Engine
 from engine.events.apply import APPLIED, RETRY
 from engine.events.parse import ObjectEvent, TestEvent, parse_body, parse_notification
@@ -85,6 +85,7 @@ def sqs_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
         return dict(response)
     finally:
+        awsmetrics.to_emf(metrics)  # the AWS calls' figures
         metrics.flush_metrics()
         flush_alarm_metrics()
 
@@ -98,6 +99,7 @@ def s3_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not isinstance(parsed, TestEvent):
             _apply_all(parsed)
     finally:
+        awsmetrics.to_emf(metrics)  # the AWS calls' figures
         metrics.flush_metrics()
         flush_alarm_metrics()
     return {"events": count}

@@ -19,6 +19,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
+from engine import tracing
 from engine.app import Engine
 from engine.metrics import REGISTRY
 from engine.serve import errors
@@ -88,7 +89,7 @@ def create_app(
     open); `readiness` defaults to an AWS probe with no parts."""
     settings = engine.settings
     keys = keys or ApiKeys.from_settings(settings)
-    readiness = readiness or Readiness(settings, parts=dict)
+    readiness = readiness or Readiness(settings, parts=dict, breakers=engine.breaker_states)
     guard = key_guard(
         keys,
         KeyedRateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
@@ -103,6 +104,7 @@ def create_app(
         openapi_url="/openapi.json",
     )
     errors.install(app)
+    tracing.instrument_app(app)  # a span per request when OTEL_* asks (engine/tracing.py)
     app.include_router(document_router(engine), dependencies=[Depends(guard)])
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")

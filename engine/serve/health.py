@@ -6,7 +6,8 @@ queue too when the listener runs. A DynamoDB outage makes the answer `degraded` 
 turn a cache outage into a full one. The probe has its own clients (one attempt, short
 timeouts: a probe must answer fast and must not count against the engine's circuit breaker
 or rate limiter) and caches its result for a couple of seconds, so frequent probes from
-several balancers cost AWS little.
+several balancers cost AWS little. The engine's circuit breakers are listed by name
+(`breakers`); one that is not closed makes a ready answer `degraded`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Readiness:
         stopping: Callable[[], bool] = lambda: False,
         clients: AwsClients | None = None,
         ttl_s: float = PROBE_TTL_S,
+        breakers: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self.settings = settings
         self._parts = parts
@@ -41,10 +43,12 @@ class Readiness:
                     "connect_timeout_s": min(settings.connect_timeout_s, 1.0),
                     "read_timeout_s": min(settings.read_timeout_s, 2.0),
                     "dry_run": False,  # read-only calls only
+                    "aws_breakers": False,  # the probe asks AWS itself, breakers or not
                 }
             )
         )
         self._ttl_s = ttl_s
+        self._breakers = breakers
         self._lock = threading.Lock()
         self._cached: tuple[float, dict[str, str]] | None = None
 
@@ -80,4 +84,7 @@ class Readiness:
         required = [n for n in aws if n != "dynamodb"]
         ready = all(p["healthy"] for p in parts.values()) and all(aws[n] == "ok" for n in required)
         status = "not_ready" if not ready else "ready" if aws["dynamodb"] == "ok" else "degraded"
-        return ready, {"status": status, "parts": parts, "aws": aws}
+        breakers = self._breakers()
+        if status == "ready" and any(state != "closed" for state in breakers.values()):
+            status = "degraded"  # the engine is failing fast somewhere, though AWS answers now
+        return ready, {"status": status, "parts": parts, "aws": aws, "breakers": breakers}

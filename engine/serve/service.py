@@ -55,7 +55,10 @@ class Service:
         self.port = self.settings.serve_port if port is None else port
         self.supervisor = Supervisor(backoff or Backoff(max_s=self.settings.part_restart_max_s))
         self.readiness = Readiness(
-            self.settings, self.supervisor.status, lambda: self.supervisor.stopping
+            self.settings,
+            self.supervisor.status,
+            lambda: self.supervisor.stopping,
+            breakers=engine.breaker_states,
         )
         self.skipped: dict[str, str] = {}
         self.app: FastAPI | None = None

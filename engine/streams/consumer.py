@@ -36,6 +36,7 @@ from loguru import logger
 from engine import metrics
 from engine.app import Engine
 from engine.aws import AwsClients
+from engine.awsmetrics import kind_of
 from engine.exceptions import StoreError
 from engine.settings import Settings
 from engine.store.errors import error_code
@@ -184,6 +185,7 @@ class LocalConsumer:
             )
         return arn
 
+    @kind_of("stream")
     def run(self, drain: bool = False) -> ConsumeSummary:
         """Until `stop` is set; with `drain`, until every shard is read to its end or tip."""
         with logger.contextualize(dry_run=self.settings.dry_run):
@@ -402,6 +404,7 @@ class LocalConsumer:
                 return None
             raise StoreError(f"get shard iterator: {exc}") from exc
 
+    @kind_of("stream", "docsync.stream.batch", ("state",))
     def _read(self, arn: str, state: ShardState) -> int:
         if state.iterator is None:
             state.iterator = self._iterator(arn, state)

@@ -44,9 +44,10 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from loguru import logger
 
-from engine import cloudwatch
+from engine import awsmetrics, cloudwatch
 from engine.app import Engine
 from engine.aws import AwsClients, CallCounter
+from engine.awsmetrics import kind_of
 from engine.logs import configure_logging
 from engine.settings import Settings, load_settings
 from engine.store.cache import now_ms
@@ -168,6 +169,7 @@ def _store(
     sink.put(ANALYTICS, name, rows)  # even empty: it supersedes an earlier attempt
 
 
+@kind_of("stream", "docsync.stream.batch", ("event",))
 def _handle(
     event: dict[str, Any],
     context: Any,
@@ -235,6 +237,7 @@ def _handle(
         ).info("batch done")
         return {"batchItemFailures": [{"itemIdentifier": first}] if first else []}
     finally:
+        awsmetrics.to_emf(metrics)  # the AWS calls' figures
         metrics.flush_metrics()
         cloudwatch.flush(rt.settings, rt.clients)
 

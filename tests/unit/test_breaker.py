@@ -81,3 +81,20 @@ def test_calls_run_concurrently_not_under_the_breaker_lock() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_half_open_needs_success_threshold_trials_in_a_row() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(2, 10.0, outage, clock, name="unit", success_threshold=2)
+    for _ in range(2):
+        breaker.on_error(ConnectionError())
+    assert breaker.state == "open"
+    clock.now += 10
+    breaker.before_call()
+    breaker.on_success()
+    assert breaker.state == "half_open"
+    breaker.before_call()  # the next trial, once the first finished
+    with pytest.raises(CircuitOpenError):
+        breaker.before_call()  # still one at a time
+    breaker.on_error(ValueError("a 404: the service answered"))
+    assert breaker.state == "closed"

@@ -1,0 +1,414 @@
+"""Per-operation AWS metrics (seed 003 §7.2), from botocore hooks on every client.
+
+Registered by `AwsClients`, so every DynamoDB, S3 and SQS call is measured whatever module
+makes it: operations by service, operation, target (table, bucket, queue) and status;
+durations; DynamoDB consumed capacity per table and index, read and write (the hook adds
+`ReturnConsumedCapacity` to every operation whose model accepts it); items returned and
+scanned; throttles (every throttled attempt, retried or not); conditional-check failures;
+unprocessed batch items; errors by type.
+
+The operation kind (read, write, listener, reconcile, stream) comes from a context variable
+that the entry points set with `operation_kind(...)`: the outermost one wins, so the reads a
+reconcile makes are the reconcile's cost. Lambda publishes the same figures as EMF
+(`to_emf`), from a delta kept beside the Prometheus counters.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from prometheus_client import Counter, Histogram
+
+from engine import tracing
+from engine.metrics import REGISTRY
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.metrics import Metrics
+
+KINDS = ("read", "write", "listener", "reconcile", "stream", "other")
+_KIND: ContextVar[str] = ContextVar("docsync_operation_kind", default="other")
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_ITEMS = (0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+
+OPERATIONS = Counter(
+    "docsync_aws_operations",
+    "AWS calls by service, operation, target (table, bucket, queue), status and kind.",
+    ["service", "operation", "target", "status", "kind"],
+    registry=REGISTRY,
+)
+OPERATION_SECONDS = Histogram(
+    "docsync_aws_operation_seconds",
+    "AWS call duration, retries included.",
+    ["service", "operation", "target"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+CONSUMED_CAPACITY = Counter(
+    "docsync_dynamodb_consumed_capacity_units",
+    "DynamoDB capacity units consumed, per table and index ('' = the table), read or write.",
+    ["table", "index", "operation", "capacity", "kind"],
+    registry=REGISTRY,
+)
+ITEMS_RETURNED = Histogram(
+    "docsync_aws_items_returned",
+    "Items per response (not GetItem): DynamoDB Count, SQS messages, S3 keys listed.",
+    ["service", "operation", "target"],
+    buckets=_ITEMS,
+    registry=REGISTRY,
+)
+ITEMS_SCANNED = Histogram(
+    "docsync_dynamodb_items_scanned",
+    "DynamoDB ScannedCount per Query/Scan page (items read before the filter).",
+    ["table", "operation"],
+    buckets=_ITEMS,
+    registry=REGISTRY,
+)
+THROTTLES = Counter(
+    "docsync_aws_throttles",
+    "Throttled attempts (retried or not).",
+    ["service", "operation", "target"],
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "docsync_aws_retries",
+    "Retries made, by error class (the [retries] table).",
+    ["service", "operation", "error_class"],
+    registry=REGISTRY,
+)
+CONDITIONAL_FAILURES = Counter(
+    "docsync_dynamodb_conditional_check_failures",
+    "Conditional writes refused (ConditionalCheckFailed, or a transaction cancelled by one).",
+    ["table", "operation"],
+    registry=REGISTRY,
+)
+UNPROCESSED_ITEMS = Counter(
+    "docsync_dynamodb_batch_unprocessed_items",
+    "Items a batch call handed back unprocessed.",
+    ["table", "operation"],
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "docsync_aws_errors",
+    "Failed AWS calls by error type (service error code or exception class).",
+    ["service", "error_type", "target"],
+    registry=REGISTRY,
+)
+
+_THROTTLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "TooManyRequestsException",
+        "RequestThrottled",
+    }
+)
+_READ_OPS = ("Get", "BatchGet", "TransactGet", "Query", "Scan")
+
+
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(...)`, remembered: half the hooks' cost was prometheus' label lookup."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+@contextmanager
+def operation_kind(kind: str) -> Iterator[None]:
+    """Attribute the AWS calls made inside to `kind`, unless an outer entry point already did."""
+    if _KIND.get() != "other":
+        yield
+        return
+    token = _KIND.set(kind)
+    try:
+        yield
+    finally:
+        _KIND.reset(token)
+
+
+def current_kind() -> str:
+    return _KIND.get()
+
+
+@dataclass(slots=True)
+class _Call:
+    service: str
+    operation: str
+    target: str
+    kind: str
+    start: float
+
+
+def _target(params: dict[str, Any]) -> str:
+    for name in ("TableName", "Bucket", "QueueName"):
+        if params.get(name):
+            return str(params[name])
+    if params.get("QueueUrl"):
+        return str(params["QueueUrl"]).rstrip("/").rsplit("/", 1)[-1]
+    if isinstance(params.get("RequestItems"), dict):
+        return ",".join(sorted(params["RequestItems"]))
+    if isinstance(params.get("TransactItems"), list):
+        tables = {
+            str(v.get("TableName"))
+            for item in params["TransactItems"]
+            for v in item.values()
+            if isinstance(v, dict) and v.get("TableName")
+        }
+        return ",".join(sorted(tables))
+    return ""
+
+
+def _error_code(parsed: dict[str, Any]) -> str:
+    return str((parsed.get("Error") or {}).get("Code") or "")
+
+
+def _status(code: str, http_status: int) -> str:
+    if http_status < 300:
+        return "ok"
+    if code == "ConditionalCheckFailedException":
+        return "conditional_failed"
+    if code in _THROTTLE_CODES:
+        return "throttled"
+    return "server_error" if http_status >= 500 else "client_error"
+
+
+class _EmfDelta:
+    """Counts since the last EMF flush, keyed by metric name; kept in Lambda only."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._values: dict[str, float] = {}
+
+    def add(self, name: str, value: float) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self._values[name] = self._values.get(name, 0.0) + value
+
+    def take(self) -> dict[str, float]:
+        with self._lock:
+            out = dict(self._values)
+            self._values.clear()
+        return out
+
+
+EMF = _EmfDelta(enabled=bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")))
+
+
+class AwsMetrics:
+    """The hooks; `register(client)` attaches them (first, so they see dry-run short cuts)."""
+
+    def __init__(self, consumed_capacity: str = "INDEXES") -> None:
+        self.consumed_capacity = consumed_capacity
+
+    def register(self, client: Any) -> None:
+        events = client.meta.events
+        events.register_first("before-parameter-build.*.*", self.before_parameter_build)
+        events.register("needs-retry.*.*", self.needs_retry)
+        events.register("after-call.*.*", self.after_call)
+        events.register("after-call-error.*.*", self.after_call_error)
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def before_parameter_build(
+        self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
+    ) -> None:
+        service = model.service_model.service_name
+        context["docsync_call"] = _Call(
+            service, model.name, _target(params), _KIND.get(), time.perf_counter()
+        )
+        if (
+            service == "dynamodb"
+            and self.consumed_capacity != "NONE"
+            and model.input_shape is not None
+            and "ReturnConsumedCapacity" in model.input_shape.members
+        ):
+            params.setdefault("ReturnConsumedCapacity", self.consumed_capacity)
+
+    def needs_retry(
+        self,
+        response: tuple[Any, dict[str, Any]] | None,
+        request_dict: dict[str, Any],
+        **_: Any,
+    ) -> None:
+        call: _Call | None = request_dict.get("context", {}).get("docsync_call")
+        if call is None or response is None:
+            return
+        if _error_code(response[1]) in _THROTTLE_CODES:
+            _child(THROTTLES, call.service, call.operation, call.target).inc()
+            EMF.add(f"{call.service}_throttles", 1)
+
+    def after_call(
+        self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any
+    ) -> None:
+        call: _Call | None = context.get("docsync_call")
+        if call is None:
+            return
+        code = _error_code(parsed)
+        status = (
+            "dry_run"
+            if parsed.get("ResponseMetadata", {}).get("DryRun")
+            else _status(code, int(getattr(http_response, "status_code", 200)))
+        )
+        self._finish(call, status, code)
+        if status in ("ok", "dry_run"):
+            self._results(call, parsed)
+        elif call.service == "dynamodb" and (
+            code == "ConditionalCheckFailedException"
+            or (
+                code == "TransactionCanceledException"
+                and any(
+                    r.get("Code") == "ConditionalCheckFailed"
+                    for r in parsed.get("CancellationReasons") or []
+                )
+            )
+        ):
+            _child(CONDITIONAL_FAILURES, call.target, call.operation).inc()
+            EMF.add("dynamodb_conditional_check_failures", 1)
+        self._capacity(call, parsed)
+
+    def after_call_error(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
+        call: _Call | None = context.get("docsync_call")
+        if call is not None:
+            self._finish(call, "connection_error", type(exception).__name__)
+
+    # -- figures --------------------------------------------------------------------------
+
+    def _finish(self, call: _Call, status: str, error_type: str) -> None:
+        _child(OPERATIONS, call.service, call.operation, call.target, status, call.kind).inc()
+        _child(OPERATION_SECONDS, call.service, call.operation, call.target).observe(
+            time.perf_counter() - call.start
+        )
+        EMF.add(f"{call.service}_calls_{call.kind}", 1)
+        if status not in ("ok", "dry_run"):
+            _child(ERRORS, call.service, error_type or status, call.target).inc()
+            EMF.add(f"{call.service}_errors", 1)
+
+    def _results(self, call: _Call, parsed: dict[str, Any]) -> None:
+        returned: float | None = None
+        if "Count" in parsed:
+            returned = parsed["Count"]
+        elif call.operation == "BatchGetItem":
+            returned = sum(len(v) for v in (parsed.get("Responses") or {}).values())
+        elif call.operation == "ReceiveMessage":
+            returned = len(parsed.get("Messages") or [])
+        elif call.operation in ("ListObjectsV2", "ListObjects"):
+            returned = parsed.get("KeyCount", len(parsed.get("Contents") or []))
+        if returned is not None:
+            _child(ITEMS_RETURNED, call.service, call.operation, call.target).observe(returned)
+        if "ScannedCount" in parsed:
+            _child(ITEMS_SCANNED, call.target, call.operation).observe(parsed["ScannedCount"])
+        unprocessed = parsed.get("UnprocessedItems") or parsed.get("UnprocessedKeys") or {}
+        for table, pending in unprocessed.items():
+            n = len(pending.get("Keys", [])) if isinstance(pending, dict) else len(pending)
+            if n:
+                _child(UNPROCESSED_ITEMS, table, call.operation).inc(n)
+                EMF.add("dynamodb_unprocessed_items", n)
+
+    def _capacity(self, call: _Call, parsed: dict[str, Any]) -> None:
+        consumed = parsed.get("ConsumedCapacity")
+        if not consumed:
+            return
+        default = "read" if call.operation.startswith(_READ_OPS) else "write"
+        for entry in consumed if isinstance(consumed, list) else [consumed]:
+            table = str(entry.get("TableName", call.target))
+            parts: list[tuple[str, dict[str, Any]]] = []
+            if entry.get("Table"):
+                parts.append(("", entry["Table"]))
+            for group in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+                parts.extend((name, units) for name, units in (entry.get(group) or {}).items())
+            if not parts:
+                parts.append(("", entry))
+            for index, units in parts:
+                for capacity, value in _split(units, default):
+                    _child(
+                        CONSUMED_CAPACITY, table, index, call.operation, capacity, call.kind
+                    ).inc(value)
+                    EMF.add(f"dynamodb_{capacity}_capacity_{call.kind}", value)
+
+
+def _split(units: dict[str, Any], default: str) -> list[tuple[str, float]]:
+    """Read and write units; only a total (TOTAL mode, moto) counts as the operation's side."""
+    read = float(units.get("ReadCapacityUnits") or 0)
+    write = float(units.get("WriteCapacityUnits") or 0)
+    if read or write:
+        return [(name, v) for name, v in (("read", read), ("write", write)) if v]
+    total = float(units.get("CapacityUnits") or 0)
+    return [(default, total)] if total else []
+
+
+def capacity_by_kind() -> dict[str, dict[str, float]]:
+    """This process's consumed capacity so far: kind → {read, write}."""
+    out: dict[str, dict[str, float]] = {}
+    for metric in CONSUMED_CAPACITY.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                side = out.setdefault(sample.labels["kind"], {"read": 0.0, "write": 0.0})
+                side[sample.labels["capacity"]] += sample.value
+    return out
+
+
+def to_emf(target: Metrics) -> None:
+    """Add the AWS figures since the last flush to a Powertools Metrics (Lambda handlers)."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    for name, value in sorted(EMF.take().items()):
+        target.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_retry(context: Any, error_class: str) -> None:
+    """The retry policy's callback: one retry decided for `error_class`."""
+    model = context.operation_model
+    service = model.service_model.service_name if model is not None else ""
+    _child(RETRIES, service, model.name if model is not None else "", error_class).inc()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def kind_of(kind: str, span: str | None = None, attrs: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Decorator form of `operation_kind` for an entry point (one line at the caller); with
+    `span`, the call is also a tracing span with the arguments named in `attrs`."""
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn) if span is not None else None
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with operation_kind(kind):
+                if signature is None or not tracing.enabled():
+                    return fn(*args, **kwargs)
+                found = tracing.attributes_of(signature, attrs, args, kwargs)
+                assert span is not None
+                with tracing.span(span, {"docsync.kind": kind, **found}):
+                    return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def refused(context: dict[str, Any], status: str) -> None:
+    """A call stopped before it was sent (an open circuit breaker)."""
+    call: _Call | None = context.get("docsync_call")
+    if call is not None:
+        _child(OPERATIONS, call.service, call.operation, call.target, status, call.kind).inc()
+        _child(ERRORS, call.service, status, call.target).inc()

@@ -1,0 +1,210 @@
+"""Per-operation AWS metrics (engine/awsmetrics.py) from known workloads on the moto server.
+
+Counters are process-wide, so every assertion is on the difference a workload made.
+moto 5.2.5 returns ConsumedCapacity (a fixed figure, total only, no per-index split) for
+GetItem, PutItem, UpdateItem, DeleteItem, Query, Scan, BatchGetItem, BatchWriteItem and
+TransactGetItems, and an empty list for TransactWriteItems.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from engine.app import Engine
+from engine.awsmetrics import capacity_by_kind, operation_kind
+from engine.documents import parse_document
+from engine.exceptions import NotFoundError, WriteConflictError
+from engine.metrics import REGISTRY
+from engine.sample import sample_documents
+from engine.settings import Settings
+from tests.integration.faults import Faults
+
+pytestmark = pytest.mark.integration
+
+
+class Delta:
+    """Reads Prometheus samples before and after a workload."""
+
+    def __init__(self) -> None:
+        self.before = self._all()
+
+    @staticmethod
+    def _all() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        out = {}
+        for metric in REGISTRY.collect():
+            for s in metric.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def __call__(self, name: str, **labels: str) -> float:
+        """The change of every sample named `name` whose labels include `labels`."""
+        after = self._all()
+        total = 0.0
+        for (sample, sample_labels), value in after.items():
+            if sample == name and set(labels.items()) <= set(sample_labels):
+                total += value - self.before.get((sample, sample_labels), 0.0)
+        return total
+
+
+def doc(i: int = 0) -> Any:
+    return parse_document(sample_documents(i + 1, seed=5, now=datetime.now(UTC))[i])
+
+
+def test_write_and_read_counts_by_operation_status_and_kind(engine: Engine) -> None:
+    table, bucket = engine.settings.table, engine.settings.bucket
+    d = doc()
+    delta = Delta()
+    engine.pipeline.put(d)
+    engine.reader.get(d.type, d.id)
+    with pytest.raises(WriteConflictError):
+        engine.pipeline.put(doc(1), expected_version=99)
+
+    ops = "docsync_aws_operations_total"
+    # the pipeline: intent (UpdateItem), S3 put, commit (PutItem); then a hit (GetItem)
+    assert delta(ops, service="dynamodb", operation="UpdateItem", target=table, status="ok",
+                 kind="write") == 1  # fmt: skip
+    assert delta(ops, service="s3", operation="PutObject", target=bucket, kind="write") == 1
+    assert delta(ops, service="dynamodb", operation="PutItem", status="ok", kind="write") == 1
+    assert delta(ops, service="dynamodb", operation="GetItem", status="ok", kind="read") == 1
+    # the version mismatch: the intent is refused, S3 is not written
+    assert delta(ops, operation="UpdateItem", status="conditional_failed", kind="write") == 1
+    assert delta("docsync_dynamodb_conditional_check_failures_total", table=table) == 1
+    assert delta("docsync_aws_errors_total", error_type="ConditionalCheckFailedException") == 1
+    assert delta(ops) == 5
+    assert delta("docsync_aws_operation_seconds_count", service="dynamodb") == 4
+    assert delta("docsync_aws_items_returned_count", operation="GetItem") == 0  # 0 or 1: kept out
+    assert delta("docsync_aws_throttles_total") == 0
+
+
+def test_capacity_per_table_and_kind_is_recorded_for_each_operation(engine: Engine) -> None:
+    table = engine.settings.table
+    d = doc()
+    delta = Delta()
+    engine.pipeline.put(d)
+    engine.reader.get(d.type, d.id)
+    with pytest.raises(NotFoundError):
+        engine.reader.get(d.type, "absent")  # a miss: GetItem, then S3 says not found
+    cap = "docsync_dynamodb_consumed_capacity_units_total"
+    for op in ("UpdateItem", "PutItem"):
+        assert delta(cap, table=table, operation=op, capacity="write", kind="write") > 0
+    assert delta(cap, table=table, operation="GetItem", capacity="read", kind="read") > 0
+    assert delta(cap, capacity="read", kind="write") == 0  # the pipeline reads nothing
+    kinds = capacity_by_kind()
+    assert kinds["write"]["write"] > 0 and kinds["read"]["read"] > 0
+
+
+def test_query_items_returned_and_scanned(engine: Engine) -> None:
+    docs = [parse_document(x) for x in sample_documents(6, seed=9, now=datetime.now(UTC))]
+    for x in docs:
+        engine.pipeline.put(x)
+    delta = Delta()
+    with operation_kind("reconcile"):
+        items = list(engine.cache.scan_all())
+    assert delta("docsync_aws_items_returned_sum", operation="Scan") == len(items) == 6
+    assert delta("docsync_dynamodb_items_scanned_sum", operation="Scan") == 6
+    assert delta("docsync_aws_operations_total", operation="Scan", kind="reconcile") == 1
+
+
+def test_outermost_kind_wins() -> None:
+    from engine.awsmetrics import current_kind
+
+    assert current_kind() == "other"
+    with operation_kind("reconcile"), operation_kind("read"):
+        assert current_kind() == "reconcile"
+    assert current_kind() == "other"
+
+
+def test_throttles_are_counted_per_attempt_and_the_call_once(settings: Settings) -> None:
+    engine = Engine.build(settings.model_copy(update={"max_attempts": 10}))  # tests cap at 2
+    faults = Faults()
+    faults.attach(engine.clients.dynamodb)
+    d = doc()
+    engine.pipeline.put(d)
+    faults.respond("dynamodb", "GetItem", "ProvisionedThroughputExceededException", times=2)
+    delta = Delta()
+    assert engine.reader.get(d.type, d.id).cache == "hit"  # the third attempt answered
+    assert delta("docsync_aws_throttles_total", service="dynamodb", operation="GetItem") == 2
+    assert delta("docsync_aws_retries_total", operation="GetItem", error_class="throttling") == 2
+    assert delta("docsync_aws_operations_total", operation="GetItem", status="ok") == 1
+    assert delta("docsync_aws_operations_total", operation="GetItem") == 1
+
+
+def test_batch_unprocessed_items_and_errors_by_type(engine: Engine) -> None:
+    """moto never leaves batch items unprocessed: the hook reads a real response shape."""
+    from engine.awsmetrics import AwsMetrics, _Call
+
+    table = engine.settings.table
+    delta = Delta()
+    hooks = AwsMetrics()
+    ctx: dict[str, Any] = {"docsync_call": _Call("dynamodb", "BatchWriteItem", table, "other", 0)}
+    parsed = {"UnprocessedItems": {table: [{"PutRequest": {}}, {"PutRequest": {}}]}}
+    hooks.after_call(http_response=None, parsed=parsed, context=ctx)
+    assert delta("docsync_dynamodb_batch_unprocessed_items_total", table=table) == 2
+    hooks.after_call_error(exception=ConnectionError("down"), context=ctx)
+    assert delta("docsync_aws_errors_total", error_type="ConnectionError", target=table) == 1
+    assert delta("docsync_aws_operations_total", status="connection_error") == 1
+
+
+def test_dry_run_calls_are_counted_as_such_and_capacity_is_asked_for() -> None:
+    from engine.aws import AwsClients
+    from engine.settings import load_settings
+
+    settings = load_settings(None, dry_run=True, endpoint_url="http://127.0.0.1:9", max_attempts=1)
+    ddb = AwsClients(settings).dynamodb
+    sent: list[dict[str, Any]] = []
+    ddb.meta.events.register(
+        "before-parameter-build.dynamodb.PutItem", lambda params, **_: sent.append(params)
+    )
+    delta = Delta()
+    ddb.put_item(TableName="t", Item={"pk": {"S": "a"}})  # not sent: the dry-run guard
+    assert delta("docsync_aws_operations_total", operation="PutItem", status="dry_run") == 1
+    assert sent[0]["ReturnConsumedCapacity"] == "INDEXES"
+
+
+def test_capacity_per_index_read_and_write_from_an_aws_shaped_response() -> None:
+    """AWS with INDEXES returns the table's and each index's units (moto sends a total)."""
+    from engine.awsmetrics import AwsMetrics, _Call
+
+    delta = Delta()
+    ctx: dict[str, Any] = {"docsync_call": _Call("dynamodb", "PutItem", "tbl", "reconcile", 0)}
+    parsed = {
+        "ConsumedCapacity": {
+            "TableName": "tbl",
+            "CapacityUnits": 3.0,
+            "Table": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+            "GlobalSecondaryIndexes": {
+                "time-index": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+                "key-index": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+            },
+        }
+    }
+    AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
+    cap = "docsync_dynamodb_consumed_capacity_units_total"
+    assert delta(cap, table="tbl", capacity="write", kind="reconcile") == 3.0  # no double count
+    assert delta(cap, table="tbl", index="", capacity="write") == 1.0
+    assert delta(cap, table="tbl", index="time-index", capacity="write") == 1.0
+    assert delta(cap, table="tbl", capacity="read") == 0
+    ctx = {"docsync_call": _Call("dynamodb", "TransactGetItems", "tbl", "read", 0)}
+    parsed = {"ConsumedCapacity": [{"TableName": "tbl", "CapacityUnits": 2.0}]}
+    AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
+    assert delta(cap, table="tbl", operation="TransactGetItems", capacity="read") == 2.0
+
+
+def test_lambda_publishes_the_figures_as_emf(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools.metrics import Metrics
+
+    from engine import awsmetrics
+
+    monkeypatch.setattr(awsmetrics.EMF, "enabled", True)
+    awsmetrics.EMF.take()
+    ctx: dict[str, Any] = {"docsync_call": awsmetrics._Call("dynamodb", "Query", "t", "stream", 0)}
+    parsed = {"Count": 2, "ConsumedCapacity": {"TableName": "t", "CapacityUnits": 0.5}}
+    awsmetrics.AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
+    target = Metrics(namespace="docsync-test", service="test")
+    awsmetrics.to_emf(target)
+    published = {name: m["Value"] for name, m in target.metric_set.items()}
+    assert published == {"dynamodb_calls_stream": [1.0], "dynamodb_read_capacity_stream": [0.5]}
+    assert awsmetrics.EMF.take() == {}  # a delta: flushed once
