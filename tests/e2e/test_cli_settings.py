@@ -35,6 +35,7 @@ def test_flags_beat_env_beat_the_config_file(cli: Cli, aws: Aws, tmp_path: Path)
     config = tmp_path / "docsync.toml"
     config.write_text(
         'bucket = "file-bucket"\ntable = "file-table"\nleases_table = "file-leases"\n'
+        'history_table = "file-history"\n'
         'queue = "file-events"\ndlq = "file-events-dlq"\n',
         encoding="utf-8",
     )
@@ -57,4 +58,4 @@ def test_flags_beat_env_beat_the_config_file(cli: Cli, aws: Aws, tmp_path: Path)
         ("queue", "file-events-dlq"),
     } <= created
     assert aws.bucket_names() == {"env-bucket"}
-    assert aws.table_names() == {"flag-table", "file-leases"}
+    assert aws.table_names() == {"flag-table", "file-leases", "file-history"}

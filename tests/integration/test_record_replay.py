@@ -47,7 +47,7 @@ def test_a_recorded_run_replays_with_no_server(settings: Settings, tmp_path: Pat
     assert {(e["service"], e["operation"]) for e in lines} >= {
         ("dynamodb", "UpdateItem"),
         ("s3", "PutObject"),
-        ("dynamodb", "PutItem"),
+        ("dynamodb", "TransactWriteItems"),  # the commit, with its customer-index entries
         ("dynamodb", "GetItem"),
         ("dynamodb", "Query"),
     }

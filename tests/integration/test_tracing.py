@@ -58,7 +58,11 @@ def test_engine_operations_wrap_their_aws_calls(
     assert named["docsync.query"][0].attributes["docsync.query.limit"] == 5
     aws = [s for s in spans.get_finished_spans() if s.name.startswith(("DynamoDB.", "S3."))]
     inside_put = [s.name for s in aws if s.parent and s.parent.span_id == put.context.span_id]
-    assert sorted(inside_put) == ["DynamoDB.PutItem", "DynamoDB.UpdateItem", "S3.PutObject"]
+    assert sorted(inside_put) == [
+        "DynamoDB.TransactWriteItems",  # the commit, with its customer-index entries
+        "DynamoDB.UpdateItem",
+        "S3.PutObject",
+    ]
     get_item = named["DynamoDB.GetItem"][0]
     assert get_item.parent.span_id == get.context.span_id
     assert get_item.attributes["docsync.table"] == engine.settings.table
