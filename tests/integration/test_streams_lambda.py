@@ -24,7 +24,7 @@ from engine.streams.sinks import ANALYTICS, DEAD_LETTER, FileRowSink
 from engine.streams.stats import gather
 from tests.conftest import FIXTURES
 from tests.integration.test_streams_consumer import seven_hits_three_misses, stream_records
-from tests.unit.test_streams_core import scripted_batch
+from tests.unit.test_streams_core import T0, T1, scripted_batch
 from tests.unit.test_streams_kcl import kinesis_payload
 
 
@@ -245,10 +245,12 @@ def test_kinesis_handler_for_the_kinesis_destination(runtime: lambda_handler.Run
     assert summary["cluster"]["hit_ratio"] == 0.7 and summary["ttl_expiries"] == 2
 
 
-def stats_since(settings: Settings, tmp_path: Path, ago: timedelta) -> dict[str, Any]:
-    """`docsync stats --since <ago>` over what the runtime's sink holds."""
+def stats_since(settings: Settings, tmp_path: Path, since: timedelta | datetime) -> dict[str, Any]:
+    """`docsync stats --since` over what the runtime's sink holds: a duration back from now,
+    or a time (the fixture's records sit 2-3 h back, depending on when the suite started)."""
     conf = StreamSettings(analytics_dir=str(tmp_path / "rows"))
-    return gather(settings, conf, AwsClients(settings), datetime.now(UTC) - ago)
+    at = since if isinstance(since, datetime) else datetime.now(UTC) - since
+    return gather(settings, conf, AwsClients(settings), at)
 
 
 def test_stats_since_is_record_time_for_a_backlog_caught_up_late(
@@ -275,12 +277,13 @@ def test_stats_since_finds_rows_of_a_batch_spanning_days(
     settings: Settings, runtime: lambda_handler.Runtime, tmp_path: Path
 ) -> None:
     """One batch whose first record is three days old and whose last ones are recent: the
-    recent rows are in range for `--since 3h` although the batch starts long before it."""
+    recent rows are in range for a `--since` just before them although the batch starts long
+    before it."""
     old, recent = scripted_batch(shift=-timedelta(days=3))[:3], scripted_batch()[4:]
     assert lambda_handler.stream_handler({"Records": old + recent}, None) == {
         "batchItemFailures": []
     }
-    assert stats_since(settings, tmp_path, timedelta(hours=3))["changes"] == {
+    assert stats_since(settings, tmp_path, T1 - timedelta(minutes=1))["changes"] == {
         "creates": 0,
         "updates": 2,
         "deletes": 1,
@@ -294,7 +297,8 @@ def test_stats_since_for_live_records(
     assert lambda_handler.stream_handler({"Records": scripted_batch()}, None) == {
         "batchItemFailures": []
     }
-    data = stats_since(settings, tmp_path, timedelta(hours=3))
+    data = stats_since(settings, tmp_path, T0 - timedelta(minutes=1))
     assert data["changes"] == {"creates": 2, "updates": 2, "deletes": 1}
     assert data["ttl_expiries"] == 2 and data["fills"] == 1
-    assert stats_since(settings, tmp_path, timedelta(minutes=30))["changes"]["creates"] == 0
+    later = stats_since(settings, tmp_path, T1 + timedelta(minutes=2))["changes"]
+    assert later == {"creates": 0, "updates": 0, "deletes": 0}
