@@ -543,27 +543,15 @@ class CacheStore:
         """One conditional write of a committed image, with its customer-index entries put and
         the dropped customers' entries deleted in the same transaction (a plain PutItem or
         UpdateItem when there are none: half the write units)."""
-        entries = index_entries(type_name, doc_id, image)
-        keep = {e["customer"] for e in entries}
-        dropped = [c for c in dict.fromkeys(prev_customers) if c not in keep]
+        index = self._index_writes(type_name, doc_id, image, prev_customers)
         params = {**params, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
-        if not entries and not dropped:
+        if not index:
             if kind == "Put":
                 self._call("PutItem", self._ddb.put_item, **params)
             else:
                 self._call("UpdateItem", self._ddb.update_item, **params)
             return
-        items: list[dict[str, Any]] = [{kind: {"TableName": self.table, **params}}]
-        items += [{"Put": {"TableName": self.table, "Item": serialize(e)}} for e in entries]
-        items += [
-            {
-                "Delete": {
-                    "TableName": self.table,
-                    "Key": {"pk": {"S": keys.index_pk(type_name, doc_id, c)}},
-                }
-            }
-            for c in dropped
-        ]
+        items: list[dict[str, Any]] = [{kind: {"TableName": self.table, **params}}, *index]
         self._call(
             "TransactWriteItems", self._ddb.transact_write_items, table=False, TransactItems=items
         )
@@ -575,10 +563,8 @@ class CacheStore:
         item = self.get_item(type_name, doc_id)
         if item is not None and item.get("p_tx"):
             return 0  # a write is in flight: its commit writes the index
-        entries = index_entries(type_name, doc_id, item or {})
-        keep = {e["customer"] for e in entries}
-        dropped = [c for c in dict.fromkeys(found) if c not in keep]
-        if not entries and not dropped:
+        index = self._index_writes(type_name, doc_id, item or {}, found)
+        if not index:
             return 0
         check: dict[str, Any] = {
             "TableName": self.table,
@@ -589,9 +575,21 @@ class CacheStore:
         else:
             check["ConditionExpression"] = "version = :v AND attribute_not_exists(p_tx)"
             check["ExpressionAttributeValues"] = serialize({":v": item.get("version", 0)})
-        items: list[dict[str, Any]] = [{"ConditionCheck": check}]
-        items += [{"Put": {"TableName": self.table, "Item": serialize(e)}} for e in entries]
-        items += [
+        items: list[dict[str, Any]] = [{"ConditionCheck": check}, *index]
+        self._call(
+            "TransactWriteItems", self._ddb.transact_write_items, table=False, TransactItems=items
+        )
+        return len(index)
+
+    def _index_writes(
+        self, type_name: str, doc_id: str, image: dict[str, Any], previous: list[str]
+    ) -> list[dict[str, Any]]:
+        """The transaction items that make a document's customer index match `image`: a put
+        per customer it names, a delete per customer of `previous` it no longer names."""
+        entries = index_entries(type_name, doc_id, image)
+        keep = {e["customer"] for e in entries}
+        dropped = [c for c in dict.fromkeys(previous) if c not in keep]
+        return [{"Put": {"TableName": self.table, "Item": serialize(e)}} for e in entries] + [
             {
                 "Delete": {
                     "TableName": self.table,
@@ -600,10 +598,6 @@ class CacheStore:
             }
             for c in dropped
         ]
-        self._call(
-            "TransactWriteItems", self._ddb.transact_write_items, table=False, TransactItems=items
-        )
-        return len(items) - 1
 
     def rollback(self, type_name: str, doc_id: str, tx: str) -> None:
         """Undo step 1, only if the pending write is still ours: restore the committed image
