@@ -20,7 +20,7 @@ from engine.aws import CallCounter
 from engine.documents import Document, parse_document
 from engine.exceptions import WriteConflictError
 from engine.settings import Settings
-from engine.store.cache import ConditionFailed
+from engine.store.base import ConditionFailed
 from engine.streams import lambda_handler
 from engine.streams.consumer import LocalConsumer
 from engine.streams.leases import Checkpoints
