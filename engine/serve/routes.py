@@ -28,6 +28,7 @@ from engine.exceptions import (
 from engine.reader import Query as ReaderQuery
 from engine.serve.errors import PreconditionFailedError
 from engine.serve.reconcile_runs import ReconcileRuns
+from reconciler.schedule import reconcile_lock, run_and_save
 
 SOURCE_HEADER = "X-Docsync-Source"  # cache | s3: where the answer came from
 CACHE_HEADER = "X-Docsync-Cache"  # gets: l1 | hit | miss | bypass | off; query pages: l1
@@ -184,22 +185,14 @@ def document_router(engine: Engine) -> APIRouter:
         },
     )
     def reconcile(body: ReconcileRequest) -> Any:
-        from reconciler.lock import LeaseLock
-        from reconciler.reports import save
-        from reconciler.run import Reconciler
-        from reconciler.schedule import LOCK_NAME
-
-        lock = LeaseLock(
-            engine.clients.dynamodb, settings.leases_table, LOCK_NAME, settings.reconcile_lock_ttl_s
-        )
+        lock = reconcile_lock(engine)
         busy = "another reconcile run is in progress (lease held)"
 
         def run_locked() -> dict[str, Any]:
-            with lock.held() as mine:
-                if not mine:
-                    raise WriteConflictError(busy)
-                result = Reconciler(engine).run(body.mode, body.types)
-                where = save(engine, result, settings.report_dir)
+            saved = run_and_save(engine, body.mode, body.types, lock)
+            if saved is None:
+                raise WriteConflictError(busy)
+            result, where = saved
             return result.as_dict() | {"report": where}
 
         if body.wait:
