@@ -34,9 +34,13 @@ HANDLERS = [
     "engine.streams.lambda_handler:stream_handler",
     "engine.streams.lambda_handler:kinesis_handler",
     "reconciler.tasks:sqs_handler",
+    "engine.lambdas.listener:sqs_handler",
+    "engine.lambdas.listener:s3_handler",
+    "engine.lambdas.stream:stream_handler",
+    "engine.lambdas.stream:kinesis_handler",
+    "engine.lambdas.reconcile:handler",
+    "engine.lambdas.reconcile_tasks:sqs_handler",
 ]
-if (ROOT / "engine" / "lambdas" / "reconcile.py").is_file():
-    HANDLERS.append("engine.lambdas.reconcile:handler")
 FORBIDDEN = ("moto", "pytest", "_pytest", "hypothesis", "mypy", "ruff", "schemathesis", "tests")
 
 

@@ -18,9 +18,10 @@ from engine import cloudwatch
 from engine.app import Engine
 from engine.cloudwatch import BUFFER
 from engine.documents import parse_document
+from engine.lambdas import reconcile_tasks
+from engine.lambdas import stream as lambda_handler
 from engine.reader import Query
 from engine.settings import Settings
-from engine.streams import lambda_handler
 from engine.streams.config import StreamSettings
 from engine.streams.flush import MetricsFlusher
 from reconciler import tasks
@@ -198,7 +199,7 @@ def test_the_shard_worker_lambda_prints_its_drift_under_the_functions_environmen
     )
     capsys.readouterr()
 
-    assert tasks.sqs_handler(event, None) == {"batchItemFailures": []}
+    assert reconcile_tasks.sqs_handler(event, None) == {"batchItemFailures": []}
 
     assert parse_emf(capsys.readouterr().out, NS, ENV) == {"DriftFound": [3.0]}
 

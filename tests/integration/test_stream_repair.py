@@ -19,9 +19,9 @@ from engine.app import Engine
 from engine.aws import CallCounter
 from engine.documents import Document, parse_document
 from engine.exceptions import WriteConflictError
+from engine.lambdas import stream as lambda_handler
 from engine.settings import Settings
 from engine.store.cache import ConditionFailed
-from engine.streams import lambda_handler
 from engine.streams.consumer import LocalConsumer
 from engine.streams.leases import Checkpoints
 from tests.integration.test_reconcile import _stream_records

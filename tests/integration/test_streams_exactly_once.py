@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from engine.app import Engine
+from engine.lambdas import stream as lambda_handler
 from engine.settings import Settings
 from engine.streams import consumer as consumer_module
-from engine.streams import lambda_handler
 from engine.streams.analytics import merge_rows
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer

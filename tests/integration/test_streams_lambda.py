@@ -15,8 +15,8 @@ import pytest
 
 from engine.app import Engine
 from engine.aws import AwsClients, CallCounter
+from engine.lambdas import stream as lambda_handler
 from engine.settings import Settings
-from engine.streams import lambda_handler
 from engine.streams.analytics import merge_rows
 from engine.streams.config import StreamSettings
 from engine.streams.flush import MetricsFlusher
