@@ -22,11 +22,12 @@ from engine.documents import ID_PATTERN, TYPES, BaseDocument, doc_type, parse_do
 from engine.exceptions import (
     CacheUnavailableError,
     InvalidDocumentError,
+    InvalidTimeError,
     NotFoundError,
+    PreconditionFailedError,
     WriteConflictError,
 )
 from engine.reader import Query as ReaderQuery
-from engine.serve.errors import PreconditionFailedError
 from engine.serve.reconcile_runs import ReconcileRuns
 from reconciler.schedule import reconcile_lock, run_and_save
 
@@ -133,8 +134,8 @@ def _time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         return keys.parse_time(value)
-    except InvalidDocumentError as exc:
-        raise InvalidDocumentError(f"{name}: {exc}", [name]) from None
+    except InvalidTimeError as exc:
+        raise InvalidTimeError(f"{name}: {exc}", [name]) from None
 
 
 def _actor(request: Request) -> str | None:
@@ -253,7 +254,7 @@ def document_router(engine: Engine) -> APIRouter:
         doc_type(type_name)
         since_ts, until_ts = _time(since, "since"), _time(until, "until")
         if until_ts is not None and until_ts > datetime.now(UTC) + FUTURE_SLACK:
-            raise InvalidDocumentError("until: more than a day in the future", ["until"])
+            raise InvalidTimeError("until: more than a day in the future", ["until"])
         query = ReaderQuery(
             types=(type_name,),
             customer=customer,

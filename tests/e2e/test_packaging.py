@@ -111,7 +111,8 @@ def test_a_handler_runs_from_the_artifact_alone(artifact: tuple[Path, Path]) -> 
     _, root = artifact
     code = (
         "import json\n"
-        "from engine.events.handlers import engine, s3_handler\n"
+        "from engine.lambdas.listener import s3_handler\n"
+        "from engine.lambdas.runtime import engine\n"
         "built = engine()\n"
         "event = {'Service': 'Amazon S3', 'Event': 's3:TestEvent', 'Bucket': 'b'}\n"
         "print(json.dumps([built.clients.s3.meta.region_name, s3_handler(event, None)]))\n"

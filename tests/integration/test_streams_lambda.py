@@ -1,4 +1,4 @@
-"""engine/streams/lambda_handler.py: DynamoDB stream batches (real records read from moto's
+"""engine/lambdas/stream.py: DynamoDB stream batches (real records read from moto's
 stream, and AWS's fixtures) and Kinesis batches, partial batch responses, EMF metrics."""
 
 from __future__ import annotations
