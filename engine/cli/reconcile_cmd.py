@@ -262,44 +262,31 @@ def reconcile_group(ctx: click.Context, /, **opts: Any) -> None:
     reconcile_flags(**opts)
 
 
-@reconcile_group.command("report")
-@type_option
-@report_dir_option
-@fail_option
-@inventory_option
-@common(mutating=True)
-@with_settings
-def report_cmd(
-    settings: Settings,
-    fmt: str,
-    type_names: tuple[str, ...],
-    report_dir: str | None,
-    fail_on_drift: bool,
-    inventory_uri: str | None,
-) -> None:
-    """Report the drift between S3 and the cache (the report is saved)."""
-    engine = Engine.build(settings)
-    run_report(engine, fmt, "report", type_names, report_dir, fail_on_drift, inventory_uri)
+def run_command(mode: Mode, summary: str) -> click.Command:
+    """`reconcile report` and `reconcile repair`: the same options, one mode each."""
+
+    @type_option
+    @report_dir_option
+    @fail_option
+    @inventory_option
+    @common(mutating=True)
+    @with_settings
+    def command(
+        settings: Settings,
+        fmt: str,
+        type_names: tuple[str, ...],
+        report_dir: str | None,
+        fail_on_drift: bool,
+        inventory_uri: str | None,
+    ) -> None:
+        engine = Engine.build(settings)
+        run_report(engine, fmt, mode, type_names, report_dir, fail_on_drift, inventory_uri)
+
+    return reconcile_group.command(mode, help=summary)(command)
 
 
-@reconcile_group.command("repair")
-@type_option
-@report_dir_option
-@fail_option
-@inventory_option
-@common(mutating=True)
-@with_settings
-def repair_cmd(
-    settings: Settings,
-    fmt: str,
-    type_names: tuple[str, ...],
-    report_dir: str | None,
-    fail_on_drift: bool,
-    inventory_uri: str | None,
-) -> None:
-    """Make the cache equal to S3 (never older); the report is saved."""
-    engine = Engine.build(settings)
-    run_report(engine, fmt, "repair", type_names, report_dir, fail_on_drift, inventory_uri)
+report_cmd = run_command("report", "Report the drift between S3 and the cache (saved).")
+repair_cmd = run_command("repair", "Make the cache equal to S3 (never older); the report is saved.")
 
 
 @reconcile_group.command("enqueue")
