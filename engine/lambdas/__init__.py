@@ -1,6 +1,6 @@
 """The Lambda adapter: one module per deployed function, over one runtime per container.
 
-    runtime.py         the engine (settings, clients, stores) built once per container
+    runtime.py         what a container keeps: the engine, or the stream consumer's state
     listener.py        S3 events: SQS batches (`sqs_handler`) and direct S3 (`s3_handler`)
     stream.py          the stream consumer: DynamoDB stream and Kinesis batches
     reconcile.py       the scheduled reconcile (EventBridge)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,15 +44,10 @@ from aws_lambda_powertools.utilities.batch import (
 from loguru import logger
 
 from engine import awsmetrics, cloudwatch
-from engine.app import Engine
-from engine.aws import AwsClients, CallCounter
 from engine.awsmetrics import kind_of
-from engine.logs import configure_logging
-from engine.settings import Settings, load_settings
+from engine.lambdas.runtime import StreamRuntime, stream_runtime
 from engine.store.cache import now_ms
-from engine.streams.config import StreamSettings, load_stream_settings
 from engine.streams.core import Derived, StreamProcessor
-from engine.streams.effects import Effects, build_processor
 from engine.streams.exceptions import MalformedRecordError
 from engine.streams.exporters import to_cloudwatch, to_emf
 from engine.streams.history import history_entry
@@ -67,7 +61,6 @@ from engine.streams.sinks import (
     ANALYTICS,
     DEAD_LETTER,
     RowSink,
-    build_sink,
     emission_name,
     fresh_name,
 )
@@ -77,63 +70,6 @@ metrics = Metrics(namespace="docsync", service="streams")
 
 class SkippedAfterFailureError(Exception):
     """A record after a failed one: Lambda resumes from the failure, so it waits till then."""
-
-
-@dataclass
-class Runtime:
-    """What survives between invocations of one container."""
-
-    settings: Settings
-    core: StreamProcessor  # counts each record once per container
-    sink: RowSink
-    clients: AwsClients | None = None  # for PutMetricData (metrics_sink); built if needed
-    batch: StreamProcessor | None = None  # template of a batch's own processor
-    effects: Effects = field(default_factory=lambda: Effects(None, None))
-    repair_wait_s: float = 10.0
-
-    def for_batch(self) -> StreamProcessor:
-        return (self.batch or self.core).fresh()
-
-
-_runtime: Runtime | None = None
-
-
-def build_runtime(
-    settings: Settings, config: StreamSettings, counter: CallCounter | None = None
-) -> Runtime:
-    clients = AwsClients(settings, counter)
-    core = StreamProcessor(
-        table=settings.table, window_s=config.window_s, dedupe_capacity=config.dedupe_capacity
-    )
-    effects = (
-        Effects.build(Engine.build(settings, counter), config)
-        if config.repair or config.history
-        else Effects(None, None)
-    )
-    return Runtime(
-        settings,
-        core,
-        build_sink(settings, config, clients, producer="lambda"),
-        clients,
-        batch=build_processor(settings, config),
-        effects=effects,
-        repair_wait_s=config.lambda_repair_wait_s,
-    )
-
-
-def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603 - one runtime per Lambda container, built on first use
-    if _runtime is None:
-        settings = load_settings()
-        configure_logging("json", settings.log_level)
-        _runtime = build_runtime(settings, load_stream_settings(settings.config_file))
-    return _runtime
-
-
-def use_runtime(value: Runtime | None) -> None:
-    """For tests: a given runtime, or None to build one from the environment again."""
-    global _runtime  # noqa: PLW0603
-    _runtime = value
 
 
 def batch_name(
@@ -177,7 +113,7 @@ def _handle(
     decode: Callable[[Mapping[str, Any]], ChangeRecord],
     identifier: Callable[[Mapping[str, Any]], str],
 ) -> dict[str, Any]:
-    rt = runtime()
+    rt = stream_runtime()
     scratch = rt.for_batch()  # this batch's rows, from its records alone
     changes: list[ChangeRecord] = []
     dead: list[dict[str, Any]] = []
@@ -242,7 +178,7 @@ def _handle(
         cloudwatch.flush(rt.settings, rt.clients)
 
 
-def _settle_pending(rt: Runtime, scratch: StreamProcessor, context: Any) -> str | None:
+def _settle_pending(rt: StreamRuntime, scratch: StreamProcessor, context: Any) -> str | None:
     """Repair the batch's pending keys that are due, waiting (bounded) for those due soon;
     the sequence number to retry from if some key is further off (None: none is)."""
     pending = scratch.pending
@@ -269,7 +205,7 @@ def _settle_pending(rt: Runtime, scratch: StreamProcessor, context: Any) -> str 
     return min(oldest.values(), key=sequence_int) if oldest else None
 
 
-def _record_history(rt: Runtime, kept: Sequence[ChangeRecord]) -> None:
+def _record_history(rt: StreamRuntime, kept: Sequence[ChangeRecord]) -> None:
     batch = rt.batch
     if rt.effects.history is None or batch is None or batch.history_days is None:
         return

@@ -26,6 +26,7 @@ from engine import keys
 from engine.app import Engine
 from engine.documents import parse_document
 from engine.lambdas import listener, reconcile, reconcile_tasks, runtime
+from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.local_moto import EmbeddedMoto
 from engine.sample import sample_documents
@@ -204,7 +205,7 @@ def stack(moto_server: EmbeddedMoto, monkeypatch: pytest.MonkeyPatch) -> Iterato
         monkeypatch.setenv(name, value)
     yield deployed
     runtime.reset_engine()
-    lambda_handler.use_runtime(None)
+    lambda_runtime.use_stream_runtime(None)
 
 
 def policies(stack: Stack) -> dict[str, dict[str, Any]]:
@@ -352,8 +353,8 @@ def test_stream_consumer_role_covers_the_stream_handler(stack: Stack) -> None:
     event = {"Records": [lambda_shape(r, arn) for r in stream_records(seed)]}
     recorder = Recorder()
     settings = load_settings(None, inflight_grace_s=0.0)
-    lambda_handler.use_runtime(
-        lambda_handler.build_runtime(settings, StreamSettings(), recorder)  # type: ignore[arg-type]
+    lambda_runtime.use_stream_runtime(
+        lambda_runtime.build_stream_runtime(settings, StreamSettings(), recorder)  # type: ignore[arg-type]
     )
     assert lambda_handler.stream_handler(event, None) == {"batchItemFailures": []}
     repaired = seed.cache.get_item(after_put.type, after_put.id)
