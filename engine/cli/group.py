@@ -95,8 +95,8 @@ def with_settings(fn: Callable[..., None]) -> Callable[..., None]:
         except ConfigError as exc:
             click.echo(f"docsync: error: {exc}", err=True)
             if resolve_format(fmt) == "json":
-                click.echo(json.dumps({"error": str(exc), "exit_code": 2}))
-            sys.exit(2)
+                click.echo(json.dumps({"error": str(exc), "exit_code": exit_code(exc)}))
+            sys.exit(exit_code(exc))
         stream = sys.stdout if fn.__name__ in EMF_ON_STDOUT else sys.stderr
         flusher = PeriodicFlush(settings, stream=stream).start()
         try:
