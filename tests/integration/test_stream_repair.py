@@ -22,7 +22,7 @@ from engine.exceptions import WriteConflictError
 from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.settings import Settings
-from engine.store.cache import ConditionFailed
+from engine.store.base import ConditionFailed
 from engine.streams.consumer import LocalConsumer
 from engine.streams.leases import Checkpoints
 from tests.integration.test_reconcile import _stream_records
