@@ -28,6 +28,7 @@ from engine.exceptions import (
     CacheUnavailableError,
     DocsyncError,
     InvalidDocumentError,
+    InvalidTimeError,
     NotFoundError,
     QueryOutsideWindowError,
 )
@@ -294,9 +295,9 @@ class Reader:
             until = query.until or now
             after = None
         if since > until:
-            raise InvalidDocumentError("--since is after --until", ["since", "until"])
+            raise InvalidTimeError("since is after until", ["since", "until"])
         if until > now + timedelta(days=1):  # each month of the range costs a Query
-            raise InvalidDocumentError("--until is more than a day in the future", ["until"])
+            raise InvalidTimeError("until is more than a day in the future", ["until"])
         log = logger.bind(op="query", types=list(query.types), limit=limit)
         started = time.perf_counter()
         with timed(log) as fields:
@@ -475,9 +476,9 @@ class Reader:
         since = query.since or keys.window_start(self.settings.cache_ttl_days, now)
         until = query.until or now
         if since > until:
-            raise InvalidDocumentError("--since is after --until", ["since", "until"])
+            raise InvalidTimeError("since is after until", ["since", "until"])
         if until > now + timedelta(days=1):
-            raise InvalidDocumentError("--until is more than a day in the future", ["until"])
+            raise InvalidTimeError("until is more than a day in the future", ["until"])
         log = logger.bind(op="count", types=list(query.types))
         with timed(log) as fields:
             if source != "s3":
