@@ -14,8 +14,6 @@ from engine.app import Engine
 from engine.sample import sample_documents
 from tests.e2e.conftest import Cli, Run, seed
 
-pytestmark = pytest.mark.e2e
-
 # 45 documents over 120 days (28 changes, 23 of them in the 90-day cache window, 7 documents
 # outside it); seeded in-process, since every test starts from an empty server.
 CORPUS_SIZE, CORPUS_SEED = 45, 7

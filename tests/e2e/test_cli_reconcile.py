@@ -9,13 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from engine import keys
 from engine.app import Engine
 from tests.e2e.conftest import BUCKET, Aws, Cli, md5, seed
-
-pytestmark = pytest.mark.e2e
 
 PREFIX = {"change": "changes/", "announcement": "announcements/"}
 REPORTS = "_docsync/reports/"

@@ -24,7 +24,8 @@ from packaging.requirements import Requirement
 
 from engine.settings import Settings
 
-pytestmark = pytest.mark.e2e
+# one worker builds the zip once for the whole module (make test runs with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("packaging")
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "deploy" / "requirements-lambda.txt"

@@ -35,16 +35,7 @@ from tests.integration.test_streams_consumer import seven_hits_three_misses, str
 from tests.integration.test_streams_lambda import lambda_shape
 from tests.unit.test_cloudwatch import parse_emf
 
-pytestmark = pytest.mark.integration
-
 NS, ENV = "docsync-it", "stack-it"
-
-
-@pytest.fixture(autouse=True)
-def _empty_buffer() -> Iterator[None]:
-    BUFFER.reset()
-    yield
-    BUFFER.reset()
 
 
 def contract(settings: Settings, **overrides: Any) -> Settings:

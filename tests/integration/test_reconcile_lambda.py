@@ -18,8 +18,6 @@ from engine.settings import Settings
 from reconciler.lock import LeaseLock
 from reconciler.schedule import LOCK_NAME
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:

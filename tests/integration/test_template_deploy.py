@@ -28,8 +28,6 @@ from tests.conftest import make_settings
 from tests.integration.stack import MOTO_FILTERED, Stack, deploy
 from tests.template import load_template
 
-pytestmark = pytest.mark.integration
-
 DOCSYNC = Path(sys.executable).parent / "docsync"
 NOT_FROM_STACK = {"DOCSYNC_ENDPOINT_URL", "DOCSYNC_MAX_ATTEMPTS"}  # the tests' own
 

@@ -38,8 +38,6 @@ from tests.integration.test_lambda_handlers import delete_event, put_event, sqs_
 from tests.integration.test_streams_consumer import stream_records
 from tests.integration.test_streams_lambda import lambda_shape
 
-pytestmark = pytest.mark.integration
-
 ACCOUNT, REGION = "123456789012", "us-east-1"
 LOGS = "the Lambda runtime writes the function's own log stream with its role"
 SQS_SOURCE = "the SQS event source mapping polls the queue with the function's role"
