@@ -2,6 +2,7 @@
 
 DocsyncError
 ├── ConfigError                 a setting has a wrong value (exit 2)
+│   └── MonthShardsChangedError the table's month buckets were written with another count
 ├── InvalidDocumentError        a document fails validation; names the field (exit 2)
 ├── InvalidPageTokenError       a forged, corrupted or mismatched page token (exit 2)
 ├── QueryOutsideWindowError     a range older than the cache window, refused (exit 2)
@@ -25,6 +26,10 @@ class DocsyncError(Exception):
 
 class ConfigError(DocsyncError):
     exit_code = 2
+
+
+class MonthShardsChangedError(ConfigError):
+    """`month_shards` differs from the count the table's entries were written with."""
 
 
 class InvalidDocumentError(DocsyncError):

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -392,30 +392,59 @@ class Reader:
             high = min(high, after[0])
             until = min(until, keys.parse_iso(after[0].split("#", 1)[0]))
         page = min(query.limit + 1, self.settings.query_page_max)
-        yielded = 0  # a page never needs more than `page` rows of one type: ask for the rest
+        taken = [0]  # a page never needs more than `page` rows of one type: ask for the rest
         for month in keys.months_desc(since, until):
-            index, attr, part, status = _partition(type_name, query, month)
-            start: dict[str, Any] | None = None
-            while True:
-                items, start = self.cache.query_page(
-                    index,
-                    attr,
-                    part,
-                    low,
-                    high,
-                    limit=max(1, page - yielded),
-                    now=now,
-                    status=status,
-                    start_key=start,
+            index, attr, parts, status = _partitions(
+                type_name, query, month, self.settings.month_shards
+            )
+            shards = [
+                self._shard_rows(
+                    type_name,
+                    (index, attr, part, low, high, status),
+                    after,
+                    now,
+                    lambda: max(1, page - taken[0]),
                 )
-                for item in items:
-                    position = (str(item["tsk"]), type_name)
-                    if after is not None and position >= after:
-                        continue
-                    yielded += 1
+                for part in parts
+            ]
+            rows = (  # month shards: one query each, merged in sort order
+                shards[0]
+                if len(shards) == 1
+                else heapq.merge(*shards, key=lambda row: row[0], reverse=True)
+            )
+            for row in rows:
+                taken[0] += 1
+                yield row
+
+    def _shard_rows(
+        self,
+        type_name: str,
+        where: tuple[str, str, str, str, str, str | None],
+        after: Position | None,
+        now: datetime,
+        want: Callable[[], int],
+    ) -> Iterator[tuple[Position, dict[str, Any]]]:
+        """One partition's rows after the cursor, page by page (`want`: the next page's size)."""
+        index, attr, part, low, high, status = where
+        start: dict[str, Any] | None = None
+        while True:
+            items, start = self.cache.query_page(
+                index,
+                attr,
+                part,
+                low,
+                high,
+                limit=want(),
+                now=now,
+                status=status,
+                start_key=start,
+            )
+            for item in items:
+                position = (str(item["tsk"]), type_name)
+                if after is None or position < after:
                     yield position, item
-                if not start:
-                    break
+            if not start:
+                return
 
     def _resolve(
         self,
@@ -466,7 +495,8 @@ class Reader:
 
     def count(self, query: Query, source: str = "auto") -> tuple[int, Source]:
         """How many documents match (the same filters and range as `query`): Select=COUNT
-        queries on the index a page would read, one per type and month (more past 1 MB)."""
+        queries on the index a page would read, one per type, month and month shard (more
+        past 1 MB)."""
         for name in query.types:
             doc_type(name)
         if not self.settings.cache_enabled:
@@ -502,7 +532,10 @@ class Reader:
                         )
                         for type_name in query.types
                         for month in keys.months_desc(since, until)
-                        for index, attr, part, status in [_partition(type_name, query, month)]
+                        for index, attr, parts, status in [
+                            _partitions(type_name, query, month, self.settings.month_shards)
+                        ]
+                        for part in parts
                     )
                     fields.update(source="cache", total=total)
                     if self.l1 is not None:
@@ -558,16 +591,19 @@ def _l1_query_key(query: Query) -> tuple[Any, ...]:
     return (tuple(sorted(query.types)), query.customer, query.status, query.since, query.until)
 
 
-def _partition(type_name: str, query: Query, month: str) -> tuple[str, str, str, str | None]:
-    """(index, partition attribute, partition, status filter) for one type and month: the
+def _partitions(
+    type_name: str, query: Query, month: str, shards: int
+) -> tuple[str, str, list[str], str | None]:
+    """(index, partition attribute, partitions, status filter) for one type and month: the
     customer index when a customer is asked (status filtered among that customer's entries),
-    else the status or the time index."""
+    else the status or the time index; one partition per month shard."""
     if query.customer is not None:
         part = keys.customer_partition(query.customer, type_name, month)
-        return keys.CUSTOMER_INDEX, "cpk", part, query.status
+        return keys.CUSTOMER_INDEX, "cpk", keys.shard_buckets(part, shards), query.status
     if query.status is not None:
-        return keys.STATUS_INDEX, "spk", f"{type_name}#{query.status}#{month}", None
-    return keys.TIME_INDEX, "tpk", f"{type_name}#{month}", None
+        part = f"{type_name}#{query.status}#{month}"
+        return keys.STATUS_INDEX, "spk", keys.shard_buckets(part, shards), None
+    return keys.TIME_INDEX, "tpk", keys.shard_buckets(f"{type_name}#{month}", shards), None
 
 
 def _parse_body(body: bytes, key: str) -> dict[str, Any]:

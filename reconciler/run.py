@@ -30,7 +30,7 @@ from engine.store.objects import StoredObject
 from reconciler.diff import CLASSES, Rules, Verdict, merge
 from reconciler.inventory import InventorySource
 from reconciler.shards import Shard, plan
-from reconciler.sources import S3Row, cache_rows, s3_rows
+from reconciler.sources import S3Row, cache_rows, check_month_shards, s3_rows
 
 Mode = Literal["report", "repair"]
 # What a run reports to CloudWatch (engine/cloudwatch.py): a whole run its drift and itself
@@ -159,9 +159,16 @@ class Reconciler:
         `inventory` reads the S3 side from that report instead of listing the bucket;
         `emit` what this run counts for the alarms (`Emit`)."""
         filters = filters or Filters()
+        now = now or datetime.now(UTC)
         if shards is None:
             shards = self.plan(types)
-        now = now or datetime.now(UTC)
+            check_month_shards(
+                self.engine.cache,
+                sorted({s.type for s in shards}),
+                keys.window_start(self.settings.cache_ttl_days, now),
+                now,
+                self.settings.month_shards,
+            )
         rules = Rules(
             now=now,
             window_start=keys.window_start(self.settings.cache_ttl_days, now),
