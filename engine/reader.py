@@ -404,6 +404,7 @@ class Reader:
                     after,
                     now,
                     lambda: max(1, page - taken[0]),
+                    len(parts),
                 )
                 for part in parts
             ]
@@ -422,9 +423,11 @@ class Reader:
         where: tuple[str, str, str, str, str, str | None],
         after: Position | None,
         now: datetime,
-        want: Callable[[], int],
+        need: Callable[[], int],
+        shards: int,
     ) -> Iterator[tuple[Position, dict[str, Any]]]:
-        """One partition's rows after the cursor, page by page (`want`: the next page's size)."""
+        """One partition's rows after the cursor, page by page (`need`: the rows the page still
+        needs, of which this shard is asked its share)."""
         index, attr, part, low, high, status = where
         start: dict[str, Any] | None = None
         while True:
@@ -434,7 +437,7 @@ class Reader:
                 part,
                 low,
                 high,
-                limit=want(),
+                limit=_share(need(), shards),
                 now=now,
                 status=status,
                 start_key=start,
@@ -589,6 +592,13 @@ class Reader:
 
 def _l1_query_key(query: Query) -> tuple[Any, ...]:
     return (tuple(sorted(query.types)), query.customer, query.status, query.since, query.until)
+
+
+def _share(rows: int, shards: int) -> int:
+    """What one month shard is asked for when the page still needs `rows`: its share (the
+    hash spreads documents evenly) and a margin, not all of it, so a page reads ~rows items
+    rather than shards × rows; a shard that runs short is asked again."""
+    return rows if shards == 1 else min(rows, -(-rows // shards) + 2)
 
 
 def _partitions(
