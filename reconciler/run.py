@@ -159,16 +159,9 @@ class Reconciler:
         `inventory` reads the S3 side from that report instead of listing the bucket;
         `emit` what this run counts for the alarms (`Emit`)."""
         filters = filters or Filters()
-        now = now or datetime.now(UTC)
         if shards is None:
             shards = self.plan(types)
-            check_month_shards(
-                self.engine.cache,
-                sorted({s.type for s in shards}),
-                keys.window_start(self.settings.cache_ttl_days, now),
-                now,
-                self.settings.month_shards,
-            )
+        now = now or datetime.now(UTC)
         rules = Rules(
             now=now,
             window_start=keys.window_start(self.settings.cache_ttl_days, now),
@@ -219,7 +212,17 @@ class Reconciler:
         return result
 
     def plan(self, types: Iterable[str] | None = None) -> list[Shard]:
+        """The shards of a run (or of the tasks `--enqueue` sends), once the table's month
+        buckets are known to be the ones `month_shards` reads (else MonthShardsChangedError)."""
         chosen = {t: p for t, p in self._prefixes.items() if types is None or t in set(types)}
+        now = datetime.now(UTC)
+        check_month_shards(
+            self.engine.cache,
+            sorted(chosen),
+            keys.window_start(self.settings.cache_ttl_days, now),
+            now,
+            self.settings.month_shards,
+        )
         return plan(chosen, self.settings.reconcile_shards_per_type)
 
     @kind_of("reconcile", "docsync.reconcile.shard", ("shard",))
