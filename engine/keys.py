@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from engine.documents import ID_PATTERN
-from engine.exceptions import InvalidDocumentError
+from engine.exceptions import InvalidTimeError
 
 _ID_RE = re.compile(ID_PATTERN)
 _RELATIVE_RE = re.compile(r"^(\d+)([dhm])$")
@@ -148,11 +148,11 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
             delta = timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
             return now - delta
         except (OverflowError, ValueError):
-            raise InvalidDocumentError(f"invalid time {value!r}: too far back", ["time"]) from None
+            raise InvalidTimeError(f"invalid time {value!r}: too far back", ["time"]) from None
     try:
         return parse_iso(value)
     except ValueError:
-        raise InvalidDocumentError(
+        raise InvalidTimeError(
             f"invalid time {value!r}: use ISO-8601 (2026-01-31T00:00:00Z) or 90d / 12h / 30m",
             ["time"],
         ) from None

@@ -24,7 +24,8 @@ from engine.documents import Document, doc_type
 from engine.exceptions import WriteConflictError
 from engine.l1 import L1Cache
 from engine.settings import Settings
-from engine.store.cache import CacheStore, ConditionFailed, live_attributes
+from engine.store.base import ConditionFailed
+from engine.store.cache import CacheStore, live_attributes
 from engine.store.objects import ObjectStore
 from engine.sync import INLINE_BODY_LIMIT
 from engine.timing import timed

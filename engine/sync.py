@@ -24,9 +24,9 @@ from loguru import logger
 from engine import keys
 from engine.documents import Document
 from engine.settings import Settings
+from engine.store.base import ConditionFailed
 from engine.store.cache import (
     CacheStore,
-    ConditionFailed,
     customers_of,
     live_attributes,
     tombstone_attributes,

@@ -25,7 +25,7 @@ from engine.app import Engine
 from engine.awsmetrics import kind_of
 from engine.documents import Document, parse_document
 from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
-from engine.store.cache import ConditionFailed
+from engine.store.base import ConditionFailed
 from engine.store.objects import StoredObject
 from reconciler.diff import CLASSES, Rules, Verdict, merge
 from reconciler.inventory import InventorySource

@@ -24,6 +24,7 @@ from engine.documents import Document, doc_type, parse_document
 from engine.exceptions import (
     CacheUnavailableError,
     InvalidDocumentError,
+    InvalidTimeError,
     NotFoundError,
     QueryOutsideWindowError,
 )
@@ -86,9 +87,9 @@ class Queries:
             until = query.until or now
             after = None
         if since > until:
-            raise InvalidDocumentError("--since is after --until", ["since", "until"])
+            raise InvalidTimeError("since is after until", ["since", "until"])
         if until > now + timedelta(days=1):  # each month of the range costs a Query
-            raise InvalidDocumentError("--until is more than a day in the future", ["until"])
+            raise InvalidTimeError("until is more than a day in the future", ["until"])
         log = logger.bind(op="query", types=list(query.types), limit=limit)
         started = time.perf_counter()
         with timed(log) as fields:
@@ -219,9 +220,9 @@ class Queries:
         since = query.since or keys.window_start(self.settings.cache_ttl_days, now)
         until = query.until or now
         if since > until:
-            raise InvalidDocumentError("--since is after --until", ["since", "until"])
+            raise InvalidTimeError("since is after until", ["since", "until"])
         if until > now + timedelta(days=1):
-            raise InvalidDocumentError("--until is more than a day in the future", ["until"])
+            raise InvalidTimeError("until is more than a day in the future", ["until"])
         log = logger.bind(op="count", types=list(query.types))
         with timed(log) as fields:
             if source != "s3":

@@ -20,31 +20,23 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
 
 from engine import keys
-from engine.breaker import CircuitBreaker, CircuitOpenError
+from engine.breaker import CircuitBreaker
 from engine.documents import Document
 from engine.exceptions import CacheUnavailableError, StoreError
 from engine.ratelimit import TokenBucket
-from engine.store.errors import is_conditional_failure, is_outage
+from engine.store.base import ConditionFailed, ErrorMap, StoreCall
 from engine.store.objects import ObjectInfo
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 T = TypeVar("T")
+CACHE_ERRORS = ErrorMap("DynamoDB", StoreError, CacheUnavailableError, conditional=True)
 _ser, _de = TypeSerializer(), TypeDeserializer()
 PENDING = ("p_tx", "p_etag", "p_op", "p_at", "p_version", "p_cust")
 INDEX_KEYS = ("tpk", "tsk", "spk", "kpk")
-
-
-class ConditionFailed(Exception):
-    """A conditional write found the item in another state; `item` is that state (or None)."""
-
-    def __init__(self, item: dict[str, Any] | None) -> None:
-        super().__init__("condition failed")
-        self.item = item
 
 
 def now_ms() -> int:
@@ -220,42 +212,14 @@ class CacheStore:
         self.table = table
         self._limiter = limiter
         self.breaker = breaker
+        self._seam = StoreCall(CACHE_ERRORS, breaker, limiter)
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(self, op: str, fn: Callable[..., T], *, table: bool = True, **kwargs: Any) -> T:
-        try:
-            self.breaker.before_call()
-        except CircuitOpenError as exc:
-            raise CacheUnavailableError(f"DynamoDB {op}: circuit breaker open") from exc
-        self._limiter.acquire()
         if table:
             kwargs["TableName"] = self.table
-        try:
-            result: T = fn(**kwargs)
-        except Exception as exc:
-            self.breaker.on_error(exc)
-            raise self._translate(op, exc) from exc
-        self.breaker.on_success()
-        return result
-
-    @staticmethod
-    def _translate(op: str, exc: Exception) -> Exception:
-        if isinstance(exc, ClientError) and is_conditional_failure(exc):
-            old: Any = exc.response.get("Item")
-            for reason in exc.response.get("CancellationReasons", []) or []:
-                if reason.get("Code") == "ConditionalCheckFailed":
-                    old = reason.get("Item")
-                    break
-            else:
-                if "CancellationReasons" in exc.response:  # e.g. TransactionConflict
-                    return StoreError(f"DynamoDB {op} cancelled: {exc}")
-            return ConditionFailed(deserialize(old) if old else None)
-        if is_outage(exc):
-            return CacheUnavailableError(f"DynamoDB {op} failed: {exc}")
-        if isinstance(exc, ClientError | BotoCoreError):
-            return StoreError(f"DynamoDB {op} failed: {exc}")
-        return exc
+        return self._seam(op, fn, **kwargs)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ table's Kinesis destination) into the figures an operator watches and into analy
     shards.py     shard lineage: parents before children
     leases.py     the local consumer's lease and checkpoints (leases table)
     consumer.py   `docsync consume`: one active consumer per stream, standby takeover
-    lambda_handler.py   DynamoDB stream (and Kinesis) batches, partial batch responses, EMF
+    lambda_handler.py   deprecated path of engine/lambdas/stream.py (the Lambda handlers)
     kcl.py        KCL 3 record processor for the Kinesis destination (multilang.py: protocol)
     sinks.py      analytics rows and dead letters, one named object per emission: S3 (reserved
                   prefix) or a local directory; a retried emission supersedes its identity

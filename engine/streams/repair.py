@@ -24,7 +24,8 @@ from engine import keys, metrics
 from engine.documents import parse_document
 from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
 from engine.settings import Settings
-from engine.store.cache import CacheStore, ConditionFailed, now_ms
+from engine.store.base import ConditionFailed
+from engine.store.cache import CacheStore, now_ms
 from engine.store.objects import ObjectStore, StoredObject
 from engine.streams.pending import PendingKey, PendingKeys
 from engine.sync import CacheSync

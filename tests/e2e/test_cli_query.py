@@ -187,3 +187,15 @@ def test_count_matches_the_pages(cli: Cli, corpus: list[dict[str, Any]]) -> None
         assert counted == {"total": len(pages["items"]), "source": "cache"}, args
     bad = cli("query", "--count", "--all", expect=2)
     assert "--count" in bad.stderr
+
+
+def test_a_range_backwards_names_the_flags(cli: Cli, ready: Engine) -> None:
+    """The library names fields (`since is after until`); the CLI writes them as its flags,
+    exit 2, with the fields in the JSON error."""
+    run = cli("query", "--since", "1d", "--until", "2d", "--format", "json", expect=2)
+    assert "docsync: error: --since is after --until" in run.stderr
+    assert run.json() == {
+        "error": "--since is after --until",
+        "exit_code": 2,
+        "fields": ["since", "until"],
+    }

@@ -18,9 +18,11 @@ from engine import cloudwatch
 from engine.app import Engine
 from engine.cloudwatch import BUFFER
 from engine.documents import parse_document
+from engine.lambdas import reconcile_tasks
+from engine.lambdas import runtime as lambda_runtime
+from engine.lambdas import stream as lambda_handler
 from engine.reader import Query
 from engine.settings import Settings
-from engine.streams import lambda_handler
 from engine.streams.config import StreamSettings
 from engine.streams.flush import MetricsFlusher
 from reconciler import tasks
@@ -110,18 +112,18 @@ def test_shard_tasks_report_drift_and_collect_counts_the_run_once(engine: Engine
 
 
 @pytest.fixture
-def runtime(settings: Settings, tmp_path: Any) -> Iterator[lambda_handler.Runtime]:
+def runtime(settings: Settings, tmp_path: Any) -> Iterator[lambda_runtime.StreamRuntime]:
     conf = StreamSettings(analytics_dir=str(tmp_path / "rows"))
-    rt = lambda_handler.build_runtime(contract(settings), conf)
-    lambda_handler.use_runtime(rt)
+    rt = lambda_runtime.build_stream_runtime(contract(settings), conf)
+    lambda_runtime.use_stream_runtime(rt)
     yield rt
-    lambda_handler.use_runtime(None)
+    lambda_runtime.use_stream_runtime(None)
 
 
 def test_the_stream_lambda_prints_cluster_hits_misses_and_iterator_age(
     settings: Settings,
     engine: Engine,
-    runtime: lambda_handler.Runtime,
+    runtime: lambda_runtime.StreamRuntime,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     seven_hits_three_misses(engine)  # 10 gets in this process: 10 QueryLatency too
@@ -198,7 +200,7 @@ def test_the_shard_worker_lambda_prints_its_drift_under_the_functions_environmen
     )
     capsys.readouterr()
 
-    assert tasks.sqs_handler(event, None) == {"batchItemFailures": []}
+    assert reconcile_tasks.sqs_handler(event, None) == {"batchItemFailures": []}
 
     assert parse_emf(capsys.readouterr().out, NS, ENV) == {"DriftFound": [3.0]}
 

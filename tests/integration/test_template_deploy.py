@@ -174,10 +174,10 @@ def test_functions_schedules_and_environment(stack: Stack) -> None:
     the schedules invoke the reconcile function with their mode."""
     lam, out = stack.client("lambda"), stack.outputs
     handlers = {
-        "ListenerFunctionArn": "engine.events.handlers.sqs_handler",
-        "StreamConsumerFunctionArn": "engine.streams.lambda_handler.stream_handler",
+        "ListenerFunctionArn": "engine.lambdas.listener.sqs_handler",
+        "StreamConsumerFunctionArn": "engine.lambdas.stream.stream_handler",
         "ReconcileFunctionArn": "engine.lambdas.reconcile.handler",
-        "ShardWorkerFunctionArn": "reconciler.tasks.sqs_handler",
+        "ShardWorkerFunctionArn": "engine.lambdas.reconcile_tasks.sqs_handler",
     }
     expected_env = {k: v for k, v in stack.env().items() if k not in NOT_FROM_STACK}
     for output, handler in handlers.items():

@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 from engine.app import Engine
 from engine.events.parse import (
-    MalformedEventError,
     ObjectEvent,
     parse_body,
     parse_notification,
 )
 from engine.events.parse import TestEvent as S3TestEvent  # not a pytest class
 from engine.events.sequencer import normalize_sequencer
+from engine.exceptions import MalformedEventError
 from engine.infra import Infrastructure
 from engine.local_moto import EmbeddedMoto
 from tests.conftest import FIXTURES, make_settings

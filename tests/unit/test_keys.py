@@ -9,7 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from engine import keys
-from engine.exceptions import InvalidDocumentError
+from engine.exceptions import InvalidTimeError
 
 from ._hyp import FAST
 
@@ -267,7 +267,7 @@ def test_parse_time_relative_defaults_to_now() -> None:
     ],
 )
 def test_parse_time_garbage_is_refused(text: str) -> None:
-    with pytest.raises(InvalidDocumentError) as info:
+    with pytest.raises(InvalidTimeError) as info:
         keys.parse_time(text, now=NOW)
     assert info.value.fields == ["time"]
 
@@ -275,8 +275,8 @@ def test_parse_time_garbage_is_refused(text: str) -> None:
 @pytest.mark.parametrize("text", ["9999999d", "1000000000d", "99999999999999h"])
 def test_parse_time_overflowing_relative_is_refused(text: str) -> None:
     """BUG: a relative time beyond datetime's range raises a bare OverflowError (CLI exit 1
-    with a traceback) instead of InvalidDocumentError (exit 2)."""
-    with pytest.raises(InvalidDocumentError):
+    with a traceback) instead of InvalidTimeError (exit 2)."""
+    with pytest.raises(InvalidTimeError):
         keys.parse_time(text, now=NOW)
 
 
