@@ -4,6 +4,7 @@ statuses in engine/serve/errors.py. No flag name, exit code or status lives here
 
 DocsyncError
 ├── ConfigError                     a setting has a wrong value
+│   └── MonthShardsChangedError     the table's month buckets were written with another count
 ├── InvalidRequestError             the caller asked for something invalid; `fields` names what
 │   ├── InvalidDocumentError        a document fails validation
 │   ├── InvalidPageTokenError       a forged, corrupted or mismatched page token
@@ -36,6 +37,10 @@ class DocsyncError(Exception):
 
 class ConfigError(DocsyncError):
     pass
+
+
+class MonthShardsChangedError(ConfigError):
+    """`month_shards` differs from the count the table's entries were written with."""
 
 
 class InvalidRequestError(DocsyncError):

@@ -73,6 +73,13 @@ TTL_EXPIRIES = Counter(
     ["type", "state"],
     registry=REGISTRY,
 )
+GSI_PARTITION_WRITES = Counter(
+    "docsync_gsi_partition_writes",
+    "Committed writes per month-bucket partition of the time and status indexes (each takes"
+    " ~1,000/s; topk(rate(...)) finds the hot one). Customer buckets: `docsync stats`.",
+    ["index", "partition"],
+    registry=REGISTRY,
+)
 CACHE_WRITES = Counter(
     "docsync_cache_writes",
     "Committed cache changes of every instance, by type and sync_source.",

@@ -4,6 +4,7 @@ table's Kinesis destination) into the figures an operator watches and into analy
     records.py    decode stream / Lambda / Kinesis records into frozen ChangeRecords
     core.py       the pure processing shared by every driver (idempotent per sequence number)
     analytics.py  tumbling windows per type, customer, status; rows that add up
+    hotspots.py   writes per GSI partition (month and customer buckets): the busiest ones
     histogram.py  fixed-bucket histograms (they add up, and still give percentiles)
     flush.py      the read path's hit/miss flush into reserved metrics items of the cache table
     shards.py     shard lineage: parents before children
@@ -31,7 +32,7 @@ docsync_stream_sync_lag_seconds{source}, docsync_write_commit_seconds,
 docsync_cluster_reads_total{cache}, docsync_cluster_hit_ratio,
 docsync_cluster_read_latency_seconds{quantile}, docsync_metrics_flushes_total{result},
 docsync_stream_repairs_total{reason,outcome}, docsync_stream_pending_keys,
-docsync_history_entries_total.
+docsync_history_entries_total, docsync_gsi_partition_writes_total{index,partition}.
 """
 
 from __future__ import annotations

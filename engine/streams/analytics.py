@@ -43,6 +43,7 @@ class TypeWindow:
     customers: dict[str, Counter[str]] = field(default_factory=dict)
     statuses: dict[str, Counter[str]] = field(default_factory=dict)
     transitions: Counter[str] = field(default_factory=Counter)  # "old→new"
+    partitions: Counter[str] = field(default_factory=Counter)  # GSI writes: "index partition"
     sync_lag: Histogram = field(default_factory=lambda: Histogram(LAG_BOUNDS_S))
 
     def change(self, kind: str, customers: Iterable[str], status: str | None) -> None:
@@ -65,6 +66,7 @@ class TypeWindow:
             "statuses": {s: _changes(n) for s, n in sorted(self.statuses.items())},
             "transitions": dict(sorted(self.transitions.items())),
             "sync_lag_s": self.sync_lag.as_dict(),
+            **({"partitions": dict(sorted(self.partitions.items()))} if self.partitions else {}),
         }
 
     def add_row(self, row: Mapping[str, Any]) -> None:
@@ -75,6 +77,7 @@ class TypeWindow:
             for key, changes in row.get(source, {}).items():
                 target.setdefault(key, Counter()).update({k: int(v) for k, v in changes.items()})
         self.transitions.update({k: int(v) for k, v in row.get("transitions", {}).items()})
+        self.partitions.update({k: int(v) for k, v in row.get("partitions", {}).items()})
         lag = Histogram.from_dict(LAG_BOUNDS_S, row.get("sync_lag_s", {"buckets": []}))
         self.sync_lag.counts = [
             a + b for a, b in zip(self.sync_lag.counts, lag.counts, strict=True)

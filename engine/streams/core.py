@@ -30,6 +30,7 @@ from engine.streams.analytics import Windows
 from engine.streams.flush import METRICS_PK, flush_delta, is_reserved
 from engine.streams.histogram import quantile
 from engine.streams.history import history_entry
+from engine.streams.hotspots import partitions_of
 from engine.streams.pending import PendingKeys
 from engine.streams.records import ChangeRecord
 
@@ -49,6 +50,7 @@ class Derived:
     writes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, sync_source)
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, creates|…)
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, "a→b")
+    partitions: Counter[str] = field(default_factory=Counter)  # GSI writes (streams/hotspots)
     sync_lag_s: list[tuple[str, float]] = field(default_factory=list)  # (sync_source, s)
     write_commit_s: list[float] = field(default_factory=list)
     reads: ReadStats.Delta = _ZERO
@@ -69,6 +71,7 @@ class Derived:
         self.writes.update(other.writes)
         self.changes.update(other.changes)
         self.transitions.update(other.transitions)
+        self.partitions.update(other.partitions)
         self.sync_lag_s.extend(other.sync_lag_s)
         self.write_commit_s.extend(other.write_commit_s)
         self.reads = self.reads + other.reads
@@ -263,6 +266,9 @@ class StreamProcessor:
             status = image.get("status")
             out.changes[(type_name, kind)] += 1
             window.change(kind, customers, str(status) if status else None)
+            touched = partitions_of(type_name, image)
+            out.partitions.update(touched)
+            window.partitions.update(touched)
         if kind == "updates" and old.get("status") != new.get("status"):
             transition = f"{old.get('status')}→{new.get('status')}"
             out.transitions[(type_name, transition)] += 1

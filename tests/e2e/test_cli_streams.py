@@ -59,8 +59,15 @@ def test_consume_drain_then_stats(cli: Cli, ready: Engine) -> None:
     assert stats["iterator_age_s"] is not None
     assert {w["type"] for w in stats["windows"]} == {"change"}
     assert stats["sources"]["analytics"].startswith("s3://")
+    hot: dict[str, int] = {}
+    for p in stats["hot_partitions"]:  # 10 creates, all of customer acme, all drafts
+        assert p["partition"].startswith(("change#", "change#draft#", "acme#change#"))
+        hot[p["index"]] = hot.get(p["index"], 0) + p["writes"]
+    assert hot == {"time-index": 10, "status-index": 10, "customer-index": 10}
+    assert stats["capacity_by_kind"]["scope"] == "this process"
     text = docsync(cli, "stats", "--format", "text")
     assert "hit ratio" in text.stdout and "70.0%" in text.stdout
+    assert "busiest GSI partitions" in text.stdout
     assert "latest analytics windows" in text.stdout
     again = docsync(cli, "consume", "--drain", "--format", "json").json()
     assert again["records"] == 0  # resumed from the checkpoint

@@ -375,6 +375,8 @@ def test_the_dashboard_is_valid_json_with_every_alarm_figure(stack: Stack) -> No
         "Errors",
     ):
         assert f'"{figure}"' in text, figure
+    for side in ("read", "write"):  # capacity per operation kind, from the Lambda EMF
+        assert f"SEARCH('{{docsync,service}} dynamodb {side} capacity', 'Sum', 300)" in text
     (alarms,) = [w for w in widgets if w["type"] == "alarm"]
     assert len(alarms["properties"]["alarms"]) == len(
         [r for r in load_template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]

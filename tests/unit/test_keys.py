@@ -320,3 +320,24 @@ def test_in_window_agrees_with_window_start_and_expiry(lm: datetime, ttl: int) -
     whole = lm.replace(microsecond=0)
     # An entry is in the window exactly while its TTL has not passed.
     assert keys.in_window(whole, ttl, NOW) == (keys.expires_at(whole, ttl) > NOW.timestamp())
+
+
+def test_month_shards_default_writes_todays_keys_and_a_hash_that_never_moves() -> None:
+    assert keys.month_shard("CHG-1", 1) is None
+    assert keys.time_partition("change", "2026-03", "CHG-1", 1) == "change#2026-03"
+    assert keys.status_partition("change", "draft", "2026-03", "CHG-1", 1) == (
+        "change#draft#2026-03"
+    )
+    assert keys.shard_buckets("change#2026-03", 1) == ["change#2026-03"]
+    # CRC-32, not Python's salted hash(): the same shard in every process and release.
+    assert keys.month_shard("CHG-1", 4) == 0x83F064C6 % 4
+    assert (
+        keys.time_partition("change", "2026-03", "CHG-1", 4) == f"change#2026-03#{0x83F064C6 % 4}"
+    )
+    assert keys.shard_buckets("acme#change#2026-03", 3) == [
+        "acme#change#2026-03#0",
+        "acme#change#2026-03#1",
+        "acme#change#2026-03#2",
+    ]
+    assert keys.stray_buckets("change", "2026-03", 1) == []
+    assert keys.stray_buckets("change", "2026-03", 4) == ["change#2026-03", "change#2026-03#4"]
