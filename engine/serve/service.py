@@ -27,9 +27,9 @@ from engine.settings import Settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from engine.readmetrics.flush import MetricsFlusher
     from engine.serve.apikeys import ApiKeys
     from engine.serve.server import HttpServer
-    from engine.streams.flush import MetricsFlusher
 
 PART_NAMES = ("listener", "consumer", "scheduler", "api")
 STOP_ORDER = ["api", "listener", "consumer", "scheduler"]
@@ -164,14 +164,13 @@ def _start_metrics_flush(engine: Engine) -> MetricsFlusher | None:
     if not hasattr(engine.reader.stats, "take_delta") or engine.settings.dry_run:
         return None
     try:
+        from engine.readmetrics.flush import MetricsFlusher
         from engine.streams.config import load_stream_settings
-        from engine.streams.flush import MetricsFlusher
     except ImportError:
         return None
     conf = load_stream_settings(engine.settings.config_file)
     return MetricsFlusher(
-        engine.clients.dynamodb,
-        engine.settings.table,
+        engine.cache,
         engine.reader.stats,
         interval_s=conf.flush_interval_s,
         window_s=conf.metrics_window_s,
