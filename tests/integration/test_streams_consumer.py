@@ -240,8 +240,8 @@ def test_failed_flush_is_retried_as_it_was(
     assert (summary["cluster"]["hits"], summary["cluster"]["misses"]) == (1, 3)
 
 
-def _breaker(clock: Callable[[], float] = time.monotonic) -> CircuitBreaker:
-    return CircuitBreaker(1, 60.0, is_outage, clock=clock, name="test-flush")
+def _breaker(fail_max: int = 5, clock: Callable[[], float] = time.monotonic) -> CircuitBreaker:
+    return CircuitBreaker(fail_max, 60.0, is_outage, clock=clock, name="test-flush")
 
 
 def test_flush_goes_through_the_cache_breaker(settings: Settings, engine: Engine) -> None:
@@ -252,7 +252,7 @@ def test_flush_goes_through_the_cache_breaker(settings: Settings, engine: Engine
     stats = engine.reader.stats
     client = _Counting(engine.clients.dynamodb)
     now = [0.0]
-    breaker = _breaker(lambda: now[0])
+    breaker = _breaker(1, lambda: now[0])
     breaker.on_error(EndpointConnectionError(endpoint_url="http://nowhere"))  # open
     cache = CacheStore(client, settings.table, TokenBucket(100, 10, 1.0), breaker)  # type: ignore[arg-type]
     flusher = MetricsFlusher(cache, stats)
