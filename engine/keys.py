@@ -117,6 +117,12 @@ def month_bucket(ts: datetime) -> str:
     return f"{ts.year:04d}-{ts.month:02d}"
 
 
+def tumbling_start(ts: float, window_s: int) -> int:
+    """The start (epoch seconds) of the fixed `window_s` window that holds `ts`: windows are
+    aligned on the epoch, so every process puts a moment in the same one."""
+    return int(ts // window_s * window_s)
+
+
 def months_desc(since: datetime, until: datetime) -> Iterator[str]:
     """Month buckets (UTC, like the index) from `until` back to `since`, newest first."""
     since, until = since.astimezone(UTC), until.astimezone(UTC)

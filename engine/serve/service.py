@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from engine.app import Engine
+from engine.readmetrics.flush import MetricsFlusher
 from engine.serve.health import Readiness
 from engine.serve.parts import ListenerPart, SchedulerPart, consumer_factory
 from engine.serve.supervisor import Backoff, Part, Supervisor
 from engine.settings import Settings
 from engine.streams.config import load_stream_settings
-from engine.streams.flush import MetricsFlusher
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -166,8 +166,7 @@ def _start_metrics_flush(engine: Engine) -> MetricsFlusher | None:
         return None
     conf = load_stream_settings(engine.settings.config_file)
     return MetricsFlusher(
-        engine.clients.dynamodb,
-        engine.settings.table,
+        engine.cache,
         engine.reader.stats,
         interval_s=conf.flush_interval_s,
         window_s=conf.metrics_window_s,

@@ -671,6 +671,17 @@ class CacheStore:
             prev_customers,
         )
 
+    # -- the reserved read-metrics items (engine/readmetrics) -------------------------------
+
+    def add_read_metrics(self, update: dict[str, Any]) -> bool:
+        """One flush's UpdateItem (built by engine/readmetrics/item.py), through the limiter
+        and the breaker; False when its condition refused it (that flush had landed)."""
+        try:
+            self._call("UpdateItem", self._ddb.update_item, **update)
+        except ConditionFailed:
+            return False
+        return True
+
 
 def _range_query(
     index: str,

@@ -5,8 +5,6 @@ table's Kinesis destination) into the figures an operator watches and into analy
     core.py       the pure processing shared by every driver (idempotent per sequence number)
     analytics.py  tumbling windows per type, customer, status; rows that add up
     hotspots.py   writes per GSI partition (month and customer buckets): the busiest ones
-    histogram.py  fixed-bucket histograms (they add up, and still give percentiles)
-    flush.py      the read path's hit/miss flush into reserved metrics items of the cache table
     shards.py     shard lineage: parents before children
     leases.py     the local consumer's lease and checkpoints (leases table)
     consumer.py   `docsync consume`: one active consumer per stream, standby takeover
@@ -22,6 +20,9 @@ table's Kinesis destination) into the figures an operator watches and into analy
     trends.py     changes per document and time in each status, from history
     stats.py      `docsync stats`; demo.py: the demo's closing section
     config.py     DOCSYNC_STREAMS_* settings
+
+The read metrics (the reader's counts, their flush, the cluster-wide sums, histograms and
+bucket bounds) are in engine/readmetrics/: the consumers read flushes, they do not make them.
 
 Prometheus metrics (engine/metrics.py): docsync_stream_records_total{event},
 docsync_stream_duplicate_records_total, docsync_stream_malformed_records_total,

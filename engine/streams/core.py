@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.reader import ReadStats
+from engine.readmetrics.cluster import ClusterReads, flush_delta
+from engine.readmetrics.item import METRICS_PK, is_reserved, zero
+from engine.readmetrics.stats import ReadStats
 from engine.streams.analytics import Windows
-from engine.streams.flush import METRICS_PK, flush_delta, is_reserved
-from engine.streams.histogram import quantile
 from engine.streams.history import history_entry
 from engine.streams.hotspots import partitions_of
 from engine.streams.pending import PendingKeys
 from engine.streams.records import ChangeRecord
 
-_ZERO = ReadStats.Delta(buckets=(0,) * (len(ReadStats.BUCKETS_MS) + 1))
+_ZERO = zero()
 
 
 @dataclass
@@ -78,33 +78,6 @@ class Derived:
         self.history.extend(other.history)
         if other.newest is not None and (self.newest is None or other.newest > self.newest):
             self.newest = other.newest
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterReads:
-    """Every instance's reads, summed from the flushes seen since this consumer started."""
-
-    total: ReadStats.Delta
-
-    @property
-    def hit_ratio(self) -> float | None:
-        looked_up = self.total.hits + self.total.misses
-        return round(self.total.hits / looked_up, 6) if looked_up else None
-
-    def latency_ms(self, q: float) -> float | None:
-        value = quantile(ReadStats.BUCKETS_MS, self.total.buckets, q)
-        return None if value is None else round(value, 3)
-
-    def as_dict(self) -> dict[str, Any]:
-        t = self.total
-        return {
-            "hits": t.hits,
-            "misses": t.misses,
-            "s3_fallbacks": t.s3_fallbacks,
-            "backfills": t.backfills,
-            "hit_ratio": self.hit_ratio,
-            "read_latency_ms": {"p50": self.latency_ms(0.5), "p99": self.latency_ms(0.99)},
-        }
 
 
 class StreamProcessor:

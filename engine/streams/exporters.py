@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from engine import cloudwatch, keys, metrics
-from engine.streams.core import ClusterReads, Derived
+from engine.readmetrics.cluster import ClusterReads
+from engine.streams.core import Derived
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.metrics import Metrics

@@ -26,13 +26,15 @@ from rich.table import Table
 from engine.aws import AwsClients
 from engine.awsmetrics import KINDS, capacity_by_kind
 from engine.exceptions import StoreError
-from engine.reader import ReadStats
+from engine.keys import tumbling_start
+from engine.readmetrics.buckets import LAG_S
+from engine.readmetrics.cluster import ClusterReads
+from engine.readmetrics.histogram import Histogram
+from engine.readmetrics.item import delta_of_image, metrics_pk
+from engine.readmetrics.stats import ReadStats
 from engine.settings import Settings
 from engine.streams.analytics import TypeWindow, merge_rows
 from engine.streams.config import StreamSettings
-from engine.streams.core import ClusterReads
-from engine.streams.flush import delta_of_image, metrics_pk, window_start
-from engine.streams.histogram import LAG_BOUNDS_S, Histogram
 from engine.streams.hotspots import busiest
 from engine.streams.leases import read_lease
 from engine.streams.records import plain
@@ -46,7 +48,7 @@ def read_metrics(
     clients: AwsClients, table: str, window_s: int, since: datetime, until: datetime
 ) -> ReadStats.Delta:
     """The sum of every metrics item whose window starts in [since, until]."""
-    first = window_start(since.timestamp(), window_s)
+    first = tumbling_start(since.timestamp(), window_s)
     keys = [
         {"pk": {"S": metrics_pk(w)}} for w in range(first, int(until.timestamp()) + 1, window_s)
     ]
@@ -112,12 +114,12 @@ def gather(
         read_metrics(clients, settings.table, config.metrics_window_s, since, until)
     )
     sink = build_sink(settings, config, clients, producer="stats")
-    earliest = window_start(since.timestamp(), config.window_s)
+    earliest = tumbling_start(since.timestamp(), config.window_s)
     rows = [
         row for row in sink.read(ANALYTICS, since) if _epoch(row.get("window_start")) >= earliest
     ]
     merged = merge_rows(rows)
-    lag = Histogram(LAG_BOUNDS_S)
+    lag = Histogram(LAG_S)
     counts: Counter[str] = Counter()
     writes: Counter[str] = Counter()
     transitions: Counter[str] = Counter()

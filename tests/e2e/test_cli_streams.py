@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.app import Engine
+from engine.readmetrics.flush import MetricsFlusher
 from engine.streams.analytics import merge_rows
-from engine.streams.flush import MetricsFlusher
 from engine.streams.leases import checkpoint_key, consumer_key
 from engine.streams.sinks import ANALYTICS, FileRowSink
 from tests.e2e.conftest import LEASES, Aws, Cli, Run
@@ -43,7 +43,7 @@ def docsync(cli: Cli, *args: str, env: dict[str, str] | None = None, expect: int
 
 def test_consume_drain_then_stats(cli: Cli, ready: Engine) -> None:
     seven_hits_three_misses(ready)
-    MetricsFlusher(ready.clients.dynamodb, ready.settings.table, ready.reader.stats).flush()
+    MetricsFlusher(ready.cache, ready.reader.stats).flush()
     counts = docsync(cli, "consume", "--drain", "--format", "json").json()
     assert counts["role"] == "active" and counts["records"] == len(stream_records(ready))
     assert counts["cluster"]["hit_ratio"] == 0.7 and counts["fills"] == 3

@@ -22,9 +22,9 @@ from engine.lambdas import reconcile_tasks
 from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.reader import Query
+from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
 from engine.streams.config import StreamSettings
-from engine.streams.flush import MetricsFlusher
 from reconciler import tasks
 from reconciler.backfill import backfill
 from reconciler.run import Reconciler
@@ -118,7 +118,7 @@ def test_the_stream_lambda_prints_cluster_hits_misses_and_iterator_age(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     seven_hits_three_misses(engine)  # 10 gets in this process: 10 QueryLatency too
-    MetricsFlusher(engine.clients.dynamodb, settings.table, engine.reader.stats).flush()
+    MetricsFlusher(engine.cache, engine.reader.stats).flush()
     arn = engine.clients.dynamodb.describe_table(TableName=settings.table)["Table"][
         "LatestStreamArn"
     ]

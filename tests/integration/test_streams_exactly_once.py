@@ -18,13 +18,13 @@ import pytest
 from engine.app import Engine
 from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
+from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
 from engine.streams import consumer as consumer_module
 from engine.streams.analytics import merge_rows
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.core import StreamProcessor
-from engine.streams.flush import MetricsFlusher
 from engine.streams.leases import Checkpoint, Checkpoints, ConsumerLease, pending_key
 from engine.streams.records import from_stream
 from engine.streams.sinks import ANALYTICS, RowSink, build_sink, newest_per_identity
@@ -320,7 +320,7 @@ def test_a_bisected_half_with_no_rows_empties_the_whole_batch_object(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine.reader.stats.record("hit", 1.0)
-    MetricsFlusher(engine.clients.dynamodb, settings.table, engine.reader.stats).flush()
+    MetricsFlusher(engine.cache, engine.reader.stats).flush()
     changes(engine, 0)
     arn = engine.clients.dynamodb.describe_table(TableName=settings.table)["Table"][
         "LatestStreamArn"

@@ -17,10 +17,10 @@ from engine.app import Engine
 from engine.aws import AwsClients, CallCounter
 from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
+from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
 from engine.streams.analytics import merge_rows
 from engine.streams.config import StreamSettings
-from engine.streams.flush import MetricsFlusher
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, FileRowSink
 from engine.streams.stats import gather
 from tests.conftest import FIXTURES
@@ -99,7 +99,7 @@ def test_seven_hits_three_misses_through_the_handler(
     tmp_path: Path,
 ) -> None:
     seven_hits_three_misses(engine)
-    MetricsFlusher(engine.clients.dynamodb, settings.table, engine.reader.stats).flush()
+    MetricsFlusher(engine.cache, engine.reader.stats).flush()
     arn = engine.clients.dynamodb.describe_table(TableName=settings.table)["Table"][
         "LatestStreamArn"
     ]

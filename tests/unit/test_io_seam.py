@@ -33,7 +33,6 @@ ALLOWED: dict[str, str] = {
     # removed when seam-streams lands
     "engine/streams/consumer.py": "seam-streams",
     "engine/streams/leases.py": "seam-streams",
-    "engine/streams/flush.py": "seam-streams",
     "engine/streams/stats.py": "seam-streams",
     "reconciler/lock.py": "seam-streams",
     # removed when seam-queue lands
