@@ -1,5 +1,9 @@
-"""The convergence rules, shared by events, backfill and (next) repair: make one cache entry
-equal to what S3 holds for its key, never older than it was.
+"""The convergence rules, shared by the listener, the reconciler, the stream-driven repair and
+backfill: make one cache entry equal to what S3 holds for its key, never older than it was.
+
+`converge` is the one operation "read S3 now, parse, check the id, make the entry equal, or
+tombstone"; `look` is its first half (one S3 read), for a caller that decides between the two
+(the reconciler verifies drift without touching the cache; the stream repair may roll back).
 
 1. A conditional write on the entry's recorded S3 position (`s3_last_modified`): an older
    observation never overwrites a newer one, whichever thread or process finishes first.
@@ -16,13 +20,15 @@ equal to what S3 holds for its key, never older than it was.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from loguru import logger
 
 from engine import keys
-from engine.documents import Document
+from engine.documents import Document, parse_document
+from engine.exceptions import InvalidDocumentError, NotFoundError
 from engine.settings import Settings
 from engine.store.cache import (
     CacheStore,
@@ -36,6 +42,16 @@ from engine.store.objects import ObjectInfo, ObjectStore, StoredObject
 INLINE_BODY_LIMIT = 350_000  # DynamoDB items are capped at 400 KB; above this, S3 only
 
 SyncOutcome = Literal["applied", "committed", "stale", "in_flight"]
+ConvergeOutcome = Literal[
+    "applied",  # the entry now equals S3 (upserted or tombstoned)
+    "committed",  # a crashed pipeline write's intent, committed (S3 holds its content)
+    "stale",  # a newer observation is already cached
+    "in_flight",  # a fresh pipeline write is in progress: retry later
+    "unchanged",  # the cache already equals S3 (its ETag, or a tombstone for a missing key)
+    "out_of_window",  # older than the cache window: not cached
+    "invalid",  # S3 holds no valid document for the key (a live entry was tombstoned)
+]
+Seen = Literal["same", "absent", "invalid", "document"]
 
 
 class Unread:
@@ -43,6 +59,39 @@ class Unread:
 
 
 UNREAD = Unread()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hint:
+    """What an S3 event claims. Never content: only a position for ordering writes (its
+    sequencer, when S3 holds the ETag it names or it reports a removal) and a removal time."""
+
+    etag: str | None = None
+    sequencer: str | None = None
+    removed: bool = False
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Look:
+    """What S3 holds for a key now (one read): `same` (it answered 304 to the cached ETag),
+    `absent`, `invalid` (`problem` says why), or a `document` (parsed, its id checked)."""
+
+    key: str
+    seen: Seen
+    stored: StoredObject | None = None
+    doc: Document | None = None
+    problem: InvalidDocumentError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Converged:
+    """What `converge` did: `outcome`, and `written`, the outcome of the write it made (None:
+    none; for an invalid object, the tombstone of the live entry it replaced, if any)."""
+
+    outcome: ConvergeOutcome
+    look: Look
+    written: SyncOutcome | None = None
 
 
 class CacheSync:
@@ -54,6 +103,82 @@ class CacheSync:
 
     def _stale_before(self) -> datetime:
         return datetime.now(UTC) - timedelta(seconds=self.settings.inflight_grace_s)
+
+    def look(self, type_name: str, doc_id: str, cached_etag: str | None = None) -> Look:
+        """Read S3 now (conditionally on `cached_etag`: a duplicate costs no download), parse,
+        check the id against the key. One S3 call; S3 errors other than 404 propagate."""
+        key = keys.s3_key(self._prefixes[type_name], doc_id)
+        try:
+            if cached_etag:
+                found = self.objects.get_if_changed(key, cached_etag)
+                if found is None:
+                    return Look(key=key, seen="same")
+                stored = found
+            else:
+                stored = self.objects.get(key)
+        except NotFoundError:
+            return Look(key=key, seen="absent")
+        try:
+            doc = parse_document(stored.body, type_name)
+            if doc.id != doc_id:
+                raise InvalidDocumentError(f"id {doc.id!r} does not match the key", ["id"])
+        except InvalidDocumentError as exc:
+            return Look(key=key, seen="invalid", stored=stored, problem=exc)
+        return Look(key=key, seen="document", stored=stored, doc=doc)
+
+    def converge(
+        self,
+        type_name: str,
+        doc_id: str,
+        source: str,
+        *,
+        current: dict[str, Any] | Unread | None = UNREAD,
+        look: Look | None = None,
+        hint: Hint | None = None,
+        check_window: bool = True,
+    ) -> Converged:
+        """Make the entry equal to what S3 holds now, or tombstone it.
+
+        `current`: the item, if the caller read it (else one GetItem, before S3); `look`: S3,
+        if the caller read it (else one read, conditional on the committed ETag); `hint`: the
+        event that brought us here; `check_window`: leave out-of-window objects alone (the
+        reconciler decided the window itself). Cost: GetItem, S3 read, one conditional write
+        (none when the cache already says the same).
+        """
+        if isinstance(current, Unread):
+            current = self.cache.get_item(type_name, doc_id)
+        if look is None:
+            look = self.look(type_name, doc_id, committed_etag(current))
+        if look.seen == "same":
+            return Converged("unchanged", look)
+        hint = hint or Hint()
+        if look.stored is None:  # absent
+            if (
+                current is not None
+                and current.get("state") == "deleted"
+                and not current.get("p_tx")
+            ):
+                return Converged("unchanged", look)
+            deleted_at = hint.at if hint.removed and hint.at is not None else datetime.now(UTC)
+            sequencer = hint.sequencer if hint.removed else None
+            written = self.tombstone(
+                type_name, doc_id, deleted_at, source, sequencer, current=current, read=True
+            )
+            return Converged(written, look, written)
+        stored = look.stored
+        if check_window and not keys.in_window(
+            stored.info.last_modified, self.settings.cache_ttl_days
+        ):
+            return Converged("out_of_window", look)
+        if look.doc is None:  # invalid
+            if current is None or current.get("state") != "live":
+                return Converged("invalid", look)
+            # S3 no longer holds the cached document: readers must not be served it.
+            written = self.tombstone(type_name, doc_id, stored.info.last_modified, source)
+            return Converged("invalid", look, written)
+        sequencer = hint.sequencer if hint.etag == stored.info.etag else None
+        written = self.upsert(look.doc, stored, source, sequencer, current=current, read=True)
+        return Converged(written, look, written)
 
     def upsert(
         self,
@@ -234,6 +359,15 @@ def _replaceable(seen: dict[str, Any] | Unread | None, attrs: dict[str, Any]) ->
     if int(seen.get("s3_last_modified", 0)) >= int(attrs["s3_last_modified"]):
         return None
     return int(seen["version"])
+
+
+def committed_etag(item: dict[str, Any] | None) -> str | None:
+    """The ETag of a committed live image with no write in flight (what a conditional S3
+    read may compare), else None."""
+    if item is None or item.get("state") != "live" or item.get("p_tx"):
+        return None
+    etag = item.get("etag")
+    return str(etag) if etag else None
 
 
 def _stored_customers(item: dict[str, Any] | None) -> list[str]:

@@ -1,5 +1,5 @@
-"""Targeted repair of one key the stream flagged (engine/streams/pending.py), through the
-shared convergence rules (engine/sync.py), S3 first: no listing, a handful of calls.
+"""Targeted repair of one key the stream flagged (engine/streams/pending.py), through
+`CacheSync.converge` (engine/sync.py), S3 first: no listing, a handful of calls.
 
 For a stuck intent (the writer died after, or during, its S3 put, and the S3 event may be
 lost), S3 decides:
@@ -15,19 +15,17 @@ entry older. Each repair is logged and counted (docsync_stream_repairs_total{rea
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from loguru import logger
 
 from engine import keys, metrics
-from engine.documents import parse_document
-from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
+from engine.exceptions import DocsyncError
 from engine.settings import Settings
 from engine.store.cache import CacheStore, ConditionFailed, now_ms
 from engine.store.objects import ObjectStore, StoredObject
 from engine.streams.pending import PendingKey, PendingKeys
-from engine.sync import CacheSync
+from engine.sync import CacheSync, committed_etag
 
 Outcome = Literal[
     "applied",  # the entry now equals S3
@@ -111,42 +109,17 @@ class StreamRepairer:
             return "in_sync"  # that intent was committed or dropped; a new one is its own key
         if tx and int(current.get("p_at", 0)) > now_ms() - self.settings.inflight_grace_s * 1000:
             return "in_flight"
-        s3_key = keys.s3_key(self._prefixes[type_name], doc_id)
         if self.settings.dry_run:
+            s3_key = keys.s3_key(self._prefixes[type_name], doc_id)
             logger.bind(op="stream.repair", key=s3_key, dry_run=True).info(
                 "dry run: would converge {} to S3", s3_key
             )
             return "dry_run"
-        cached = current.get("etag") if current.get("state") == "live" else None
-        try:
-            if cached and not tx:
-                found = self.objects.get_if_changed(s3_key, str(cached))
-                if found is None:
-                    return "in_sync"  # S3 answered 304: it holds the cached ETag
-                stored: StoredObject | None = found
-            else:
-                stored = self.objects.get(s3_key)
-        except NotFoundError:
-            stored = None
-        if tx and _matches_committed(current, stored):
+        look = self.sync.look(type_name, doc_id, committed_etag(current))
+        if tx and _matches_committed(current, look.stored):
             return self._rollback(type_name, doc_id, str(tx))
-        if stored is None:
-            if current.get("state") == "deleted" and not tx:
-                return "in_sync"
-            return self.sync.tombstone(
-                type_name, doc_id, datetime.now(UTC), "repair", current=current, read=True
-            )
-        if not keys.in_window(stored.info.last_modified, self.settings.cache_ttl_days):
-            return "out_of_window"
-        try:
-            doc = parse_document(stored.body, type_name)
-            if doc.id != doc_id:
-                raise InvalidDocumentError(f"id {doc.id!r} does not match the key", ["id"])
-        except InvalidDocumentError:
-            if current.get("state") == "live":
-                self.sync.tombstone(type_name, doc_id, stored.info.last_modified, "repair")
-            return "invalid"
-        return self.sync.upsert(doc, stored, "repair", current=current, read=True)
+        done = self.sync.converge(type_name, doc_id, "repair", current=current, look=look)
+        return "in_sync" if done.outcome == "unchanged" else done.outcome  # 304, or gone
 
     def _rollback(self, type_name: str, doc_id: str, tx: str) -> Outcome:
         """S3 holds exactly what is committed: the intent's S3 step never happened."""
