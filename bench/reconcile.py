@@ -42,12 +42,12 @@ from engine.local_moto import TEST_CREDENTIALS
 from engine.logs import configure_logging
 from engine.sample import sample_documents
 from engine.settings import Settings, load_settings
-from engine.store.cache import deserialize, index_entries, serialize
+from engine.store.item import deserialize, index_entries, serialize
 from engine.store.objects import ObjectInfo
 from reconciler.diff import Rules, merge
 from reconciler.run import Reconciler
 from reconciler.shards import ID_CHARS
-from reconciler.sources import S3Row, _row
+from reconciler.sources import _row
 
 SPEED_TARGET = 0.8  # reconciler objects/s ≥ 0.8 × raw (list + key index, overlapped)
 MEMORY_TARGET_MB = 50.0  # peak grows by less than this from the small to the large corpus
@@ -313,7 +313,7 @@ def client_cpu(size: int) -> dict[str, Any]:
     started = time.perf_counter()
     cache = [_row(deserialize(item)) for item in raw_items]
     map_s = time.perf_counter() - started
-    s3 = [S3Row(c.key, str(c.etag), 600, now) for c in cache]
+    s3 = [ObjectInfo(c.key, str(c.etag), 600, now) for c in cache]
     started = time.perf_counter()
     outcomes = Counter(v.outcome for v in merge(s3, cache, rules))
     merge_s = time.perf_counter() - started

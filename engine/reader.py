@@ -33,7 +33,8 @@ from engine.exceptions import (
 )
 from engine.l1 import L1Cache
 from engine.settings import Settings
-from engine.store.cache import CacheEntry, CacheStore
+from engine.store.cache import CacheStore
+from engine.store.item import CacheItem
 from engine.store.objects import ObjectStore, StoredObject
 from engine.sync import CacheSync
 from engine.timing import timed
@@ -244,7 +245,7 @@ class Reader:
             record("miss", fields["backfilled"])
             return ReadResult(document, "s3", "miss")
 
-    def _entry_body(self, entry: CacheEntry, key: str) -> dict[str, Any] | None:
+    def _entry_body(self, entry: CacheItem, key: str) -> dict[str, Any] | None:
         if entry.body is not None:
             return _parse_body(entry.body, key)
         if entry.body_in_s3:  # oversized document: metadata-only entry, body from S3

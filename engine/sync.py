@@ -30,16 +30,15 @@ from engine import keys
 from engine.documents import Document, parse_document
 from engine.exceptions import InvalidDocumentError, NotFoundError
 from engine.settings import Settings
-from engine.store.cache import (
-    CacheStore,
-    ConditionFailed,
-    customers_of,
+from engine.store.cache import CacheStore, ConditionFailed
+from engine.store.item import (
+    INLINE_BODY_LIMIT,
+    CacheItem,
     live_attributes,
+    to_ms,
     tombstone_attributes,
 )
 from engine.store.objects import ObjectInfo, ObjectStore, StoredObject
-
-INLINE_BODY_LIMIT = 350_000  # DynamoDB items are capped at 400 KB; above this, S3 only
 
 SyncOutcome = Literal["applied", "committed", "stale", "in_flight"]
 ConvergeOutcome = Literal[
@@ -132,7 +131,7 @@ class CacheSync:
         doc_id: str,
         source: str,
         *,
-        current: dict[str, Any] | Unread | None = UNREAD,
+        current: CacheItem | Unread | None = UNREAD,
         look: Look | None = None,
         hint: Hint | None = None,
         check_window: bool = True,
@@ -146,18 +145,14 @@ class CacheSync:
         (none when the cache already says the same).
         """
         if isinstance(current, Unread):
-            current = self.cache.get_item(type_name, doc_id)
+            current = self.cache.get(type_name, doc_id)
         if look is None:
-            look = self.look(type_name, doc_id, committed_etag(current))
+            look = self.look(type_name, doc_id, current.committed_etag if current else None)
         if look.seen == "same":
             return Converged("unchanged", look)
         hint = hint or Hint()
         if look.stored is None:  # absent
-            if (
-                current is not None
-                and current.get("state") == "deleted"
-                and not current.get("p_tx")
-            ):
+            if current and current.state == "deleted" and current.intent is None:
                 return Converged("unchanged", look)
             deleted_at = hint.at if hint.removed and hint.at is not None else datetime.now(UTC)
             sequencer = hint.sequencer if hint.removed else None
@@ -171,7 +166,7 @@ class CacheSync:
         ):
             return Converged("out_of_window", look)
         if look.doc is None:  # invalid
-            if current is None or current.get("state") != "live":
+            if current is None or not current.live:
                 return Converged("invalid", look)
             # S3 no longer holds the cached document: readers must not be served it.
             written = self.tombstone(type_name, doc_id, stored.info.last_modified, source)
@@ -186,7 +181,7 @@ class CacheSync:
         stored: StoredObject,
         source: str,
         sequencer: str | None = None,
-        current: dict[str, Any] | None = None,
+        current: CacheItem | None = None,
         read: bool = False,
     ) -> SyncOutcome:
         """Cache `doc` as S3 holds it (`stored`). `current`: the item, if the caller read it
@@ -201,16 +196,17 @@ class CacheSync:
             inline_limit=INLINE_BODY_LIMIT,
             sequencer=sequencer,
         )
+        intent = current.intent if current is not None else None
         if (
             current is not None
-            and current.get("p_tx")
-            and current.get("p_etag") == stored.info.etag
-            and current.get("p_op") == "put"
+            and intent is not None
+            and intent.etag == stored.info.etag
+            and intent.op == "put"
         ):
             try:
-                version = int(current["p_version"])
+                version = int(intent.version or 0)
                 self.cache.commit_live(
-                    doc.type, doc.id, str(current["p_tx"]), attrs, version, _pending(current)
+                    doc.type, doc.id, intent.tx, attrs, version, _pending(current)
                 )
                 return "committed"
             except ConditionFailed:
@@ -225,17 +221,18 @@ class CacheSync:
         deleted_at: datetime,
         source: str,
         sequencer: str | None = None,
-        current: dict[str, Any] | None = None,
+        current: CacheItem | None = None,
         read: bool = False,
     ) -> SyncOutcome:
         """Record that S3 no longer holds the key (so a late create cannot resurrect it)."""
         key = keys.s3_key(self._prefixes[type_name], doc_id)
-        if current is not None and current.get("p_tx") and current.get("p_op") == "delete":
+        intent = current.intent if current is not None else None
+        if current is not None and intent is not None and intent.op == "delete":
             try:
                 self.cache.commit_deleted(
                     type_name,
                     doc_id,
-                    str(current["p_tx"]),
+                    intent.tx,
                     deleted_at,
                     self.settings.tombstone_ttl_days,
                     key=key,
@@ -261,7 +258,7 @@ class CacheSync:
         attrs: dict[str, Any],
         key: str,
         wanted: ObjectInfo | None,
-        seen_before: dict[str, Any] | Unread | None = UNREAD,
+        seen_before: CacheItem | Unread | None = UNREAD,
     ) -> SyncOutcome:
         replaceable = _replaceable(seen_before, attrs)
         if replaceable is not None:
@@ -294,22 +291,22 @@ class CacheSync:
             )
             return "applied"
         except ConditionFailed as refused:
-            seen = refused.item or {}
-        if seen and _stored_customers(seen) != believed:
+            seen = refused.entry
+        if seen is not None and seen.stored_customers != believed:
             try:  # refused for the customers alone, maybe: once more, with the ones it holds
                 self.cache.sync(
                     type_name,
                     doc_id,
                     attrs,
                     stale_before=self._stale_before(),
-                    prev_customers=_stored_customers(seen),
+                    prev_customers=seen.stored_customers,
                 )
                 return "applied"
             except ConditionFailed as again:
-                seen = again.item or {}
-        if seen.get("p_tx") and int(seen.get("p_at", 0)) >= _ms(self._stale_before()):
+                seen = again.entry
+        if seen is not None and seen.intent and seen.intent.fresh(to_ms(self._stale_before())):
             return "in_flight"
-        if seen.get("state") == attrs["state"] and seen.get("etag") == attrs.get("etag"):
+        if _state(seen) == attrs["state"] and _etag(seen) == attrs.get("etag"):
             return "stale"  # already says the same thing
         now = self.objects.head(key)
         still_true = (
@@ -319,11 +316,8 @@ class CacheSync:
             return "stale"
         # The recorded position never goes backwards: it is a clock for later comparisons
         # (a tombstone's may come from this host's clock, ahead of S3's second-precision one).
-        attrs = attrs | {
-            "s3_last_modified": max(
-                int(attrs["s3_last_modified"]), int(seen.get("s3_last_modified", 0))
-            )
-        }
+        seen_at = seen.s3_last_modified_ms if seen is not None else None
+        attrs = attrs | {"s3_last_modified": max(int(attrs["s3_last_modified"]), seen_at or 0)}
         try:
             self.cache.sync(
                 type_name,
@@ -331,11 +325,7 @@ class CacheSync:
                 attrs,
                 stale_before=self._stale_before(),
                 prev_customers=_stored_customers(seen),
-                expect={
-                    "state": seen.get("state"),
-                    "etag": seen.get("etag"),
-                    "s3_last_modified": seen.get("s3_last_modified"),
-                },
+                expect={"state": _state(seen), "etag": _etag(seen), "s3_last_modified": seen_at},
             )
         except ConditionFailed:
             return "stale"  # changed again meanwhile; its own event will bring it here
@@ -343,7 +333,7 @@ class CacheSync:
         return "applied"
 
 
-def _replaceable(seen: dict[str, Any] | Unread | None, attrs: dict[str, Any]) -> int | None:
+def _replaceable(seen: CacheItem | Unread | None, attrs: dict[str, Any]) -> int | None:
     """The version a whole-image replace may be conditioned on (0: the entry was absent), or
     None when only the general conditional update can decide (unread, an intent, not older).
 
@@ -354,34 +344,29 @@ def _replaceable(seen: dict[str, Any] | Unread | None, attrs: dict[str, Any]) ->
         return None
     if seen is None:
         return 0
-    if "p_tx" in seen or "version" not in seen:
+    if seen.intent is not None or seen.version is None:
         return None
-    if int(seen.get("s3_last_modified", 0)) >= int(attrs["s3_last_modified"]):
+    if (seen.s3_last_modified_ms or 0) >= int(attrs["s3_last_modified"]):
         return None
-    return int(seen["version"])
+    return seen.version
 
 
-def committed_etag(item: dict[str, Any] | None) -> str | None:
-    """The ETag of a committed live image with no write in flight (what a conditional S3
-    read may compare), else None."""
-    if item is None or item.get("state") != "live" or item.get("p_tx"):
-        return None
-    etag = item.get("etag")
-    return str(etag) if etag else None
-
-
-def _stored_customers(item: dict[str, Any] | None) -> list[str]:
+def _stored_customers(item: CacheItem | None) -> list[str]:
     """The `customers` list exactly as the item stores it (the sync condition compares it)."""
-    return [str(c) for c in (item or {}).get("customers") or []]
+    return item.stored_customers if item is not None else []
 
 
-def _pending(item: dict[str, Any]) -> list[str]:
+def _state(item: CacheItem | None) -> str | None:
+    return item.state if item is not None else None
+
+
+def _etag(item: CacheItem | None) -> str | None:
+    return item.etag if item is not None else None
+
+
+def _pending(item: CacheItem) -> list[str]:
     """The customers the intent recorded for the committed image (`p_cust`); an intent
     written before the customer index existed falls back to the committed image's."""
-    if "p_cust" in item:
-        return [str(c) for c in item["p_cust"] or []]
-    return customers_of(item)
-
-
-def _ms(ts: datetime) -> int:
-    return int(ts.timestamp() * 1000)
+    if item.intent is not None and item.intent.customers is not None:
+        return list(item.intent.customers)
+    return item.index_customers

@@ -25,11 +25,12 @@ from engine.app import Engine
 from engine.awsmetrics import kind_of
 from engine.exceptions import DocsyncError
 from engine.store.cache import ConditionFailed
+from engine.store.objects import ObjectInfo
 from engine.sync import Look
 from reconciler.diff import CLASSES, Rules, Verdict, merge
 from reconciler.inventory import InventorySource
 from reconciler.shards import Shard, plan
-from reconciler.sources import S3Row, cache_rows, s3_rows
+from reconciler.sources import cache_rows, s3_rows
 
 Mode = Literal["report", "repair"]
 # What a run reports to CloudWatch (engine/cloudwatch.py): a whole run its drift and itself
@@ -173,7 +174,7 @@ class Reconciler:
         result.shards = len(shards)
         started = time.perf_counter()
         with contextlib.ExitStack() as stack:
-            s3_side: Callable[[Shard], Iterator[S3Row]]
+            s3_side: Callable[[Shard], Iterator[ObjectInfo]]
             if inventory is None:
                 s3_side = lambda shard: s3_rows(self.engine.objects, shard)  # noqa: E731
             else:
@@ -218,7 +219,7 @@ class Reconciler:
     def _shard(
         self,
         shard: Shard,
-        s3: Iterable[S3Row],
+        s3: Iterable[ObjectInfo],
         rules: Rules,
         mode: Mode,
         filters: Filters,

@@ -50,7 +50,7 @@ from engine.aws import AwsClients, CallCounter
 from engine.awsmetrics import kind_of
 from engine.logs import configure_logging
 from engine.settings import Settings, load_settings
-from engine.store.cache import now_ms
+from engine.store.item import now_ms
 from engine.streams.config import StreamSettings, load_stream_settings
 from engine.streams.core import Derived, StreamProcessor
 from engine.streams.effects import Effects, build_processor

@@ -15,17 +15,18 @@ entry older. Each repair is logged and counted (docsync_stream_repairs_total{rea
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from loguru import logger
 
 from engine import keys, metrics
 from engine.exceptions import DocsyncError
 from engine.settings import Settings
-from engine.store.cache import CacheStore, ConditionFailed, now_ms
+from engine.store.cache import CacheStore, ConditionFailed
+from engine.store.item import CacheItem, now_ms
 from engine.store.objects import ObjectStore, StoredObject
 from engine.streams.pending import PendingKey, PendingKeys
-from engine.sync import CacheSync, committed_etag
+from engine.sync import CacheSync
 
 Outcome = Literal[
     "applied",  # the entry now equals S3
@@ -74,10 +75,10 @@ class StreamRepairer:
             return False
         type_name, doc_id = key.type_and_id
         try:
-            item = self.cache.get_item(type_name, doc_id)
+            item = self.cache.get(type_name, doc_id)
         except DocsyncError:
             return False
-        return item is None or item.get("p_tx") != key.tx
+        return item is None or item.pending_tx != key.tx
 
     def repair(self, key: PendingKey) -> Outcome:
         type_name, doc_id = key.type_and_id
@@ -101,13 +102,17 @@ class StreamRepairer:
     def _repair(self, key: PendingKey, type_name: str, doc_id: str) -> Outcome:
         if type_name not in self._prefixes:
             return "in_sync"
-        current = self.cache.get_item(type_name, doc_id)
+        current = self.cache.get(type_name, doc_id)
         if current is None:
             return "in_sync"  # rolled back, or expired: nothing cached, nothing to repair
-        tx = current.get("p_tx")
+        tx = current.pending_tx
         if key.reason == "stuck_intent" and tx != key.tx:
             return "in_sync"  # that intent was committed or dropped; a new one is its own key
-        if tx and int(current.get("p_at", 0)) > now_ms() - self.settings.inflight_grace_s * 1000:
+        intent = current.intent
+        if (
+            intent is not None
+            and (intent.at or 0) > now_ms() - self.settings.inflight_grace_s * 1000
+        ):
             return "in_flight"
         if self.settings.dry_run:
             s3_key = keys.s3_key(self._prefixes[type_name], doc_id)
@@ -115,9 +120,9 @@ class StreamRepairer:
                 "dry run: would converge {} to S3", s3_key
             )
             return "dry_run"
-        look = self.sync.look(type_name, doc_id, committed_etag(current))
+        look = self.sync.look(type_name, doc_id, current.committed_etag)
         if tx and _matches_committed(current, look.stored):
-            return self._rollback(type_name, doc_id, str(tx))
+            return self._rollback(type_name, doc_id, tx)
         done = self.sync.converge(type_name, doc_id, "repair", current=current, look=look)
         return "in_sync" if done.outcome == "unchanged" else done.outcome  # 304, or gone
 
@@ -130,9 +135,10 @@ class StreamRepairer:
         return "rolled_back"
 
 
-def _matches_committed(current: dict[str, Any], stored: StoredObject | None) -> bool:
+def _matches_committed(current: CacheItem, stored: StoredObject | None) -> bool:
     """Does S3 hold the committed image, so the intent's own write never landed?"""
-    state = current.get("state")
+    intent = current.intent
     if stored is None:
-        return current.get("p_op") == "put" and state in (None, "deleted")
-    return state == "live" and current.get("etag") == stored.info.etag != current.get("p_etag")
+        return intent is not None and intent.op == "put" and current.state in (None, "deleted")
+    pending_etag = intent.etag if intent is not None else None
+    return current.live and current.etag == stored.info.etag != pending_etag

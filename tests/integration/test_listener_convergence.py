@@ -222,7 +222,7 @@ def test_an_apply_that_read_an_old_entry_never_replaces_a_newer_one(engine: Engi
     engine.objects.put(key, body("CHG-a", 1))
     for event in drain_events(engine):
         engine.applier.apply(event)
-    read_by_a = engine.cache.get_item("change", "CHG-a")
+    read_by_a = engine.cache.get("change", "CHG-a")
     time.sleep(1.05)  # S3's LastModified has second precision
     engine.objects.put(key, body("CHG-a", 2))
     downloaded_by_a = engine.objects.get(key)

@@ -358,7 +358,7 @@ def test_a_listener_write_over_a_stalled_writers_intent_is_checked_again(
     late = doc("CHG-D5", status="approved", n=1)
     begin(engine, late)  # a writer stalls before its S3 put
     engine.objects.put("changes/CHG-D5.json", doc("CHG-D5", status="closed", n=2).body)
-    item = engine.cache.get_item("change", "CHG-D5")
+    item = engine.cache.get("change", "CHG-D5")
     stored = engine.objects.get("changes/CHG-D5.json")
     closed = parse_document(stored.body, "change")
     assert engine.sync.upsert(closed, stored, "event", current=item, read=True) in (

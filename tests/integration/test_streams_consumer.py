@@ -16,7 +16,7 @@ from engine.app import Engine
 from engine.documents import Document, parse_document
 from engine.reader import Query
 from engine.settings import Settings
-from engine.store.cache import INDEX_KEYS, deserialize
+from engine.store.item import INDEX_KEYS, deserialize
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.flush import METRICS_PK, MetricsFlusher

@@ -18,9 +18,9 @@ from engine.documents import Document, parse_document
 from engine.exceptions import CacheUnavailableError, ObjectStoreError, WriteConflictError
 from engine.reader import Query
 from engine.settings import Settings
-from engine.store.cache import ConditionFailed, live_attributes
+from engine.store.cache import ConditionFailed
+from engine.store.item import INLINE_BODY_LIMIT, live_attributes
 from engine.store.objects import ObjectInfo
-from engine.sync import INLINE_BODY_LIMIT
 from tests.conftest import make_settings, snapshot
 from tests.integration.faults import Faults, SimulatedCrash
 
