@@ -300,6 +300,7 @@ def client_cpu(size: int) -> dict[str, Any]:
     raw_items = [
         serialize(
             {
+                "pk": f"change#{n:09d}",
                 "s3_key": f"changes/{n:09d}.json",
                 "etag": f"{n:032x}",
                 "size": 600,
