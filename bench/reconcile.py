@@ -356,6 +356,7 @@ class _SyntheticBucket:
             if key[len(self.prefix)] != char:
                 return
             yield {
+                "pk": f"change#{key[len(self.prefix) : -len('.json')]}",
                 "s3_key": key,
                 "etag": _synthetic_etag(key),
                 "size": 600,
