@@ -25,9 +25,8 @@ from engine.keys import cache_pk
 from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
 from engine.logs import configure_logging
 from engine.settings import Settings, load_settings
-from engine.store.cache import live_attributes, serialize
+from engine.store.item import INLINE_BODY_LIMIT, live_attributes, serialize
 from engine.store.objects import ObjectInfo
-from engine.sync import INLINE_BODY_LIMIT
 
 READ_PREFIXES = ("Get", "Query", "Scan", "Head", "List")
 MOTO_CAVEAT = (

@@ -27,9 +27,14 @@ from _common import MOTO_CAVEAT, Harness, harness, median_ms, print_table, progr
 from engine import keys
 from engine.documents import parse_document
 from engine.reader import Query
-from engine.store.cache import deserialize, index_entries, live_attributes, serialize
+from engine.store.item import (
+    INLINE_BODY_LIMIT,
+    deserialize,
+    index_entries,
+    live_attributes,
+    serialize,
+)
 from engine.store.objects import ObjectInfo
-from engine.sync import INLINE_BODY_LIMIT
 
 PAGE = 20
 OTHERS = [f"cust{n:02d}" for n in range(40)]

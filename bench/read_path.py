@@ -31,7 +31,7 @@ from engine import keys
 from engine.documents import Document, parse_document
 from engine.reader import Query
 from engine.sample import sample_documents
-from engine.store.cache import deserialize, index_entries, serialize
+from engine.store.item import deserialize, index_entries, serialize
 
 GET_OVERHEAD_TARGET = 0.15
 QUERY_CALLS_TARGET = 20.0

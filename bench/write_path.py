@@ -30,7 +30,7 @@ from _common import (
 from engine import keys
 from engine.documents import Document, parse_document
 from engine.sample import sample_documents
-from engine.store.cache import deserialize, index_entries, serialize
+from engine.store.item import deserialize, index_entries, serialize
 from engine.store.objects import ObjectInfo
 
 OVERHEAD_TARGET = 0.15

@@ -1,4 +1,5 @@
-"""Wiring: one place that builds clients, stores, pipeline and reader from settings."""
+"""Wiring: one place that builds clients, stores, the convergence rules, pipeline and reader
+from settings."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from engine.settings import Settings
 from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
 from engine.store.objects import ObjectStore
+from engine.sync import CacheSync
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Engine:
     pipeline: WritePipeline
     reader: Reader
     applier: EventApplier
+    sync: CacheSync  # the convergence rules: listener, reconciler, repair and backfills
     l1: L1Cache | None = None
 
     @classmethod
@@ -54,8 +57,9 @@ class Engine:
             if wanted and settings.cache_enabled
             else None
         )
-        reader = Reader(settings, cache, objects, cache_l1)
-        applier = EventApplier(settings, cache, objects, reader.sync)
+        sync = CacheSync(settings, cache, objects)
+        reader = Reader(settings, cache, objects, cache_l1, sync=sync)
+        applier = EventApplier(settings, cache, objects, sync)
         applier.l1 = cache_l1
         return cls(
             settings=settings,
@@ -65,6 +69,7 @@ class Engine:
             pipeline=WritePipeline(settings, cache, objects, l1=cache_l1),
             reader=reader,
             applier=applier,
+            sync=sync,
             l1=cache_l1,
         )
 

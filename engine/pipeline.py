@@ -25,9 +25,9 @@ from engine.exceptions import WriteConflictError
 from engine.l1 import L1Cache
 from engine.settings import Settings
 from engine.store.base import ConditionFailed
-from engine.store.cache import CacheStore, live_attributes
+from engine.store.cache import CacheStore
+from engine.store.item import CacheItem, Intent, live_attributes
 from engine.store.objects import ObjectStore
-from engine.sync import INLINE_BODY_LIMIT
 from engine.timing import timed
 
 
@@ -166,7 +166,6 @@ class WritePipeline:
                 prefix=self._prefixes[doc.type],
                 source="write",
                 ttl_days=self.settings.cache_ttl_days,
-                inline_limit=INLINE_BODY_LIMIT,
                 month_shards=self.settings.month_shards,
             )
             who = actor or self.settings.actor
@@ -176,7 +175,7 @@ class WritePipeline:
             try:
                 self.cache.commit_live(doc.type, doc.id, tx, attrs, version, previous)
             except ConditionFailed as exc:
-                version = self._superseded(exc.item, info.etag)
+                version = self._superseded(CacheItem.maybe(exc.item), info.etag)
             bound.update(version=version)
             return WriteResult(doc.id, doc.type, info.etag, version)
 
@@ -233,29 +232,30 @@ class WritePipeline:
         etag: str,
         op: str,
         expected_version: int | None,
-    ) -> dict[str, Any] | WriteResult:
-        """Step 1, waiting (bounded) while another writer's fresh intent is in flight."""
+    ) -> Intent | WriteResult | None:
+        """Step 1, waiting (bounded) while another writer's fresh intent is in flight. Returns
+        the intent step 1 reported (None, or partial: moto may omit what did not change)."""
         deadline = time.monotonic() + self.inflight_wait_s
         delay = 0.02
         while True:
             stale = datetime.now(UTC) - timedelta(seconds=self.settings.inflight_grace_s)
             try:
-                return self.cache.begin(
-                    type_name,
-                    doc_id,
-                    tx=tx,
-                    etag=etag,
-                    op=op,
-                    stale_before=stale,
-                    expected_version=expected_version,
+                return Intent.from_attributes(
+                    self.cache.begin(
+                        type_name,
+                        doc_id,
+                        tx=tx,
+                        etag=etag,
+                        op=op,
+                        stale_before=stale,
+                        expected_version=expected_version,
+                    )
                 )
             except ConditionFailed as exc:
-                item = exc.item or {}
-                if op == "put" and item.get("state") == "live" and item.get("etag") == etag:
-                    return WriteResult(
-                        doc_id, type_name, etag, int(item["version"]), unchanged=True
-                    )
-                current = int(item["version"]) if "version" in item else None
+                item = CacheItem.maybe(exc.item)
+                if op == "put" and item is not None and item.live and item.etag == etag:
+                    return WriteResult(doc_id, type_name, etag, item.version, unchanged=True)
+                current = item.version if item is not None else None
                 if expected_version is not None and self._version_mismatch(item, expected_version):
                     raise WriteConflictError(
                         f"{type_name} {doc_id!r}: expected version {expected_version},"
@@ -269,24 +269,29 @@ class WritePipeline:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
 
-    def _intent(self, type_name: str, doc_id: str, begun: dict[str, Any]) -> tuple[int, list[str]]:
+    def _intent(self, type_name: str, doc_id: str, begun: Intent | None) -> tuple[int, list[str]]:
         """The version this write commits, and the committed image's customers (whose index
         entries the commit replaces). UPDATED_NEW may omit unchanged attributes (moto does,
         when a retry takes over its own earlier intent): then read them."""
-        if "p_version" not in begun or "p_cust" not in begun:
-            item = self.cache.get_item(type_name, doc_id) or {}
-            begun = {
-                "p_version": item.get("p_version", item.get("version", 0)),
-                "p_cust": item.get("p_cust", []),
-                **begun,
-            }
-        return int(begun["p_version"]), [str(c) for c in begun["p_cust"] or []]
+        version = begun.version if begun is not None else None
+        customers = begun.customers if begun is not None else None
+        if version is None or customers is None:
+            item = self.cache.get(type_name, doc_id)
+            stored = item.intent if item is not None else None
+            if version is None:
+                version = stored.version if stored and stored.version is not None else None
+                if version is None:
+                    version = item.version if item is not None and item.version else 0
+            if customers is None:
+                customers = (stored.customers if stored else None) or ()
+        return version, list(customers)
 
     @staticmethod
-    def _version_mismatch(item: dict[str, Any], expected: int) -> bool:
+    def _version_mismatch(item: CacheItem | None, expected: int) -> bool:
+        live = item is not None and item.live
         if expected == 0:
-            return item.get("state") == "live"
-        return item.get("state") != "live" or int(item.get("version", 0)) != expected
+            return live
+        return not live or (item.version if item is not None else 0) != expected
 
     def _rollback(
         self,
@@ -308,8 +313,8 @@ class WritePipeline:
             )
 
     @staticmethod
-    def _superseded(item: dict[str, Any] | None, etag: str) -> int:
+    def _superseded(item: CacheItem | None, etag: str) -> int:
         """Commit refused: another writer took over. Fine if it committed the same content."""
-        if item and item.get("state") == "live" and item.get("etag") == etag:
-            return int(item["version"])
+        if item is not None and item.live and item.etag == etag and item.version is not None:
+            return item.version
         raise WriteConflictError("write superseded by a concurrent write of other content")

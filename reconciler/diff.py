@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from reconciler.sources import CacheRow, S3Row
+from engine.store.objects import ObjectInfo
+from reconciler.sources import CacheRow
 
 DriftClass = Literal["missing", "stale", "orphaned", "invalid", "in_sync"]
 NotDrift = Literal["out_of_window", "expired", "in_flight"]
@@ -30,7 +31,7 @@ CLASSES: tuple[DriftClass, ...] = ("missing", "stale", "orphaned", "invalid", "i
 class Verdict:
     key: str
     outcome: DriftClass | NotDrift
-    s3: S3Row | None
+    s3: ObjectInfo | None
     cache: CacheRow | None
     index: dict[str, tuple[str, ...]] | None = None  # missing/extra/stale customers
     index_only: bool = False  # the document itself is in sync (or gone): only its index drifts
@@ -44,7 +45,7 @@ class Rules:
     is_document_key: Callable[[str], bool]
 
 
-def merge(s3: Iterable[S3Row], cache: Iterable[CacheRow], rules: Rules) -> Iterator[Verdict]:
+def merge(s3: Iterable[ObjectInfo], cache: Iterable[CacheRow], rules: Rules) -> Iterator[Verdict]:
     """Walk both sides once, in order; memory stays constant whatever their length."""
     s3_it, cache_it = iter(s3), iter(cache)
     s = next(s3_it, None)
@@ -62,7 +63,7 @@ def merge(s3: Iterable[S3Row], cache: Iterable[CacheRow], rules: Rules) -> Itera
             s, c = next(s3_it, None), next(cache_it, None)
 
 
-def classify(s3: S3Row | None, cache: CacheRow | None, rules: Rules) -> Verdict:
+def classify(s3: ObjectInfo | None, cache: CacheRow | None, rules: Rules) -> Verdict:
     drift = index_drift(cache, rules.now)
     if cache is not None and not cache.live:  # only index entries left under this key
         if s3 is None:
@@ -96,7 +97,7 @@ def index_drift(cache: CacheRow | None, now: datetime) -> dict[str, tuple[str, .
     return {k: v for k, v in drift.items() if v} or None
 
 
-def _classify(s3: S3Row | None, cache: CacheRow | None, rules: Rules) -> Verdict:
+def _classify(s3: ObjectInfo | None, cache: CacheRow | None, rules: Rules) -> Verdict:
     key = s3.key if s3 is not None else cache.key  # type: ignore[union-attr]
     if cache is not None and cache.expires_at <= rules.now.timestamp():
         cache = None if s3 is not None else cache

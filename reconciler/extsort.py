@@ -18,15 +18,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
+from engine.store.objects import ObjectInfo
 from reconciler.shards import Shard
-from reconciler.sources import S3Row
 
 RUN_SIZE = 100_000
 FAN_IN = 16  # runs merged at once: bounds the files open per shard
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _order(row: S3Row) -> bytes:
+def _order(row: ObjectInfo) -> bytes:
     return row.key.encode()
 
 
@@ -52,21 +52,21 @@ class Router:
         return found
 
 
-def _write(path: Path, rows: Iterable[S3Row]) -> None:
+def _write(path: Path, rows: Iterable[ObjectInfo]) -> None:
     with path.open("w", encoding="ascii") as out:  # JSON escapes every non-ASCII character
         for row in rows:
             micros = (row.last_modified - _EPOCH) // timedelta(microseconds=1)
             out.write(json.dumps([row.key, row.etag, row.size, micros]) + "\n")
 
 
-def _read(path: Path) -> Iterator[S3Row]:
+def _read(path: Path) -> Iterator[ObjectInfo]:
     with path.open(encoding="ascii") as lines:
         for line in lines:
             key, etag, size, micros = json.loads(line)
-            yield S3Row(key, etag, size, _EPOCH + timedelta(microseconds=micros))
+            yield ObjectInfo(key, etag, size, _EPOCH + timedelta(microseconds=micros))
 
 
-def _merge(paths: Sequence[Path]) -> Iterator[S3Row]:
+def _merge(paths: Sequence[Path]) -> Iterator[ObjectInfo]:
     return heapq.merge(*(_read(p) for p in paths), key=_order)
 
 
@@ -89,12 +89,12 @@ class ShardedRuns:
         self.run_size, self.fan_in = run_size, fan_in
         self._tmp = tempfile.TemporaryDirectory(prefix="docsync-runs-", dir=directory)
         self.directory = Path(self._tmp.name)
-        self._buffer: list[tuple[Shard, S3Row]] = []
+        self._buffer: list[tuple[Shard, ObjectInfo]] = []
         self._runs: dict[Shard, list[Path]] = defaultdict(list)
         self._files = 0
         self.added = self.kept = 0
 
-    def add(self, row: S3Row) -> None:
+    def add(self, row: ObjectInfo) -> None:
         self.added += 1
         shards = self.router.shards_of(row.key)
         self.kept += bool(shards)
@@ -116,7 +116,7 @@ class ShardedRuns:
                 runs.append(merged)
         return self
 
-    def rows(self, shard: Shard) -> Iterator[S3Row]:
+    def rows(self, shard: Shard) -> Iterator[ObjectInfo]:
         last: bytes | None = None
         for row in _merge(list(self._runs.get(shard, []))):
             if _order(row) != last:  # a key listed twice (it should not be) counts once
@@ -140,7 +140,7 @@ class ShardedRuns:
         self.close()
 
     def _spill(self) -> None:
-        groups: dict[Shard, list[S3Row]] = defaultdict(list)
+        groups: dict[Shard, list[ObjectInfo]] = defaultdict(list)
         for shard, row in self._buffer:
             groups[shard].append(row)
         self._buffer.clear()

@@ -30,9 +30,9 @@ from loguru import logger
 
 from engine.exceptions import InventoryError, ObjectStoreError
 from engine.store.errors import is_not_found
+from engine.store.objects import ObjectInfo
 from reconciler.extsort import FAN_IN, RUN_SIZE, ShardedRuns
 from reconciler.shards import Shard
-from reconciler.sources import S3Row
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -123,7 +123,7 @@ def decode_key(raw: str) -> str:
 
 def parse_rows(
     records: Iterable[list[str]], columns: Sequence[str], bucket: str, where: str
-) -> Iterator[S3Row]:
+) -> Iterator[ObjectInfo]:
     """Rows of the documents bucket that are current objects (no old versions, no delete
     markers); the fields are found by the manifest's column order."""
     at = {name: n for n, name in enumerate(columns)}
@@ -141,7 +141,7 @@ def parse_rows(
         if marker_at is not None and fields[marker_at].lower() == "true":
             continue
         try:
-            yield S3Row(
+            yield ObjectInfo(
                 key=decode_key(fields[at["Key"]]),
                 etag=fields[at["ETag"]].strip('"'),
                 size=int(fields[size_at] or 0) if size_at is not None else 0,
@@ -178,7 +178,7 @@ class _Md5Reader:
 
 def read_data_file(
     body: _Readable, file: DataFile, columns: Sequence[str], bucket: str
-) -> Iterator[S3Row]:
+) -> Iterator[ObjectInfo]:
     """One gzip-compressed CSV data file, streamed; its MD5 is checked once it is read."""
     hashed = _Md5Reader(body)
     try:
@@ -241,7 +241,7 @@ class InventorySource:
     def label(self) -> str:
         return f"inventory:{self.uri}"
 
-    def rows(self) -> Iterator[S3Row]:
+    def rows(self) -> Iterator[ObjectInfo]:
         """Every current object of the documents bucket in the report, in file order."""
         for file in self.manifest.files:
             body = self._body(file.key)

@@ -23,14 +23,14 @@ from loguru import logger
 from engine import cloudwatch, keys
 from engine.app import Engine
 from engine.awsmetrics import kind_of
-from engine.documents import Document, parse_document
-from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
+from engine.exceptions import DocsyncError
 from engine.store.base import ConditionFailed
-from engine.store.objects import StoredObject
+from engine.store.objects import ObjectInfo
+from engine.sync import Look
 from reconciler.diff import CLASSES, Rules, Verdict, merge
 from reconciler.inventory import InventorySource
 from reconciler.shards import Shard, plan
-from reconciler.sources import S3Row, cache_rows, check_month_shards, s3_rows
+from reconciler.sources import cache_rows, check_month_shards, s3_rows
 
 Mode = Literal["report", "repair"]
 # What a run reports to CloudWatch (engine/cloudwatch.py): a whole run its drift and itself
@@ -139,7 +139,7 @@ class Reconciler:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.settings = engine.settings
-        self.sync = engine.reader.sync
+        self.sync = engine.sync
         self._prefixes = self.settings.prefixes()
 
     @kind_of("reconcile", "docsync.reconcile")
@@ -174,7 +174,7 @@ class Reconciler:
         result.shards = len(shards)
         started = time.perf_counter()
         with contextlib.ExitStack() as stack:
-            s3_side: Callable[[Shard], Iterator[S3Row]]
+            s3_side: Callable[[Shard], Iterator[ObjectInfo]]
             if inventory is None:
                 s3_side = lambda shard: s3_rows(self.engine.objects, shard)  # noqa: E731
             else:
@@ -229,7 +229,7 @@ class Reconciler:
     def _shard(
         self,
         shard: Shard,
-        s3: Iterable[S3Row],
+        s3: Iterable[ObjectInfo],
         rules: Rules,
         mode: Mode,
         filters: Filters,
@@ -287,31 +287,20 @@ class Reconciler:
         type_name, doc_id = target
         cached = verdict.cache.etag if verdict.cache is not None else None
         try:
-            if cached:
-                stored = self.engine.objects.get_if_changed(verdict.key, cached)
-                if stored is None:
-                    return "in_sync", False  # S3 answered 304: it holds the cached ETag
-            else:
-                stored = self.engine.objects.get(verdict.key)
-        except NotFoundError:
-            stored = None
+            look = self.sync.look(type_name, doc_id, cached)
         except DocsyncError as exc:
             logger.bind(op="reconcile.verify", key=verdict.key).error("S3 read failed: {}", exc)
             return outcome, False
-        doc: Document | None = None
-        if stored is None:
+        if look.seen == "same":
+            return "in_sync", False  # S3 answered 304: it holds the cached ETag
+        doc = look.doc
+        if look.seen == "absent":
             if outcome != "orphaned":
                 return "vanished", False  # deleted since the listing; its event will say so
-        else:
-            try:
-                doc = parse_document(stored.body, type_name)
-                if doc.id != doc_id:
-                    raise InvalidDocumentError("id does not match the key", ["id"])
-            except InvalidDocumentError:
-                outcome = "invalid"
-            else:
-                if outcome == "orphaned":
-                    outcome = "stale"  # re-created since the listing, not as cached
+        elif look.seen == "invalid":
+            outcome = "invalid"
+        elif outcome == "orphaned":
+            outcome = "stale"  # re-created since the listing, not as cached
         if (
             filters.customer is not None
             and outcome != "invalid"
@@ -333,7 +322,7 @@ class Reconciler:
                 with result._lock:
                     result.would_repair[outcome] += 1
             return outcome, False
-        repaired = self._repair(outcome, type_name, doc_id, doc, stored, filters.source)
+        repaired = self._repair(outcome, type_name, doc_id, look, filters.source)
         if repaired and verdict.index:
             repaired = self._reindex(verdict)  # entries the document's repair did not know of
         return outcome, repaired
@@ -384,33 +373,14 @@ class Reconciler:
             return "invalid"
         return "invalid" if info is not None else "vanished"
 
-    def _repair(
-        self,
-        outcome: str,
-        type_name: str,
-        doc_id: str,
-        doc: Document | None,
-        stored: StoredObject | None,
-        source: str,
-    ) -> bool:
+    def _repair(self, outcome: str, type_name: str, doc_id: str, look: Look, source: str) -> bool:
         log = logger.bind(op="reconcile.repair", type=type_name, id=doc_id, drift=outcome)
         try:
-            current = self.engine.cache.get_item(type_name, doc_id)
-            if outcome == "invalid":
-                if current is None or current.get("state") != "live":
-                    return False  # nothing cached: nothing to do (never cached, never deleted)
-                assert stored is not None
-                result = self.sync.tombstone(
-                    type_name, doc_id, stored.info.last_modified, source, current=None
-                )
-            elif doc is not None and stored is not None:
-                result = self.sync.upsert(doc, stored, source, current=current, read=True)
-            else:
-                result = self.sync.tombstone(
-                    type_name, doc_id, datetime.now(UTC), source, current=current, read=True
-                )
+            done = self.sync.converge(type_name, doc_id, source, look=look, check_window=False)
         except DocsyncError as exc:
             log.error("repair failed: {}", exc)
             return False
-        log.bind(result=result).info("{}", result)
-        return result in ("applied", "committed")
+        if done.written is None:
+            return False  # nothing to write: an invalid object never cached, or already gone
+        log.bind(result=done.written).info("{}", done.written)
+        return done.written in ("applied", "committed")

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from engine import keys
 from engine.exceptions import MonthShardsChangedError
 from engine.store.cache import CacheStore
-from engine.store.objects import ObjectStore
+from engine.store.item import CacheItem, IndexEntry
+from engine.store.objects import ObjectInfo, ObjectStore
 from reconciler.shards import Shard, start_after
-
-
-@dataclass(frozen=True, slots=True)
-class S3Row:
-    key: str
-    etag: str
-    size: int
-    last_modified: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +30,13 @@ class CacheRow:
     live: bool = True  # False: no live entry, only index entries left behind under this key
 
 
-def s3_rows(objects: ObjectStore, shard: Shard) -> Iterator[S3Row]:
+def s3_rows(objects: ObjectStore, shard: Shard) -> Iterator[ObjectInfo]:
     for info in objects.list(shard.prefix, start_after(shard)):
         if not shard.contains(info.key):
             if shard.stop is not None and info.key.encode() >= (shard.prefix + shard.stop).encode():
                 return
             continue
-        yield S3Row(info.key, info.etag, info.size, info.last_modified)
+        yield info
 
 
 def cache_rows(cache: CacheStore, shard: Shard) -> Iterator[CacheRow]:
@@ -70,19 +63,19 @@ def check_month_shards(
                     )
 
 
-def _with_index(items: Iterable[dict[str, Any]]) -> Iterator[CacheRow]:
+def _with_index(items: Iterable[Mapping[str, Any]]) -> Iterator[CacheRow]:
     """Fold each document's index entries (they follow it in key order) into its row; entries
     whose document is not live become a row of their own (`live=False`), under its key."""
     row: CacheRow | None = None
     entries: list[tuple[str, str | None, int]] = []
     for item in items:
-        if str(item.get("pk", "")).startswith(keys.INDEX_PK):
-            doc_key, _, customer = str(item["s3_key"]).rpartition(keys.INDEX_KEY_SEP)
-            if row is None or row.key != doc_key:
+        if IndexEntry.holds(item):
+            entry = IndexEntry.from_item(item)
+            if row is None or row.key != entry.doc_key:
                 if row is not None:
                     yield replace(row, index=tuple(entries))
-                row, entries = CacheRow(doc_key, None, None, None, 0, None, live=False), []
-            entries.append((customer, item.get("etag"), int(item.get("expires_at", 0))))
+                row, entries = CacheRow(entry.doc_key, None, None, None, 0, None, live=False), []
+            entries.append((entry.customer, entry.etag, entry.expires_at))
             continue
         if row is not None:
             yield replace(row, index=tuple(entries))
@@ -91,18 +84,17 @@ def _with_index(items: Iterable[dict[str, Any]]) -> Iterator[CacheRow]:
         yield replace(row, index=tuple(entries))
 
 
-def _row(item: dict[str, Any]) -> CacheRow:
-    lm = item.get("s3_last_modified")
-    pending = item.get("p_at") if item.get("p_tx") else None
+def _row(raw: Mapping[str, Any]) -> CacheRow:
+    item = CacheItem.from_item(raw)
     return CacheRow(
-        key=str(item["s3_key"]),
-        etag=item.get("etag"),
-        size=int(item["size"]) if "size" in item else None,
-        last_modified=datetime.fromtimestamp(int(lm) / 1000, UTC) if lm is not None else None,
-        expires_at=int(item.get("expires_at", 0)),
-        pending_at=datetime.fromtimestamp(int(pending) / 1000, UTC) if pending else None,
-        customers=tuple(dict.fromkeys(str(c) for c in item.get("customers") or [])),
+        key=str(item.s3_key),
+        etag=item.etag,
+        size=item.size,
+        last_modified=item.s3_last_modified,
+        expires_at=item.expires_at or 0,
+        pending_at=item.pending_at,
+        customers=tuple(dict.fromkeys(item.customers or ())),
     )
 
 
-__all__ = ["CacheRow", "S3Row", "cache_rows", "s3_rows"]
+__all__ = ["CacheRow", "cache_rows", "s3_rows"]

@@ -1,5 +1,5 @@
 """Apply one S3 event, level-triggered (invariant 3): the event only says "key K changed";
-S3 is read now and the cache made equal to it through the shared convergence rules.
+S3 is read now and the cache made equal to it by `CacheSync.converge` (engine/sync.py).
 
 Cost: GetItem, then GetObject — conditional (If-None-Match) when the cache holds a committed
 copy, so a duplicate is 2 calls and no download — then one conditional write: 3 calls for a
@@ -16,14 +16,12 @@ from loguru import logger
 
 from engine import keys, metrics
 from engine.awsmetrics import kind_of
-from engine.documents import parse_document
 from engine.events.parse import ObjectEvent
-from engine.exceptions import InvalidDocumentError, NotFoundError
 from engine.l1 import L1Cache
 from engine.settings import Settings
 from engine.store.cache import CacheStore
 from engine.store.objects import ObjectStore
-from engine.sync import CacheSync
+from engine.sync import CacheSync, Hint
 
 Outcome = Literal[
     "applied",  # upserted or tombstoned
@@ -85,46 +83,15 @@ class EventApplier:
         target = self.target(event)
         if target is None:
             return "ignored"
-        type_name, doc_id = target
-        item = self.cache.get_item(type_name, doc_id)
-        cached_etag = (
-            item.get("etag")
-            if item is not None and item.get("state") == "live" and not item.get("p_tx")
-            else None
+        hint = Hint(
+            etag=event.etag,
+            sequencer=event.sequencer,
+            removed=event.kind == "removed",
+            at=event.event_time,
         )
-        try:
-            if cached_etag:  # a conditional GET: a duplicate costs no download
-                stored = self.objects.get_if_changed(event.key, str(cached_etag))
-                if stored is None:
-                    return "duplicate"
-            else:
-                stored = self.objects.get(event.key)
-        except NotFoundError:
-            return self._absent(type_name, doc_id, event, item)
-        if not keys.in_window(stored.info.last_modified, self.settings.cache_ttl_days):
-            return "out_of_window"
-        try:
-            doc = parse_document(stored.body, type_name)
-            if doc.id != doc_id:
-                raise InvalidDocumentError(f"id {doc.id!r} does not match the key", ["id"])
-        except InvalidDocumentError as exc:
-            logger.bind(op="event.invalid", key=event.key).warning("not a valid document: {}", exc)
-            if item is not None and item.get("state") == "live":
-                # S3 no longer holds the cached document: readers must not be served it.
-                self.sync.tombstone(type_name, doc_id, stored.info.last_modified, "event")
-            return "invalid"
-        sequencer = event.sequencer if event.etag == stored.info.etag else None
-        return self.sync.upsert(doc, stored, "event", sequencer, current=item, read=True)
-
-    def _absent(
-        self, type_name: str, doc_id: str, event: ObjectEvent, item: dict[str, object] | None
-    ) -> Outcome:
-        if item is not None and item.get("state") == "deleted" and not item.get("p_tx"):
-            return "duplicate"
-        deleted_at = datetime.now(UTC)
-        if event.kind == "removed" and event.event_time is not None:
-            deleted_at = event.event_time
-        sequencer = event.sequencer if event.kind == "removed" else None
-        return self.sync.tombstone(
-            type_name, doc_id, deleted_at, "event", sequencer, current=item, read=True
-        )
+        done = self.sync.converge(*target, "event", hint=hint)
+        if done.outcome == "invalid":
+            logger.bind(op="event.invalid", key=event.key).warning(
+                "not a valid document: {}", done.look.problem
+            )
+        return "duplicate" if done.outcome == "unchanged" else done.outcome

@@ -46,7 +46,7 @@ from loguru import logger
 from engine import awsmetrics, cloudwatch
 from engine.awsmetrics import kind_of
 from engine.lambdas.runtime import StreamRuntime, stream_runtime
-from engine.store.cache import now_ms
+from engine.store.item import now_ms
 from engine.streams.core import Derived, StreamProcessor
 from engine.streams.exceptions import MalformedRecordError
 from engine.streams.exporters import to_cloudwatch, to_emf

@@ -29,12 +29,14 @@ class Reader(Gets, Queries):
         cache: CacheStore,
         objects: ObjectStore,
         l1: L1Cache | None = None,
+        *,
+        sync: CacheSync,
     ) -> None:
         self.settings = settings
         self.cache = cache
         self.objects = objects
         self.l1 = l1
         self.stats = ReadStats()
-        self.sync = CacheSync(settings, cache, objects)
+        self.sync = sync  # the engine's: backfills go through the convergence rules
         self._prefixes = settings.prefixes()
         self._secret = settings.page_token_secret.get_secret_value().encode()

@@ -20,7 +20,8 @@ from engine.documents import Document, doc_type, parse_document
 from engine.exceptions import CacheUnavailableError, DocsyncError, InvalidDocumentError
 from engine.l1 import L1Cache
 from engine.settings import Settings
-from engine.store.cache import CacheEntry, CacheStore
+from engine.store.cache import CacheStore
+from engine.store.item import CacheItem
 from engine.store.objects import ObjectStore, StoredObject
 from engine.sync import CacheSync
 from engine.timing import timed
@@ -107,7 +108,7 @@ class Gets:
             record("miss", fields["backfilled"])
             return ReadResult(document, "s3", "miss")
 
-    def _entry_body(self, entry: CacheEntry, key: str) -> dict[str, Any] | None:
+    def _entry_body(self, entry: CacheItem, key: str) -> dict[str, Any] | None:
         if entry.body is not None:
             return parse_body(entry.body, key)
         if entry.body_in_s3:  # oversized document: metadata-only entry, body from S3

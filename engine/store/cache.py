@@ -1,4 +1,5 @@
-"""The DynamoDB cache table: item mapping and every conditional write, in one place.
+"""The DynamoDB cache table: every conditional write, in one place (the item itself, its
+attributes and builders: engine/store/item.py).
 
 An item holds the committed image (what readers and queries see) and, while a write is in
 flight, `p_*` attributes beside it (outside every GSI key). Commit and rollback are single
@@ -15,187 +16,30 @@ which entries to delete without reading.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
-
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from engine import keys
 from engine.breaker import CircuitBreaker
-from engine.documents import Document
 from engine.exceptions import CacheUnavailableError, StoreError
 from engine.ratelimit import TokenBucket
 from engine.store.base import ConditionFailed, ErrorMap, StoreCall
-from engine.store.objects import ObjectInfo
+from engine.store.item import (
+    PENDING,
+    CacheItem,
+    deserialize,
+    index_entries,
+    now_ms,
+    serialize,
+    to_ms,
+    tombstone_attributes,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 T = TypeVar("T")
 CACHE_ERRORS = ErrorMap("DynamoDB", StoreError, CacheUnavailableError, conditional=True)
-_ser, _de = TypeSerializer(), TypeDeserializer()
-PENDING = ("p_tx", "p_etag", "p_op", "p_at", "p_version", "p_cust")
-INDEX_KEYS = ("tpk", "tsk", "spk", "kpk")
-
-
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
-def _to_ms(ts: datetime) -> int:
-    return int(ts.timestamp() * 1000)
-
-
-def _from_ms(value: Any) -> datetime:
-    return datetime.fromtimestamp(int(value) / 1000, UTC)
-
-
-def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
-
-
-def deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _de.deserialize(v) for k, v in item.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class CacheEntry:
-    """The committed view of one item (plus whether a write is in flight)."""
-
-    type: str
-    id: str
-    state: str  # live | deleted | in_flight (nothing committed yet)
-    body: bytes | None
-    body_in_s3: bool
-    etag: str | None
-    size: int | None
-    s3_last_modified: datetime | None
-    version: int
-    expires_at: int | None
-    sync_source: str | None
-    pending_tx: str | None
-    pending_at: datetime | None
-
-    def servable(self, now: datetime | None = None) -> bool:
-        """Live and not expired (DynamoDB's TTL deletes lazily, up to days late)."""
-        now = now or datetime.now(UTC)
-        return self.state == "live" and (self.expires_at or 0) > now.timestamp()
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> CacheEntry:
-        type_name, _, doc_id = str(item["pk"]).partition("#")
-        body = item.get("body")
-        lm = item.get("s3_last_modified")
-        return cls(
-            type=type_name,
-            id=doc_id,
-            state=str(item.get("state", "in_flight")),
-            body=body.encode() if isinstance(body, str) else None,
-            body_in_s3=bool(item.get("body_in_s3", False)),
-            etag=item.get("etag"),
-            size=int(item["size"]) if "size" in item else None,
-            s3_last_modified=_from_ms(lm) if lm is not None else None,
-            version=int(item.get("version", 0)),
-            expires_at=int(item["expires_at"]) if "expires_at" in item else None,
-            sync_source=item.get("sync_source"),
-            pending_tx=item.get("p_tx"),
-            pending_at=_from_ms(item["p_at"]) if "p_at" in item else None,
-        )
-
-
-def live_attributes(
-    doc: Document,
-    info: ObjectInfo,
-    *,
-    prefix: str,
-    source: str,
-    ttl_days: int,
-    inline_limit: int,
-    sequencer: str | None = None,
-    month_shards: int = 1,
-) -> dict[str, Any]:
-    """The committed image of a live document, index keys included (its month buckets split
-    `month_shards` ways: see `keys.month_shard`)."""
-    month = keys.month_bucket(doc.modified_at)
-    tsk = keys.time_sort_key(doc.modified_at, doc.id)
-    inline = len(doc.body) <= inline_limit
-    return {
-        "state": "live",
-        "s3_key": info.key,
-        "body": doc.body.decode() if inline else None,
-        "body_in_s3": not inline,
-        "etag": info.etag,
-        "size": info.size,
-        "s3_last_modified": _to_ms(info.last_modified),
-        "sequencer": sequencer,
-        "s3_version_id": info.version_id,  # with bucket versioning on (for history)
-        "sync_source": source,
-        "synced_at": now_ms(),
-        "expires_at": keys.expires_at(info.last_modified, ttl_days),
-        "modified_at": keys.iso(doc.modified_at),
-        "created_at": keys.iso(doc.created_at),
-        "status": doc.status,
-        "title": doc.title,
-        "customers": list(doc.customer_codes),
-        "tpk": keys.time_partition(doc.type, month, doc.id, month_shards),
-        "tsk": tsk,
-        "spk": keys.status_partition(doc.type, doc.status, month, doc.id, month_shards),
-        "kpk": keys.key_shard(prefix, doc.id),
-    }
-
-
-def tombstone_attributes(
-    key: str, deleted_at: datetime, *, source: str, ttl_days: int, sequencer: str | None = None
-) -> dict[str, Any]:
-    """The committed image of a deleted document: out of every index, with a TTL.
-
-    Its position is whole seconds, like S3's LastModified, so positions from every source
-    (event times, response dates, this host's clock) stay comparable.
-    """
-    return {
-        "state": "deleted",
-        "s3_key": key,
-        "s3_last_modified": _to_ms(deleted_at.replace(microsecond=0)),
-        "sequencer": sequencer,
-        "sync_source": source,
-        "synced_at": now_ms(),
-        "expires_at": keys.expires_at(deleted_at, ttl_days),
-        **dict.fromkeys(("body", "body_in_s3", "etag", "size", "customers", *INDEX_KEYS)),
-    }
-
-
-def index_entries(type_name: str, doc_id: str, image: dict[str, Any]) -> list[dict[str, Any]]:
-    """The customer-index entries of a committed image (none for a tombstone).
-
-    Each carries what a query needs to filter and to verify it against its document (the
-    document's ETag): the page itself is read from the documents (BatchGetItem). Their
-    month bucket is the document's, shard included."""
-    if image.get("state") != "live":
-        return []
-    month = str(image["tpk"])[len(type_name) + 1 :]  # YYYY-MM, and its shard if sharded
-    return [
-        {
-            "pk": keys.index_pk(type_name, doc_id, customer),
-            "cpk": keys.customer_partition(customer, type_name, month),
-            "tsk": image["tsk"],
-            "kpk": image["kpk"],
-            "s3_key": f"{image['s3_key']}{keys.INDEX_KEY_SEP}{customer}",
-            "doc": keys.cache_pk(type_name, doc_id),
-            "customer": customer,
-            "etag": image["etag"],
-            "status": image["status"],
-            "expires_at": image["expires_at"],
-        }
-        for customer in customers_of(image)
-    ]
-
-
-def customers_of(image: dict[str, Any] | None) -> list[str]:
-    """Distinct customers of a committed live image, in order (none for anything else)."""
-    if not image or image.get("state") != "live":
-        return []
-    return list(dict.fromkeys(str(c) for c in image.get("customers") or []))
 
 
 class CacheStore:
@@ -223,9 +67,9 @@ class CacheStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, type_name: str, doc_id: str) -> CacheEntry | None:
+    def get(self, type_name: str, doc_id: str) -> CacheItem | None:
         item = self.get_item(type_name, doc_id)
-        return CacheEntry.from_item(item) if item else None
+        return CacheItem.from_item(item) if item else None
 
     def get_item(self, type_name: str, doc_id: str) -> dict[str, Any] | None:
         """The raw item, intent attributes included (for the sync rules)."""
@@ -380,7 +224,7 @@ class CacheStore:
             ":etag": etag,
             ":op": op,
             ":at": now_ms(),
-            ":stale": _to_ms(stale_before),
+            ":stale": to_ms(stale_before),
             ":live": "live",
             ":zero": 0,
             ":one": 1,
@@ -630,7 +474,7 @@ class CacheStore:
         sets = {k: v for k, v in attrs.items() if v is not None}
         removes = [k for k, v in attrs.items() if v is None and k != "pk"]
         update, names, values = _update_expression(sets, [*removes, *PENDING])
-        values.update({":zero": 0, ":one": 1, ":stale": _to_ms(stale_before)})
+        values.update({":zero": 0, ":one": 1, ":stale": to_ms(stale_before)})
         names["#lm"] = "s3_last_modified"
         no_fresh_intent = "(attribute_not_exists(p_tx) OR p_at < :stale)"
         if expect is None:

@@ -28,6 +28,7 @@ from typing import Any
 from engine.readmetrics.cluster import ClusterReads, flush_delta
 from engine.readmetrics.item import METRICS_PK, is_reserved, zero
 from engine.readmetrics.stats import ReadStats
+from engine.store.item import CacheItem
 from engine.streams.analytics import Windows
 from engine.streams.history import history_entry
 from engine.streams.hotspots import partitions_of
@@ -207,27 +208,34 @@ class StreamProcessor:
             else:
                 out.removed += 1
             return
-        new = record.new or {}
-        if type_name is None or ("state" not in new and "p_tx" not in new):
+        new = _item(record.new, pk)
+        if type_name is None or new is None or (new.state is None and new.intent is None):
             out.ignored += 1
             return
         self.windows.at(record.created_at, type_name).counts["records"] += 1
-        self._change(type_name, record, out)
+        self._change(type_name, record, _item(record.old, pk), new, out)
 
-    def _change(self, type_name: str, record: ChangeRecord, out: Derived) -> None:
-        old, new = record.old or {}, record.new or {}
-        state = new.get("state")
+    def _change(
+        self,
+        type_name: str,
+        record: ChangeRecord,
+        old: CacheItem | None,
+        new: CacheItem,
+        out: Derived,
+    ) -> None:
+        state = new.state
         if state not in ("live", "deleted"):
             return  # an intent on a new entry: nothing committed yet
-        if record.old is not None and old.get("version") == new.get("version"):
+        if old is not None and old.version == new.version:
             return  # an intent, a rollback, or a write that changed nothing committed
         window = self.windows.at(record.created_at, type_name)
-        source = str(new.get("sync_source") or "unknown")
+        source = new.sync_source or "unknown"
         out.writes[(type_name, source)] += 1
         window.writes[source] += 1
         if source == "backfill":
             window.counts["fills"] += 1
-        old_state = old.get("state")
+        old_state = old.state if old is not None else None
+        old_status = old.status if old is not None else None
         kind: str | None = None
         if state == "live":
             kind = "updates" if old_state == "live" else "creates"
@@ -235,23 +243,23 @@ class StreamProcessor:
             kind = "deletes"
         if kind is not None:
             image = new if state == "live" else old
-            customers = [str(c) for c in image.get("customers") or []]
-            status = image.get("status")
+            customers = list(image.customers or ()) if image is not None else []
+            status = image.status if image is not None else None
             out.changes[(type_name, kind)] += 1
-            window.change(kind, customers, str(status) if status else None)
-            touched = partitions_of(type_name, image)
+            window.change(kind, customers, status or None)
+            touched = partitions_of(type_name, image.as_item()) if image is not None else []
             out.partitions.update(touched)
             window.partitions.update(touched)
-        if kind == "updates" and old.get("status") != new.get("status"):
-            transition = f"{old.get('status')}→{new.get('status')}"
+        if kind == "updates" and old_status != new.status:
+            transition = f"{old_status}→{new.status}"
             out.transitions[(type_name, transition)] += 1
             window.transitions[transition] += 1
-        synced, written = _number(new.get("synced_at")), _number(new.get("s3_last_modified"))
+        synced, written = new.synced_at, new.s3_last_modified_ms
         if synced is not None and written is not None:
             lag = max(0.0, (synced - written) / 1000)
             out.sync_lag_s.append((source, lag))
             window.sync_lag.observe(lag)
-        intent = _number(old.get("p_at"))
+        intent = old.intent.at if old is not None and old.intent is not None else None
         if source == "write" and synced is not None and intent is not None:
             out.write_commit_s.append(max(0.0, (synced - intent) / 1000))
 
@@ -293,7 +301,8 @@ class StreamProcessor:
         }
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _item(image: Mapping[str, Any] | None, pk: str | None) -> CacheItem | None:
+    """A record's image as a cache item (None: no image)."""
+    if image is None or pk is None:
         return None
-    return float(value)
+    return CacheItem.from_item({**image, "pk": pk})

@@ -40,9 +40,7 @@ class Effects:
         s = engine.settings
         history = HistoryStore(engine.clients.dynamodb, s.history_table) if config.history else None
         repairer = (
-            StreamRepairer(s, engine.cache, engine.objects, engine.reader.sync)
-            if config.repair
-            else None
+            StreamRepairer(s, engine.cache, engine.objects, engine.sync) if config.repair else None
         )
         return cls(history, repairer)
 

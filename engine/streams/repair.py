@@ -1,5 +1,5 @@
-"""Targeted repair of one key the stream flagged (engine/streams/pending.py), through the
-shared convergence rules (engine/sync.py), S3 first: no listing, a handful of calls.
+"""Targeted repair of one key the stream flagged (engine/streams/pending.py), through
+`CacheSync.converge` (engine/sync.py), S3 first: no listing, a handful of calls.
 
 For a stuck intent (the writer died after, or during, its S3 put, and the S3 event may be
 lost), S3 decides:
@@ -15,17 +15,16 @@ entry older. Each repair is logged and counted (docsync_stream_repairs_total{rea
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from loguru import logger
 
 from engine import keys, metrics
-from engine.documents import parse_document
-from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
+from engine.exceptions import DocsyncError
 from engine.settings import Settings
 from engine.store.base import ConditionFailed
-from engine.store.cache import CacheStore, now_ms
+from engine.store.cache import CacheStore
+from engine.store.item import CacheItem, now_ms
 from engine.store.objects import ObjectStore, StoredObject
 from engine.streams.pending import PendingKey, PendingKeys
 from engine.sync import CacheSync
@@ -77,10 +76,10 @@ class StreamRepairer:
             return False
         type_name, doc_id = key.type_and_id
         try:
-            item = self.cache.get_item(type_name, doc_id)
+            item = self.cache.get(type_name, doc_id)
         except DocsyncError:
             return False
-        return item is None or item.get("p_tx") != key.tx
+        return item is None or item.pending_tx != key.tx
 
     def repair(self, key: PendingKey) -> Outcome:
         type_name, doc_id = key.type_and_id
@@ -104,50 +103,29 @@ class StreamRepairer:
     def _repair(self, key: PendingKey, type_name: str, doc_id: str) -> Outcome:
         if type_name not in self._prefixes:
             return "in_sync"
-        current = self.cache.get_item(type_name, doc_id)
+        current = self.cache.get(type_name, doc_id)
         if current is None:
             return "in_sync"  # rolled back, or expired: nothing cached, nothing to repair
-        tx = current.get("p_tx")
+        tx = current.pending_tx
         if key.reason == "stuck_intent" and tx != key.tx:
             return "in_sync"  # that intent was committed or dropped; a new one is its own key
-        if tx and int(current.get("p_at", 0)) > now_ms() - self.settings.inflight_grace_s * 1000:
+        intent = current.intent
+        if (
+            intent is not None
+            and (intent.at or 0) > now_ms() - self.settings.inflight_grace_s * 1000
+        ):
             return "in_flight"
-        s3_key = keys.s3_key(self._prefixes[type_name], doc_id)
         if self.settings.dry_run:
+            s3_key = keys.s3_key(self._prefixes[type_name], doc_id)
             logger.bind(op="stream.repair", key=s3_key, dry_run=True).info(
                 "dry run: would converge {} to S3", s3_key
             )
             return "dry_run"
-        cached = current.get("etag") if current.get("state") == "live" else None
-        try:
-            if cached and not tx:
-                found = self.objects.get_if_changed(s3_key, str(cached))
-                if found is None:
-                    return "in_sync"  # S3 answered 304: it holds the cached ETag
-                stored: StoredObject | None = found
-            else:
-                stored = self.objects.get(s3_key)
-        except NotFoundError:
-            stored = None
-        if tx and _matches_committed(current, stored):
-            return self._rollback(type_name, doc_id, str(tx))
-        if stored is None:
-            if current.get("state") == "deleted" and not tx:
-                return "in_sync"
-            return self.sync.tombstone(
-                type_name, doc_id, datetime.now(UTC), "repair", current=current, read=True
-            )
-        if not keys.in_window(stored.info.last_modified, self.settings.cache_ttl_days):
-            return "out_of_window"
-        try:
-            doc = parse_document(stored.body, type_name)
-            if doc.id != doc_id:
-                raise InvalidDocumentError(f"id {doc.id!r} does not match the key", ["id"])
-        except InvalidDocumentError:
-            if current.get("state") == "live":
-                self.sync.tombstone(type_name, doc_id, stored.info.last_modified, "repair")
-            return "invalid"
-        return self.sync.upsert(doc, stored, "repair", current=current, read=True)
+        look = self.sync.look(type_name, doc_id, current.committed_etag)
+        if tx and _matches_committed(current, look.stored):
+            return self._rollback(type_name, doc_id, tx)
+        done = self.sync.converge(type_name, doc_id, "repair", current=current, look=look)
+        return "in_sync" if done.outcome == "unchanged" else done.outcome  # 304, or gone
 
     def _rollback(self, type_name: str, doc_id: str, tx: str) -> Outcome:
         """S3 holds exactly what is committed: the intent's S3 step never happened."""
@@ -158,9 +136,10 @@ class StreamRepairer:
         return "rolled_back"
 
 
-def _matches_committed(current: dict[str, Any], stored: StoredObject | None) -> bool:
+def _matches_committed(current: CacheItem, stored: StoredObject | None) -> bool:
     """Does S3 hold the committed image, so the intent's own write never landed?"""
-    state = current.get("state")
+    intent = current.intent
     if stored is None:
-        return current.get("p_op") == "put" and state in (None, "deleted")
-    return state == "live" and current.get("etag") == stored.info.etag != current.get("p_etag")
+        return intent is not None and intent.op == "put" and current.state in (None, "deleted")
+    pending_etag = intent.etag if intent is not None else None
+    return current.live and current.etag == stored.info.etag != pending_etag

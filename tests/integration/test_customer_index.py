@@ -22,7 +22,7 @@ from engine.documents import Document, parse_document
 from engine.exceptions import CacheUnavailableError, ObjectStoreError, WriteConflictError
 from engine.reader import Query
 from engine.settings import Settings
-from engine.store.cache import serialize
+from engine.store.item import serialize
 from reconciler.run import Reconciler
 from tests.conftest import make_settings
 from tests.integration.faults import Faults, SimulatedCrash

@@ -162,7 +162,7 @@ def test_late_create_event_does_not_resurrect_a_deleted_document(engine: Engine)
         assert engine.applier.apply(event) == "duplicate"
     # an applier that read the object before the delete and writes only now
     doc = parse_document(old.body)
-    assert engine.reader.sync.upsert(doc, old, "event") == "stale"
+    assert engine.sync.upsert(doc, old, "event") == "stale"
     item = engine.cache.get_item("change", "CHG-a")
     assert item is not None and item["state"] == "deleted"
 
@@ -176,7 +176,7 @@ def test_event_commits_a_crashed_pipeline_write(engine: Engine) -> None:
         tx="dead",
         etag=doc.etag,
         op="put",
-        stale_before=engine.reader.sync._stale_before(),
+        stale_before=engine.sync._stale_before(),
         expected_version=None,
     )
     engine.objects.put("changes/CHG-a.json", doc.body)
@@ -222,7 +222,7 @@ def test_an_apply_that_read_an_old_entry_never_replaces_a_newer_one(engine: Engi
     engine.objects.put(key, body("CHG-a", 1))
     for event in drain_events(engine):
         engine.applier.apply(event)
-    read_by_a = engine.cache.get_item("change", "CHG-a")
+    read_by_a = engine.cache.get("change", "CHG-a")
     time.sleep(1.05)  # S3's LastModified has second precision
     engine.objects.put(key, body("CHG-a", 2))
     downloaded_by_a = engine.objects.get(key)
@@ -231,9 +231,9 @@ def test_an_apply_that_read_an_old_entry_never_replaces_a_newer_one(engine: Engi
     for event in drain_events(engine):
         engine.applier.apply(event)
     doc = parse_document(downloaded_by_a.body)
-    assert engine.reader.sync.upsert(
-        doc, downloaded_by_a, "event", current=read_by_a, read=True
-    ) == ("stale")
+    assert engine.sync.upsert(doc, downloaded_by_a, "event", current=read_by_a, read=True) == (
+        "stale"
+    )
     item = engine.cache.get_item("change", "CHG-a")
     assert item is not None and json.loads(item["body"])["n"] == 3
     assert_cache_equals_s3(engine)
@@ -246,7 +246,7 @@ def test_fresh_intent_with_other_content_defers_the_event(engine: Engine) -> Non
         tx="alive",
         etag="0" * 32,
         op="put",
-        stale_before=engine.reader.sync._stale_before(),
+        stale_before=engine.sync._stale_before(),
         expected_version=None,
     )
     engine.objects.put("changes/CHG-a.json", body("CHG-a", 2))

@@ -20,7 +20,7 @@ from engine.exceptions import InvalidPageTokenError, NotFoundError, QueryOutside
 from engine.reader import Query
 from engine.sample import sample_documents
 from engine.settings import Settings
-from engine.store.cache import serialize
+from engine.store.item import serialize
 from reconciler.backfill import backfill
 from tests.conftest import make_settings
 

@@ -19,7 +19,7 @@ from engine.app import Engine
 from engine.documents import Document, parse_document
 from engine.events.worker import SqsListener
 from engine.settings import Settings
-from engine.store.cache import serialize
+from engine.store.item import serialize
 from reconciler.run import Reconciler
 from tests.conftest import make_settings
 from tests.integration.test_listener_convergence import body

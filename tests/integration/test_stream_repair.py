@@ -306,7 +306,7 @@ def stuck(engine: Engine, d: Document, tx: str) -> Any:
     from engine.streams.pending import PendingKey
     from engine.streams.repair import StreamRepairer
 
-    repairer = StreamRepairer(engine.settings, engine.cache, engine.objects, engine.reader.sync)
+    repairer = StreamRepairer(engine.settings, engine.cache, engine.objects, engine.sync)
     return repairer.repair(PendingKey(f"{d.type}#{d.id}", "stuck_intent", 0, tx, "s", "1"))
 
 
@@ -363,10 +363,10 @@ def test_a_listener_write_over_a_stalled_writers_intent_is_checked_again(
     late = doc("CHG-D5", status="approved", n=1)
     begin(engine, late)  # a writer stalls before its S3 put
     engine.objects.put("changes/CHG-D5.json", doc("CHG-D5", status="closed", n=2).body)
-    item = engine.cache.get_item("change", "CHG-D5")
+    item = engine.cache.get("change", "CHG-D5")
     stored = engine.objects.get("changes/CHG-D5.json")
     closed = parse_document(stored.body, "change")
-    assert engine.reader.sync.upsert(closed, stored, "event", current=item, read=True) in (
+    assert engine.sync.upsert(closed, stored, "event", current=item, read=True) in (
         "applied",
         "committed",
     )

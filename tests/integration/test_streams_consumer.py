@@ -21,8 +21,9 @@ from engine.reader import Query
 from engine.readmetrics.flush import MetricsFlusher
 from engine.readmetrics.item import METRICS_PK
 from engine.settings import Settings
-from engine.store.cache import INDEX_KEYS, CacheStore, deserialize
+from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
+from engine.store.item import INDEX_KEYS, deserialize
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.sinks import ANALYTICS, FileRowSink

@@ -19,9 +19,8 @@ from engine.exceptions import CacheUnavailableError, ObjectStoreError, WriteConf
 from engine.reader import Query
 from engine.settings import Settings
 from engine.store.base import ConditionFailed
-from engine.store.cache import live_attributes
+from engine.store.item import INLINE_BODY_LIMIT, live_attributes
 from engine.store.objects import ObjectInfo
-from engine.sync import INLINE_BODY_LIMIT
 from tests.conftest import make_settings, snapshot
 from tests.integration.faults import Faults, SimulatedCrash
 

@@ -18,8 +18,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from engine import keys
+from engine.store.objects import ObjectInfo
 from reconciler.diff import CLASSES, Rules, classify, merge
-from reconciler.sources import CacheRow, S3Row
+from reconciler.sources import CacheRow
 
 from ._hyp import FAST, key_text
 
@@ -86,7 +87,7 @@ pending = st.sampled_from(
 
 @dataclass(frozen=True)
 class Sides:
-    s3: list[S3Row]
+    s3: list[ObjectInfo]
     cache: list[CacheRow]
 
 
@@ -97,7 +98,9 @@ def sides(draw: st.DrawFn) -> Sides:
     in_s3 = [k for k in pool if draw(st.booleans())]
     in_cache = [k for k in pool if draw(st.booleans())]
     s3 = [
-        S3Row(key, draw(st.sampled_from(ETAGS)), draw(st.integers(0, 10**6)), draw(last_modified))
+        ObjectInfo(
+            key, draw(st.sampled_from(ETAGS)), draw(st.integers(0, 10**6)), draw(last_modified)
+        )
         for key in sorted(in_s3, key=by_bytes)
     ]
     cache = [
@@ -117,7 +120,7 @@ def sides(draw: st.DrawFn) -> Sides:
 # -- the oracle ------------------------------------------------------------------------------
 
 
-def oracle(s3: list[S3Row], cache: list[CacheRow]) -> dict[str, str]:
+def oracle(s3: list[ObjectInfo], cache: list[CacheRow]) -> dict[str, str]:
     """Outcome of every key, from set algebra on the two sides."""
     S = {r.key: r for r in s3}
     C = {r.key: r for r in cache}
@@ -157,7 +160,7 @@ def oracle(s3: list[S3Row], cache: list[CacheRow]) -> dict[str, str]:
     return outcome
 
 
-def expected_cache_side(key: str, s3: dict[str, S3Row], cache: dict[str, CacheRow]) -> object:
+def expected_cache_side(key: str, s3: dict[str, ObjectInfo], cache: dict[str, CacheRow]) -> object:
     """An expired entry beside an S3 object is as good as absent; otherwise the row itself."""
     row = cache.get(key)
     if row is not None and key in s3 and row.expires_at <= NOW.timestamp():
@@ -173,7 +176,10 @@ def expected_cache_side(key: str, s3: dict[str, S3Row], cache: dict[str, CacheRo
 @example(Sides([], []))
 @example(
     Sides(
-        [S3Row("changes/a b+c.json", "e1", 1, NOW), S3Row("changes/é.json", "e1", 1, NOW)],
+        [
+            ObjectInfo("changes/a b+c.json", "e1", 1, NOW),
+            ObjectInfo("changes/é.json", "e1", 1, NOW),
+        ],
         [CacheRow("changes/a b+c.json", "e1", 1, NOW, 2**40, None)],
     )
 )
@@ -212,10 +218,10 @@ def test_merge_streams_without_reading_ahead() -> None:
     """Flat memory: the merge pulls one row at a time, so it works on endless sides."""
     pulled = {"s3": 0, "cache": 0}
 
-    def endless_s3() -> Iterator[S3Row]:
+    def endless_s3() -> Iterator[ObjectInfo]:
         for n in itertools.count():
             pulled["s3"] += 1
-            yield S3Row(f"changes/K{n:09d}.json", "e", 1, NOW)
+            yield ObjectInfo(f"changes/K{n:09d}.json", "e", 1, NOW)
 
     def endless_cache() -> Iterator[CacheRow]:
         for n in itertools.count(0, 2):
@@ -235,8 +241,8 @@ GONE = int(NOW.timestamp()) - 1
 DOC = "changes/CHG-1.json"
 
 
-def s3row(key: str = DOC, etag: str = "e1", lm: datetime = FRESH) -> S3Row:
-    return S3Row(key, etag, 10, lm)
+def s3row(key: str = DOC, etag: str = "e1", lm: datetime = FRESH) -> ObjectInfo:
+    return ObjectInfo(key, etag, 10, lm)
 
 
 def crow(
@@ -292,7 +298,7 @@ OLD = NOW - timedelta(minutes=10)
         ),
     ],
 )
-def test_each_outcome(s3: S3Row | None, cache: CacheRow | None, outcome: str) -> None:
+def test_each_outcome(s3: ObjectInfo | None, cache: CacheRow | None, outcome: str) -> None:
     verdicts = list(merge([s3] if s3 else [], [cache] if cache else [], RULES))
     assert verdicts == [classify(s3, cache, RULES)]
     (verdict,) = verdicts

@@ -25,6 +25,7 @@ from moto import mock_aws
 
 from engine.cli.output import exit_code
 from engine.exceptions import DocsyncError
+from engine.store.objects import ObjectInfo
 from reconciler.extsort import Router, ShardedRuns
 from reconciler.inventory import (
     DataFile,
@@ -37,7 +38,6 @@ from reconciler.inventory import (
     read_data_file,
 )
 from reconciler.shards import Shard, plan
-from reconciler.sources import S3Row
 
 from ._hyp import FAST, key_text
 
@@ -101,7 +101,7 @@ def test_fields_are_found_by_the_schema_order_not_a_fixed_one() -> None:
             "f",
         )
     )
-    assert rows == [S3Row("changes/A.json", "abc", 42, T0)]
+    assert rows == [ObjectInfo("changes/A.json", "abc", 42, T0)]
 
 
 def test_optional_columns_may_be_absent() -> None:
@@ -110,7 +110,7 @@ def test_optional_columns_may_be_absent() -> None:
     rows = list(
         parse_rows([[BUCKET, "changes/A.json", "2026-11-20T10:00:00Z", "e"]], m.columns, BUCKET, "")
     )
-    assert rows == [S3Row("changes/A.json", "e", 0, T0)]  # no Size column: 0
+    assert rows == [ObjectInfo("changes/A.json", "e", 0, T0)]  # no Size column: 0
 
 
 @pytest.mark.parametrize("column", ["ETag", "LastModifiedDate", "Key", "Bucket"])
@@ -185,7 +185,7 @@ def test_rows_of_other_buckets_old_versions_and_delete_markers_are_dropped() -> 
         ["other", "changes/other.json", "v1", "true", "false", "5", lm, "e"],
     ]
     assert list(parse_rows(records, columns, BUCKET, "f")) == [
-        S3Row("changes/keep.json", "e2", 5, T0)
+        ObjectInfo("changes/keep.json", "e2", 5, T0)
     ]
 
 
@@ -325,7 +325,7 @@ def test_rows_outside_the_shards_run_are_dropped() -> None:
     keys += ["_docsync/reports/r.json", "announcements/M.json", "other/M.json", "changes"]
     with ShardedRuns(some, run_size=2) as runs:
         for key in keys:
-            runs.add(S3Row(key, "e", 1, T0))
+            runs.add(ObjectInfo(key, "e", 1, T0))
         runs.finish()
         kept = {s.name: [r.key for r in runs.rows(s)] for s in some}
         assert runs.added == len(keys)
@@ -339,7 +339,7 @@ def test_a_key_listed_twice_comes_out_once() -> None:
     shards = plan(PREFIXES, 1)
     with ShardedRuns(shards, run_size=1) as runs:
         for _ in range(3):
-            runs.add(S3Row("changes/a.json", "e", 1, T0))
+            runs.add(ObjectInfo("changes/a.json", "e", 1, T0))
         runs.finish()
         assert [r.key for r in runs.rows(shards[0])] == ["changes/a.json"]
 
@@ -347,7 +347,8 @@ def test_a_key_listed_twice_comes_out_once() -> None:
 def test_run_size_bounds_what_is_held_and_fan_in_what_is_merged() -> None:
     shards = plan(PREFIXES, 1)
     rows = [
-        S3Row(f"changes/{n:04d}.json", "e", n, T0 + timedelta(microseconds=n)) for n in range(50)
+        ObjectInfo(f"changes/{n:04d}.json", "e", n, T0 + timedelta(microseconds=n))
+        for n in range(50)
     ]
     random.Random(3).shuffle(rows)
     runs = ShardedRuns(shards, run_size=4, fan_in=3)
@@ -388,7 +389,7 @@ def test_external_sort_gives_each_shard_exactly_its_keys_in_byte_order(
     rng.shuffle(keys)
     with ShardedRuns(chosen, run_size=run_size, fan_in=fan_in) as runs:
         for key in keys:
-            runs.add(S3Row(key, "e", len(key), T0))
+            runs.add(ObjectInfo(key, "e", len(key), T0))
         runs.finish()
         for shard in chosen:
             expected = sorted((k for k in keys if shard.contains(k)), key=lambda k: k.encode())

@@ -209,7 +209,13 @@ class FakeCache:
             assert doc is not None
             prefix = PREFIXES[doc[0]]
             self.partitions.setdefault(keys.key_shard(prefix, doc[1]), []).append(
-                {"s3_key": key, "etag": "e", "size": 1, "expires_at": 2**40}
+                {
+                    "pk": keys.cache_pk(*doc),
+                    "s3_key": key,
+                    "etag": "e",
+                    "size": 1,
+                    "expires_at": 2**40,
+                }
             )
 
     def key_index(self, partition: str) -> Iterator[dict[str, Any]]:
@@ -262,6 +268,7 @@ def test_cache_rows_map_the_index_items() -> None:
             if partition != "changes/C":
                 return
             yield {
+                "pk": "change#C1",
                 "s3_key": "changes/C1.json",
                 "etag": "e",
                 "size": 7,
@@ -269,6 +276,7 @@ def test_cache_rows_map_the_index_items() -> None:
                 "expires_at": 99,
             }
             yield {
+                "pk": "change#C2",
                 "s3_key": "changes/C2.json",
                 "etag": "e",
                 "size": 7,
@@ -277,7 +285,12 @@ def test_cache_rows_map_the_index_items() -> None:
                 "p_tx": "tx",
                 "p_at": 1_700_000_001_500,
             }
-            yield {"s3_key": "changes/C3.json", "etag": "e", "p_at": 1_700_000_001_500}
+            yield {
+                "pk": "change#C3",
+                "s3_key": "changes/C3.json",
+                "etag": "e",
+                "p_at": 1_700_000_001_500,
+            }
 
     (shard,) = plan({"change": "changes/"}, 1)
     rows = list(cache_rows(OnePartition(), shard))  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from engine import keys
 from engine.documents import parse_document
-from engine.store.cache import index_entries, live_attributes
+from engine.store.item import index_entries, live_attributes
 from engine.store.objects import ObjectInfo
 from engine.streams.core import StreamProcessor
 from engine.streams.records import from_stream
