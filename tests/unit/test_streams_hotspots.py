@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from engine import keys
 from engine.awsmetrics import CONSUMED_CAPACITY, KINDS
 from engine.documents import parse_document
-from engine.store.cache import live_attributes
+from engine.store.item import live_attributes
 from engine.store.objects import ObjectInfo
 from engine.streams.core import StreamProcessor
 from engine.streams.hotspots import busiest, partitions_of
