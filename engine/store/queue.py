@@ -69,7 +69,7 @@ class QueueStore:
             "SQS",
             QueueError,
             not_found=NO_QUEUE,
-            missing="{what}: no such queue ({exc})",
+            missing="{what}: no such queue ({exc.__class__.__name__})",  # botocore names it
             special=self._move_task_unsupported,
         )
         self._call = StoreCall(self.errors)
