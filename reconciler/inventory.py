@@ -27,7 +27,7 @@ from urllib.parse import unquote_plus
 
 from loguru import logger
 
-from engine.exceptions import DocsyncError, NotFoundError
+from engine.exceptions import InventoryError, NotFoundError
 from engine.store.inventory import Body, InventoryStore
 from reconciler.extsort import FAN_IN, RUN_SIZE, ShardedRuns
 from reconciler.shards import Shard
@@ -39,13 +39,6 @@ if TYPE_CHECKING:
 # Bucket and Key are in every report; the reconciler needs ETag and LastModifiedDate too.
 REQUIRED_COLUMNS = ("Bucket", "Key", "ETag", "LastModifiedDate")
 _CHUNK = 1 << 20
-
-
-class InventoryError(DocsyncError):
-    """The inventory cannot be used as given (bad URI, no manifest, wrong format, a checksum
-    that does not match): invalid input, exit 2."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True, slots=True)

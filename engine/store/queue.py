@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from engine.exceptions import QueueError
+from engine.exceptions import MoveTaskUnsupportedError, QueueError
 from engine.store.base import ErrorMap, StoreCall
 from engine.store.errors import error_code
 
@@ -28,10 +28,6 @@ UNSUPPORTED = {"UnsupportedOperation", "InvalidAction", "NotImplemented"}
 MOVE_TASKS = ("StartMessageMoveTask", "ListMessageMoveTasks")
 BATCH_MAX = 10
 BATCH_BYTES = 256 * 1024  # SendMessageBatch's limit on the sum of the bodies
-
-
-class MoveTaskUnsupportedError(QueueError):
-    """The endpoint has no StartMessageMoveTask / ListMessageMoveTasks (moto 5.2)."""
 
 
 @dataclass(frozen=True, slots=True)
