@@ -24,6 +24,7 @@ from engine.reader import Query
 from engine.sample import sample_documents
 from engine.serve.demo_http import http_section
 from engine.settings import load_settings
+from engine.store.queue import QueueStore
 
 T = TypeVar("T")
 
@@ -125,17 +126,10 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
 
 def _purge(engine: Engine) -> None:
     """Drop every queued S3 notification (PurgeQueue is limited to once a minute)."""
-    sqs = engine.clients.sqs
-    url = sqs.get_queue_url(QueueName=engine.settings.queue)["QueueUrl"]
-    while messages := sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-    ).get("Messages", []):
-        sqs.delete_message_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)
-            ],
-        )
+    queue = QueueStore(engine.clients.sqs, engine.settings.endpoint_url)
+    url = queue.url(engine.settings.queue)
+    while messages := queue.receive(url, 10, None, 0, system_attributes=(), message_attributes=()):
+        queue.delete_batch(url, {str(n): m["ReceiptHandle"] for n, m in enumerate(messages)})
 
 
 def _listener_section(
@@ -145,7 +139,7 @@ def _listener_section(
     from engine.events.worker import SqsListener
 
     key = f"{engine.settings.prefixes()[victim.type]}{victim.id}.json"
-    engine.clients.s3.delete_object(Bucket=engine.settings.bucket, Key=key)
+    engine.objects.delete(key)
     changed = parse_document(json.loads(direct[0].body) | {"title": "edited in the console"})
     engine.objects.put(f"{engine.settings.prefixes()[changed.type]}{changed.id}.json", changed.body)
     listener = SqsListener(engine.clients, engine.applier, workers=8, wait_s=1)
@@ -175,14 +169,12 @@ def _reconcile_section(out: Console, engine: Engine, victims: list[Document]) ->
     from reconciler.reports import save, to_text
     from reconciler.run import Reconciler
 
-    settings, s3 = engine.settings, engine.clients.s3
+    settings = engine.settings
     key = {d.id: f"{settings.prefixes()[d.type]}{d.id}.json" for d in victims}
     for d in victims[:3]:  # missing: cache entries lost
-        engine.clients.dynamodb.delete_item(
-            TableName=settings.table, Key={"pk": {"S": f"{d.type}#{d.id}"}}
-        )
+        engine.cache.drop(d.type, d.id)
     for d in victims[3:5]:  # orphaned: deleted from S3, events dropped
-        s3.delete_object(Bucket=settings.bucket, Key=key[d.id])
+        engine.objects.delete(key[d.id])
     for d in victims[5:8]:  # stale: changed in S3, events dropped
         edited = parse_document(json.loads(d.body) | {"title": d.title + " (edited in S3)"})
         engine.objects.put(key[d.id], edited.body)

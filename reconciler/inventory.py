@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import BotoCoreError, ClientError
 from loguru import logger
 
-from engine.exceptions import InventoryError, ObjectStoreError
-from engine.store.errors import is_not_found
+from engine.exceptions import InventoryError, NotFoundError
+from engine.store.inventory import Body, InventoryStore
 from engine.store.objects import ObjectInfo
 from reconciler.extsort import FAN_IN, RUN_SIZE, ShardedRuns
 from reconciler.shards import Shard
@@ -186,8 +185,6 @@ def read_data_file(
         with io.TextIOWrapper(gz, encoding="utf-8", newline="") as text:
             yield from parse_rows(csv.reader(text), columns, bucket, file.key)
         hashed.drain()
-    except BotoCoreError as exc:
-        raise ObjectStoreError(f"reading inventory data file {file.key} failed: {exc}") from exc
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as exc:
         raise InventoryError(f"inventory data file {file.key} is unreadable: {exc}") from exc
     if file.md5 is not None and hashed.md5.hexdigest() != file.md5.lower():
@@ -202,7 +199,7 @@ class InventorySource:
 
     def __init__(
         self,
-        client: S3Client,
+        store: InventoryStore,
         uri: str,
         manifest: Manifest,
         bucket: str,
@@ -210,7 +207,7 @@ class InventorySource:
         fan_in: int = FAN_IN,
         tmp_dir: str | None = None,
     ) -> None:
-        self._s3 = client
+        self._store = store
         self.uri, self.manifest, self.bucket = uri, manifest, bucket
         self.run_size, self.fan_in, self.tmp_dir = run_size, fan_in, tmp_dir
 
@@ -218,9 +215,10 @@ class InventorySource:
     def open(cls, client: S3Client, uri: str, bucket: str, **options: Any) -> InventorySource:
         """Read and check the manifest (and manifest.checksum, when present)."""
         where, key = parse_uri(uri)
-        raw = _get(client, where, key, "inventory manifest")
+        store = InventoryStore(client)
+        raw = _read(store, where, key, "inventory manifest")
         try:
-            checksum = _get(client, where, checksum_key(key), "manifest checksum")
+            checksum = _read(store, where, checksum_key(key), "manifest checksum")
         except InventoryError:
             checksum = None  # optional
         if checksum is not None:
@@ -231,7 +229,7 @@ class InventorySource:
                 f"{uri} is an inventory of bucket {manifest.source_bucket},"
                 f" not of the documents bucket {bucket}"
             )
-        return cls(client, uri, manifest, bucket, **options)
+        return cls(store, uri, manifest, bucket, **options)
 
     @property
     def created_at(self) -> datetime:
@@ -269,29 +267,19 @@ class InventorySource:
         ).info("inventory read: {} of {} rows in the shards run", runs.kept, runs.added)
         return runs
 
-    def _body(self, key: str) -> Any:
+    def _body(self, key: str) -> Body:
         bucket = self.manifest.destination_bucket
         try:
-            return self._s3.get_object(Bucket=bucket, Key=key)["Body"]
-        except ClientError as exc:
-            if is_not_found(exc):
-                raise InventoryError(
-                    f"inventory data file s3://{bucket}/{key} does not exist"
-                ) from exc
-            raise ObjectStoreError(f"S3 GetObject s3://{bucket}/{key} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise ObjectStoreError(f"S3 GetObject s3://{bucket}/{key} failed: {exc}") from exc
+            return self._store.open(bucket, key)
+        except NotFoundError as exc:
+            raise InventoryError(f"inventory data file s3://{bucket}/{key} does not exist") from exc
 
 
-def _get(client: S3Client, bucket: str, key: str, what: str) -> bytes:
+def _read(store: InventoryStore, bucket: str, key: str, what: str) -> bytes:
     try:
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise InventoryError(f"{what} s3://{bucket}/{key} does not exist") from exc
-        raise ObjectStoreError(f"S3 GetObject s3://{bucket}/{key} failed: {exc}") from exc
-    except BotoCoreError as exc:
-        raise ObjectStoreError(f"S3 GetObject s3://{bucket}/{key} failed: {exc}") from exc
+        return store.read(bucket, key)
+    except NotFoundError as exc:
+        raise InventoryError(f"{what} s3://{bucket}/{key} does not exist") from exc
 
 
 __all__ = [

@@ -19,15 +19,27 @@ from loguru import logger
 
 from engine import cloudwatch, keys
 from engine.app import Engine
+from engine.store.consume import Polling, QueueConsumer
+from engine.store.queue import QueueStore
 from reconciler.run import Mode, Reconciler, ReconcileResult
 from reconciler.shards import Shard
 
 RUNS = "runs/"
 
 
-def _url(engine: Engine) -> str:
-    sqs = engine.clients.sqs
-    return sqs.get_queue_url(QueueName=engine.settings.work_queue)["QueueUrl"]
+TASK_POLLING = Polling(
+    batch=1,
+    wait_s=10,
+    visibility_s=300,
+    heartbeat_s=100,
+    drain_polls=1,
+    log_op="reconcile.task",
+)  # a failed receive or delete ends the worker (keep_going off): its task comes back
+
+
+def _queue(engine: Engine) -> tuple[QueueStore, str]:
+    queue = QueueStore(engine.clients.sqs, engine.settings.endpoint_url)
+    return queue, queue.url(engine.settings.work_queue)
 
 
 def _partial_key(engine: Engine, run_id: str, index: int) -> str:
@@ -37,7 +49,7 @@ def _partial_key(engine: Engine, run_id: str, index: int) -> str:
 def enqueue(engine: Engine, mode: Mode, types: list[str] | None = None) -> dict[str, Any]:
     shards = Reconciler(engine).plan(types)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    url = _url(engine)
+    queue, url = _queue(engine)
     bodies = [
         json.dumps(
             {
@@ -51,14 +63,7 @@ def enqueue(engine: Engine, mode: Mode, types: list[str] | None = None) -> dict[
         )
         for n, shard in enumerate(shards)
     ]
-    for start in range(0, len(bodies), 10):
-        engine.clients.sqs.send_message_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(i), "MessageBody": body}
-                for i, body in enumerate(bodies[start : start + 10])
-            ],
-        )
+    queue.send_batch(url, [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)])
     logger.bind(op="reconcile.enqueue", run_id=run_id, tasks=len(bodies)).info("enqueued")
     return {"run_id": run_id, "mode": mode, "tasks": len(bodies)}
 
@@ -82,41 +87,19 @@ def run_task(engine: Engine, body: str) -> dict[str, Any]:
 
 
 def work(engine: Engine, drain: bool = True, stop: threading.Event | None = None) -> int:
-    """Take tasks until the queue is empty (drain) or `stop` is set. Returns tasks done."""
-    stop = stop or threading.Event()
-    sqs, url, done = engine.clients.sqs, _url(engine), 0
-    while not stop.is_set():
-        messages = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=1,
-            WaitTimeSeconds=1 if drain else 10,
-            VisibilityTimeout=300,
-        ).get("Messages", [])
-        if not messages:
-            if drain:
-                return done
-            continue
-        message = messages[0]
-        beat = threading.Event()
+    """Take tasks until the queue is empty (drain) or `stop` is set. Returns tasks done.
+    A malformed task is dropped; any other failure ends the worker and its task comes back
+    after the visibility timeout."""
+    queue, url = _queue(engine)
 
-        def heartbeat(
-            receipt: str = message["ReceiptHandle"], beat: threading.Event = beat
-        ) -> None:
-            while not beat.wait(100):
-                sqs.change_message_visibility(
-                    QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=300
-                )
-
-        threading.Thread(target=heartbeat, daemon=True).start()
+    def handle(message: dict[str, Any]) -> bool:
         try:
             run_task(engine, message["Body"])
         except (ValueError, KeyError, TypeError) as exc:
             logger.bind(op="reconcile.task").error("malformed task, dropped: {}", exc)
-        finally:
-            beat.set()
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        done += 1
-    return done
+        return True
+
+    return QueueConsumer(queue, url, handle, TASK_POLLING, stop=stop).run(drain)
 
 
 def collect(engine: Engine, run_id: str) -> dict[str, Any]:

@@ -4,15 +4,15 @@ A message is deleted only after every event in it was applied (or is one that mu
 retried: ignored, stale, invalid). Failures stay on the queue for redelivery and, after the
 redrive policy's count, land in the DLQ; a malformed body is moved to the DLQ at once. Slow
 messages get their visibility extended. On SIGTERM / Ctrl-C the worker stops receiving,
-finishes what it holds, and returns: nothing is acknowledged that was not applied.
+finishes what it holds, and returns: nothing is acknowledged that was not applied. The
+receive/heartbeat/delete loop is the store's (`engine.store.consume`); this module decides
+what a message means.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,9 @@ from loguru import logger
 from engine.aws import AwsClients
 from engine.events.apply import APPLIED, RETRY, EventApplier
 from engine.events.parse import TestEvent, parse_body
-from engine.exceptions import DocsyncError, MalformedEventError
+from engine.exceptions import DocsyncError, MalformedEventError, QueueError
+from engine.store.consume import Polling, QueueConsumer
+from engine.store.queue import QueueStore
 
 
 @dataclass
@@ -64,7 +66,7 @@ class SqsListener:
         visibility_s: int = 60,
     ) -> None:
         self.settings = clients.settings
-        self.sqs = clients.sqs
+        self.queue = QueueStore(clients.sqs, self.settings.endpoint_url)
         self.applier = applier
         self.workers = workers or self.settings.concurrency
         # a long poll must end before the client's read timeout, or botocore retries it
@@ -74,81 +76,53 @@ class SqsListener:
         self.summary = ListenSummary()
         self._queue_url = ""
         self._dlq_url = ""
-        self._holding: dict[str, str] = {}  # messageId → receipt handle, while being applied
-        self._hold_lock = threading.Lock()
 
     def _urls(self) -> None:
         if not self._queue_url:
-            self._queue_url = self.sqs.get_queue_url(QueueName=self.settings.queue)["QueueUrl"]
-            self._dlq_url = self.sqs.get_queue_url(QueueName=self.settings.dlq)["QueueUrl"]
+            self._queue_url = self.queue.url(self.settings.queue)
+            self._dlq_url = self.queue.url(self.settings.dlq)
 
     def run(self, drain: bool = False) -> ListenSummary:
         """Until `stop` is set; with `drain`, until the queue has nothing left to give."""
         self._urls()
-        heartbeat = threading.Thread(target=self._extend_visibility, daemon=True)
-        heartbeat.start()
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="listen") as pool:
-            empty_polls = 0
-            while not self.stop.is_set():
-                messages = self._receive(1 if drain else self.wait_s)
-                if messages is None:  # the queue was unreachable: not a sign it is empty
-                    continue
-                if not messages:
-                    empty_polls += 1
-                    if drain and (empty_polls >= 2 and not self._holding):
-                        break
-                    continue
-                empty_polls = 0
-                futures: list[Future[None]] = [pool.submit(self._handle, m) for m in messages]
-                for future in futures:  # one batch at a time keeps the pool bounded
-                    future.result()
-        self.stop.set()
-        heartbeat.join(timeout=2)
+        polling = Polling(
+            batch=10,
+            wait_s=self.wait_s,
+            visibility_s=self.visibility_s,
+            heartbeat_s=max(1.0, self.visibility_s / 3),
+            attributes=("ApproximateReceiveCount", "SentTimestamp"),
+            drain_polls=2,
+            workers=self.workers,
+            keep_going=True,  # the queue unreachable: back off, keep running
+            log_op="listen",
+        )
+        consumer = QueueConsumer(
+            self.queue, self._queue_url, self._handle, polling,
+            retry_in=self._retry_in, stop=self.stop,
+        )  # fmt: skip
+        try:
+            consumer.run(drain)
+        finally:
+            self.stop.set()
         return self.summary
 
-    def _receive(self, wait_s: int) -> list[dict[str, Any]] | None:
-        try:
-            response = self.sqs.receive_message(
-                QueueUrl=self._queue_url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=wait_s,
-                VisibilityTimeout=self.visibility_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-            )
-        except Exception as exc:  # the queue is unreachable: back off, keep running
-            logger.bind(op="listen.receive").error("receive failed: {}", exc)
-            self.stop.wait(2.0)
-            return None
-        messages: list[dict[str, Any]] = [dict(m) for m in response.get("Messages", [])]
-        with self.summary._lock:
-            self.summary.received += len(messages)
-        return messages
+    def _retry_in(self, message: dict[str, Any]) -> int:
+        """A failed message comes back soon, later on each receive, at most after a timeout."""
+        count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        return min(5 * count, self.visibility_s)
 
-    def _handle(self, message: dict[str, Any]) -> None:
-        message_id, receipt = message["MessageId"], message["ReceiptHandle"]
-        with self._hold_lock:
-            self._holding[message_id] = receipt
+    def _handle(self, message: dict[str, Any]) -> bool:
+        """True when the message may be deleted; never raises (a bug must not stop the worker)."""
+        with self.summary._lock:
+            self.summary.received += 1
         try:
-            ack = self._process(message)
-        except Exception as exc:  # a bug must not stop the worker: leave it for redelivery
-            logger.bind(op="listen.message", message_id=message_id).exception(
+            return self._process(message)
+        except Exception as exc:  # leave it for redelivery
+            logger.bind(op="listen.message", message_id=message["MessageId"]).exception(
                 "unexpected error, message left for redelivery: {}", exc
             )
             self.summary.add("failed")
-            ack = False
-        finally:
-            with self._hold_lock:
-                self._holding.pop(message_id, None)
-        if ack:
-            try:
-                self.sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=receipt)
-            except Exception as exc:  # it comes back and is applied again: harmless
-                logger.bind(op="listen.delete", message_id=message_id).warning(
-                    "delete failed, the message will be redelivered: {}", exc
-                )
-        else:  # retry soon rather than after the whole visibility timeout
-            count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            self._set_visibility(receipt, min(5 * count, self.visibility_s))
+            return False
 
     def _process(self, message: dict[str, Any]) -> bool:
         """True when the message may be deleted."""
@@ -175,36 +149,12 @@ class SqsListener:
 
     def _to_dlq(self, message: dict[str, Any], reason: str) -> bool:
         try:
-            self.sqs.send_message(
-                QueueUrl=self._dlq_url,
-                MessageBody=message.get("Body", "") or "<empty>",
-                MessageAttributes={
-                    "docsync-error": {"DataType": "String", "StringValue": reason[:1000]}
-                },
+            self.queue.send(
+                self._dlq_url,
+                message.get("Body", "") or "<empty>",
+                {"docsync-error": {"DataType": "String", "StringValue": reason[:1000]}},
             )
             return True
-        except Exception as exc:  # leave it: the redrive policy moves it after N receives
+        except QueueError as exc:  # leave it: the redrive policy moves it after N receives
             logger.bind(op="listen.dlq").error("could not move to the DLQ: {}", exc)
             return False
-
-    def _set_visibility(self, receipt: str, seconds: int) -> None:
-        try:
-            self.sqs.change_message_visibility(
-                QueueUrl=self._queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
-            )
-        except Exception as exc:  # the message reappears after its timeout anyway
-            level = "DEBUG" if "ReceiptHandleIsInvalid" in str(exc) else "WARNING"
-            logger.bind(op="listen.visibility").log(level, "visibility not changed: {}", exc)
-
-    def _extend_visibility(self) -> None:
-        """Heartbeat: messages still being applied get another full timeout."""
-        interval = max(1.0, self.visibility_s / 3)
-        last = time.monotonic()
-        while not self.stop.wait(0.5):
-            if time.monotonic() - last < interval:
-                continue
-            last = time.monotonic()
-            with self._hold_lock:
-                held = list(self._holding.values())
-            for receipt in held:
-                self._set_visibility(receipt, self.visibility_s)

@@ -67,6 +67,10 @@ class ErrorMap:
     unavailable: type[StoreError] | None = None
     not_found: frozenset[str] = frozenset()
     conditional: bool = False
+    missing: str = "{what}: not found"  # the NotFoundError's text; may name {target}, {exc}
+    # a store's own reading of an error the rules do not cover (an answer S3 sends as an
+    # error, an operation an endpoint lacks): the exception to raise instead, or None
+    special: Callable[[str, ClientError], Exception | None] | None = None
 
     def translate(self, op: str, exc: Exception, target: str = "") -> Exception:
         """The exception to raise instead of `exc` (anything not botocore's passes through)."""
@@ -74,10 +78,13 @@ class ErrorMap:
             return exc
         what = f"{self.service} {op}" + (f" {target}" if target else "")
         if isinstance(exc, ClientError):
+            special = self.special(op, exc) if self.special is not None else None
+            if special is not None:
+                return special
             if self.conditional and is_conditional_failure(exc):
                 return condition_failure(op, exc)
             if error_code(exc) in self.not_found:
-                return NotFoundError(f"{what}: not found")
+                return NotFoundError(self.missing.format(what=what, target=target, exc=exc))
         if is_outage(exc):
             return (self.unavailable or self.failed)(f"{what} failed: {exc}")
         return self.failed(f"{what} failed: {exc}")

@@ -526,6 +526,12 @@ class CacheStore:
             return False
         return True
 
+    def drop(self, type_name: str, doc_id: str) -> None:
+        """Remove a cache entry outright, unconditionally (the demo plants drift with it)."""
+        self._call(
+            "DeleteItem", self._ddb.delete_item, Key={"pk": {"S": keys.cache_pk(type_name, doc_id)}}
+        )
+
 
 def _range_query(
     index: str,

@@ -41,5 +41,8 @@ def is_conditional_failure(exc: BaseException) -> bool:
     return error_code(exc) in {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
+NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})  # S3's
+
+
 def is_not_found(exc: BaseException) -> bool:
-    return error_code(exc) in {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+    return error_code(exc) in NOT_FOUND

@@ -1,4 +1,9 @@
-"""S3, the truth: get, head, put (returning S3's own ETag and time), delete, list."""
+"""S3, the truth: get, head, put (returning S3's own ETag and time), delete, list.
+
+Every call goes through the store seam (`base.StoreCall`): a missing key is `NotFoundError`
+(`head` answers None), anything else `ObjectStoreError`; a conditional get that S3 answers
+304 returns None. S3's breaker is a client hook (awsbreaker.py), so none is set here.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from engine.exceptions import NotFoundError, ObjectStoreError
-from engine.store.errors import is_not_found
+from engine.store.base import ErrorMap, StoreCall
+from engine.store.errors import NOT_FOUND
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -58,10 +64,29 @@ def _status(exc: ClientError) -> int | None:
     return int(status) if status is not None else None
 
 
+class _NotModified(Exception):
+    """A conditional get's answer (304): S3 still holds that ETag. Never leaves the store."""
+
+
+def _not_modified(op: str, exc: ClientError) -> Exception | None:
+    return _NotModified() if op == "GetObject" and _status(exc) == 304 else None
+
+
 class ObjectStore:
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._s3 = client
         self.bucket = bucket
+        # only reads name a missing key (or bucket); a failed write or listing is a failure
+        self.errors = ErrorMap("S3", ObjectStoreError)
+        self.read_errors = ErrorMap(
+            "S3",
+            ObjectStoreError,
+            not_found=NOT_FOUND,
+            missing=f"s3://{bucket}/{{target}} does not exist",
+            special=_not_modified,
+        )
+        self._call = StoreCall(self.errors)
+        self._read = StoreCall(self.read_errors)
 
     def get(self, key: str) -> StoredObject:
         stored = self._get(key)
@@ -82,24 +107,17 @@ class ObjectStore:
     def _get(
         self, key: str, if_none_match: str | None = None, version_id: str | None = None
     ) -> StoredObject | None:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if if_none_match:
+            kwargs["IfNoneMatch"] = if_none_match
+        elif version_id:
+            kwargs["VersionId"] = version_id
         try:
-            if if_none_match:
-                response = self._s3.get_object(
-                    Bucket=self.bucket, Key=key, IfNoneMatch=if_none_match
-                )
-            elif version_id:
-                response = self._s3.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)
-            else:
-                response = self._s3.get_object(Bucket=self.bucket, Key=key)
+            response = self._read("GetObject", self._s3.get_object, target=key, **kwargs)
+        except _NotModified:
+            return None
+        with self.read_errors.mapped("GetObject", key):
             body = response["Body"].read()
-        except ClientError as exc:
-            if if_none_match and _status(exc) == 304:
-                return None
-            if is_not_found(exc):
-                raise NotFoundError(f"s3://{self.bucket}/{key} does not exist") from exc
-            raise ObjectStoreError(f"S3 GetObject {key} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise ObjectStoreError(f"S3 GetObject {key} failed: {exc}") from exc
         info = ObjectInfo(
             key=key,
             etag=_etag(response["ETag"]),
@@ -111,13 +129,11 @@ class ObjectStore:
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
-            response = self._s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise ObjectStoreError(f"S3 HeadObject {key} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise ObjectStoreError(f"S3 HeadObject {key} failed: {exc}") from exc
+            response = self._read(
+                "HeadObject", self._s3.head_object, target=key, Bucket=self.bucket, Key=key
+            )
+        except NotFoundError:
+            return None
         return ObjectInfo(
             key,
             _etag(response["ETag"]),
@@ -129,24 +145,23 @@ class ObjectStore:
     def put(self, key: str, body: bytes) -> ObjectInfo:
         """Single-part put with Content-MD5, so S3 rejects a body damaged in transit."""
         md5 = hashlib.md5(body, usedforsecurity=False)
-        try:
-            response = self._s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/json",
-                ContentMD5=base64.b64encode(md5.digest()).decode(),
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise ObjectStoreError(f"S3 PutObject {key} failed: {exc}") from exc
+        response = self._call(
+            "PutObject",
+            self._s3.put_object,
+            target=key,
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/json",
+            ContentMD5=base64.b64encode(md5.digest()).decode(),
+        )
         etag = _etag(response.get("ETag", "")) or md5.hexdigest()
         return ObjectInfo(key, etag, len(body), _response_time(dict(response)), _version(response))
 
     def delete(self, key: str) -> datetime:
-        try:
-            response = self._s3.delete_object(Bucket=self.bucket, Key=key)
-        except (ClientError, BotoCoreError) as exc:
-            raise ObjectStoreError(f"S3 DeleteObject {key} failed: {exc}") from exc
+        response = self._call(
+            "DeleteObject", self._s3.delete_object, target=key, Bucket=self.bucket, Key=key
+        )
         return _response_time(dict(response))
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
@@ -155,7 +170,7 @@ class ObjectStore:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if start_after:
             kwargs["StartAfter"] = start_after
-        try:
+        with self.errors.mapped("ListObjectsV2", prefix):
             for page in paginator.paginate(**kwargs):
                 for obj in page.get("Contents", []):
                     yield ObjectInfo(
@@ -164,5 +179,3 @@ class ObjectStore:
                         int(obj["Size"]),
                         obj["LastModified"].astimezone(UTC),
                     )
-        except (ClientError, BotoCoreError) as exc:
-            raise ObjectStoreError(f"S3 ListObjectsV2 {prefix} failed: {exc}") from exc

@@ -1,29 +1,31 @@
-"""SQS for the operator commands (`docsync dlq`, `docsync doctor`): every call, one translation.
+"""SQS: every call of the listener, the reconcile tasks, the demo and the operator commands.
 
-Queue lookups, attributes, receive/release (a peek returns messages at once by setting their
-visibility back to 0), batched send and delete, and SQS's own message move tasks. botocore
-errors become `NotFoundError` (no such queue) or `QueueError`; an endpoint that does not
-implement move tasks (moto answers HTTP 500) raises `MoveTaskUnsupportedError`, so callers
-can fall back to copying.
+Queue lookups, attributes, receive (long polling), visibility changes (a heartbeat, a quick
+retry, or a peek's release at once), send and delete, one by one or batched, and SQS's own
+message move tasks. Errors go through the store seam: `NotFoundError` (no such queue) or
+`QueueError`; an endpoint that does not implement move tasks (moto answers HTTP 500) raises
+`MoveTaskUnsupportedError`, so callers can fall back to copying. The loop that consumes a
+queue is `consume.py`, above these calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from engine.exceptions import MoveTaskUnsupportedError, NotFoundError, QueueError
+from engine.exceptions import MoveTaskUnsupportedError, QueueError
+from engine.store.base import ErrorMap, StoreCall
 from engine.store.errors import error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-T = TypeVar("T")
-NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 UNSUPPORTED = {"UnsupportedOperation", "InvalidAction", "NotImplemented"}
+MOVE_TASKS = ("StartMessageMoveTask", "ListMessageMoveTasks")
 BATCH_MAX = 10
 BATCH_BYTES = 256 * 1024  # SendMessageBatch's limit on the sum of the bodies
 
@@ -59,43 +61,72 @@ class QueueStore:
     def __init__(self, client: SQSClient, endpoint_url: str | None = None) -> None:
         self._sqs = client
         self._endpoint_url = endpoint_url
+        self.errors = ErrorMap(
+            "SQS",
+            QueueError,
+            not_found=NO_QUEUE,
+            missing="{what}: no such queue ({exc.__class__.__name__})",  # botocore names it
+            special=self._move_task_unsupported,
+        )
+        self._call = StoreCall(self.errors)
 
-    def _call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        try:
-            return fn(**kwargs)
-        except ClientError as exc:
-            if error_code(exc) in NO_QUEUE:
-                raise NotFoundError(f"{what}: no such queue") from exc
-            raise QueueError(f"{what}: {error_code(exc) or exc}") from exc
-        except BotoCoreError as exc:
-            raise QueueError(f"{what}: {exc}") from exc
+    def url(self, name: str) -> str:
+        return self._call("GetQueueUrl", self._sqs.get_queue_url, target=name, QueueName=name)[
+            "QueueUrl"
+        ]
 
     def lookup(self, name: str) -> QueueRef:
-        url = self._call(f"queue {name}", self._sqs.get_queue_url, QueueName=name)["QueueUrl"]
+        url = self.url(name)
         return QueueRef(name, url, self.attributes(url, name)["QueueArn"])
 
     def attributes(self, url: str, name: str = "") -> dict[str, str]:
         response = self._call(
-            f"queue {name or url}", self._sqs.get_queue_attributes, QueueUrl=url,
-            AttributeNames=["All"],
+            "GetQueueAttributes", self._sqs.get_queue_attributes, target=name or url,
+            QueueUrl=url, AttributeNames=["All"],
         )  # fmt: skip
         attributes: dict[str, str] = {str(k): v for k, v in response.get("Attributes", {}).items()}
         return attributes
 
     def receive(
-        self, url: str, count: int, visibility_s: int, wait_s: int = 1
+        self,
+        url: str,
+        count: int,
+        visibility_s: int | None,
+        wait_s: int = 1,
+        system_attributes: Sequence[str] = ("All",),
+        message_attributes: Sequence[str] = ("All",),
     ) -> list[dict[str, Any]]:
-        response = self._call(
-            "receive",
-            self._sqs.receive_message,
-            QueueUrl=url,
-            MaxNumberOfMessages=max(1, min(BATCH_MAX, count)),
-            VisibilityTimeout=visibility_s,
-            WaitTimeSeconds=wait_s,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
+        """Up to `count` (1-10) messages, hidden for `visibility_s` (None: the queue's
+        default); a long poll of `wait_s`. Empty attribute lists are not asked for at all."""
+        kwargs: dict[str, Any] = {
+            "QueueUrl": url,
+            "MaxNumberOfMessages": max(1, min(BATCH_MAX, count)),
+            "WaitTimeSeconds": wait_s,
+        }
+        if visibility_s is not None:
+            kwargs["VisibilityTimeout"] = visibility_s
+        if system_attributes:
+            kwargs["MessageSystemAttributeNames"] = list(system_attributes)
+        if message_attributes:
+            kwargs["MessageAttributeNames"] = list(message_attributes)
+        response = self._call("ReceiveMessage", self._sqs.receive_message, **kwargs)
         return [dict(m) for m in response.get("Messages", [])]
+
+    def change_visibility(self, url: str, receipt: str, seconds: int) -> None:
+        """Hide a received message for `seconds` from now (a heartbeat, or a sooner retry)."""
+        self._call(
+            "ChangeMessageVisibility", self._sqs.change_message_visibility,
+            QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=seconds,
+        )  # fmt: skip
+
+    def delete(self, url: str, receipt: str) -> None:
+        self._call("DeleteMessage", self._sqs.delete_message, QueueUrl=url, ReceiptHandle=receipt)
+
+    def send(self, url: str, body: str, attributes: dict[str, Any] | None = None) -> None:
+        kwargs: dict[str, Any] = {"QueueUrl": url, "MessageBody": body}
+        if attributes:
+            kwargs["MessageAttributes"] = attributes
+        self._call("SendMessage", self._sqs.send_message, **kwargs)
 
     def release(self, url: str, receipts: list[str]) -> int:
         """Make received messages visible again at once; returns how many SQS confirmed
@@ -104,7 +135,7 @@ class QueueStore:
         for start in range(0, len(receipts), BATCH_MAX):
             chunk = receipts[start : start + BATCH_MAX]
             response = self._call(
-                "release",
+                "ChangeMessageVisibilityBatch",
                 self._sqs.change_message_visibility_batch,
                 QueueUrl=url,
                 Entries=[
@@ -120,7 +151,9 @@ class QueueStore:
         returns the ids SQS accepted."""
         sent: set[str] = set()
         for batch in size_batches(entries):
-            response = self._call("send", self._sqs.send_message_batch, QueueUrl=url, Entries=batch)
+            response = self._call(
+                "SendMessageBatch", self._sqs.send_message_batch, QueueUrl=url, Entries=batch
+            )
             sent.update(str(s["Id"]) for s in response.get("Successful", []))
         return sent
 
@@ -130,7 +163,7 @@ class QueueStore:
         items = list(receipts.items())
         for start in range(0, len(items), BATCH_MAX):
             response = self._call(
-                "delete",
+                "DeleteMessageBatch",
                 self._sqs.delete_message_batch,
                 QueueUrl=url,
                 Entries=[
@@ -140,32 +173,25 @@ class QueueStore:
             deleted.update(str(s["Id"]) for s in response.get("Successful", []))
         return deleted
 
-    def _unsupported(self, exc: ClientError) -> bool:
+    def _move_task_unsupported(self, op: str, exc: ClientError) -> Exception | None:
+        if op not in MOVE_TASKS:
+            return None
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        return error_code(exc) in UNSUPPORTED or (bool(self._endpoint_url) and status >= 500)
+        if error_code(exc) in UNSUPPORTED or (bool(self._endpoint_url) and status >= 500):
+            return MoveTaskUnsupportedError(f"{op} is not implemented")
+        return None
 
     def start_move_task(self, source_arn: str, destination_arn: str | None = None) -> str:
         """SQS's own redrive; without a destination, each message goes back to its source."""
         kwargs: dict[str, Any] = {"SourceArn": source_arn}
         if destination_arn:
             kwargs["DestinationArn"] = destination_arn
-        try:
-            response = self._sqs.start_message_move_task(**kwargs)
-        except ClientError as exc:
-            if self._unsupported(exc):
-                raise MoveTaskUnsupportedError("StartMessageMoveTask is not implemented") from exc
-            raise QueueError(f"start move task: {error_code(exc) or exc}") from exc
-        except BotoCoreError as exc:
-            raise QueueError(f"start move task: {exc}") from exc
+        response = self._call("StartMessageMoveTask", self._sqs.start_message_move_task, **kwargs)
         return str(response.get("TaskHandle", ""))
 
     def list_move_tasks(self, source_arn: str) -> list[dict[str, Any]]:
-        try:
-            response = self._sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10)
-        except ClientError as exc:
-            if self._unsupported(exc):
-                raise MoveTaskUnsupportedError("ListMessageMoveTasks is not implemented") from exc
-            raise QueueError(f"list move tasks: {error_code(exc) or exc}") from exc
-        except BotoCoreError as exc:
-            raise QueueError(f"list move tasks: {exc}") from exc
+        response = self._call(
+            "ListMessageMoveTasks", self._sqs.list_message_move_tasks,
+            SourceArn=source_arn, MaxResults=10,
+        )  # fmt: skip
         return [dict(r) for r in response.get("Results", [])]

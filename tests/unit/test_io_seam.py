@@ -35,11 +35,6 @@ ALLOWED: dict[str, str] = {
     "engine/streams/leases.py": "seam-streams",
     "engine/streams/stats.py": "seam-streams",
     "reconciler/lock.py": "seam-streams",
-    # removed when seam-queue lands
-    "engine/events/worker.py": "seam-queue",
-    "reconciler/tasks.py": "seam-queue",
-    "reconciler/inventory.py": "seam-queue",
-    "engine/demo.py": "seam-queue",
 }
 
 
