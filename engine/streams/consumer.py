@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from loguru import logger
 
 from engine import metrics
@@ -39,23 +38,24 @@ from engine.aws import AwsClients
 from engine.awsmetrics import kind_of
 from engine.exceptions import StoreError
 from engine.settings import Settings
-from engine.store.errors import error_code
+from engine.store.leases import (
+    Checkpoint,
+    Checkpoints,
+    Lease,
+    LeaseLostError,
+    PendingEmission,
+    consumer_lease,
+    read_lease,
+)
+from engine.store.stream import Lost, StreamStore
 from engine.streams.config import StreamSettings
 from engine.streams.effects import Effects, build_processor
 from engine.streams.exceptions import (
-    LeaseLostError,
     MalformedRecordError,
     StreamNotFoundError,
     StreamsError,
 )
 from engine.streams.exporters import iterator_age_s, to_cloudwatch, to_prometheus
-from engine.streams.leases import (
-    Checkpoint,
-    Checkpoints,
-    ConsumerLease,
-    PendingEmission,
-    read_lease,
-)
 from engine.streams.records import ChangeRecord, from_stream, sequence_int
 from engine.streams.shards import Shard, parse_shards, ready
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, build_sink, emission_name
@@ -152,7 +152,7 @@ class LocalConsumer:
         self.settings = settings
         self.config = config
         self.ddb = clients.dynamodb
-        self.streams = streams_client or clients.client("dynamodbstreams")
+        self.stream = StreamStore(clients, streams_client)
         self.sink = sink or build_sink(settings, config, clients, producer="consumer")
         self.core = build_processor(settings, config)
         needs_engine = config.repair or config.history
@@ -174,12 +174,8 @@ class LocalConsumer:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def stream_arn(self) -> str:
-        try:
-            table = self.ddb.describe_table(TableName=self.settings.table)["Table"]
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(f"describe table {self.settings.table}: {exc}") from exc
-        arn = table.get("LatestStreamArn")
-        if not arn or not table.get("StreamSpecification", {}).get("StreamEnabled", False):
+        arn, enabled = self.stream.table_stream(self.settings.table)
+        if not arn or not enabled:
             raise StreamNotFoundError(
                 f"table {self.settings.table} has no stream: run `docsync init`"
             )
@@ -194,7 +190,7 @@ class LocalConsumer:
     def _run(self, drain: bool) -> ConsumeSummary:
         arn = self.stream_arn()
         self.summary.stream_arn = arn
-        lease = ConsumerLease(
+        lease = consumer_lease(
             self.ddb, self.settings.leases_table, arn, self.config.lease_ttl_s, self.owner
         )
         log = logger.bind(op="consume", owner=lease.owner)
@@ -233,7 +229,7 @@ class LocalConsumer:
         self.summary.pending_keys = len(self.core.pending) if self.core.pending is not None else 0
         return self.summary
 
-    def _wait_for_lease(self, lease: ConsumerLease, arn: str, drain: bool) -> bool:
+    def _wait_for_lease(self, lease: Lease, arn: str, drain: bool) -> bool:
         deadline = time.monotonic() + 2 * self.config.lease_ttl_s + 1
         announced = False
         while not self.stop.is_set():
@@ -257,11 +253,11 @@ class LocalConsumer:
             self.stop.wait(self.config.lease_renew_s)
         return False
 
-    def _heartbeat(self, lease: ConsumerLease) -> None:
+    def _heartbeat(self, lease: Lease) -> None:
         with logger.contextualize(dry_run=self.settings.dry_run):
             self._renew(lease)
 
-    def _renew(self, lease: ConsumerLease) -> None:
+    def _renew(self, lease: Lease) -> None:
         last_ok = time.monotonic()
         while not self._lost.wait(self.config.lease_renew_s):
             try:
@@ -290,7 +286,7 @@ class LocalConsumer:
 
     # -- the active loop ----------------------------------------------------------------------
 
-    def _consume(self, arn: str, lease: ConsumerLease, drain: bool) -> None:
+    def _consume(self, arn: str, lease: Lease, drain: bool) -> None:
         checkpoints = Checkpoints(self.ddb, self.settings.leases_table, arn)
         self._check_retention(arn)
         self._recover(checkpoints, lease)
@@ -366,43 +362,28 @@ class LocalConsumer:
         self.summary.shards = len(self._states)
 
     def _describe(self, arn: str) -> list[Shard]:
-        raw: list[dict[str, Any]] = []
-        start: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"StreamArn": arn}
-            if start:
-                kwargs["ExclusiveStartShardId"] = start
-            try:
-                description = self.streams.describe_stream(**kwargs)["StreamDescription"]
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreError(f"describe stream: {exc}") from exc
-            raw.extend(description.get("Shards", []))
-            start = description.get("LastEvaluatedShardId")
-            if not start:
-                return parse_shards(raw)
+        return parse_shards(self.stream.shards(arn))
 
     def _iterator(self, arn: str, state: ShardState) -> str | None:
-        kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": state.shard.shard_id}
+        shard_id = state.shard.shard_id
         if state.position:
-            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=state.position)
+            got = self.stream.iterator(arn, shard_id, "AFTER_SEQUENCE_NUMBER", state.position)
         elif state.replay_from:
-            kwargs.update(ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=state.replay_from)
+            got = self.stream.iterator(arn, shard_id, "AT_SEQUENCE_NUMBER", state.replay_from)
         else:
-            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
-        try:
-            return str(self.streams.get_shard_iterator(**kwargs)["ShardIterator"])
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "TrimmedDataAccessException" and (state.position or state.replay_from):
-                where = state.position or state.replay_from
-                self._trimmed(arn, state.shard.shard_id, f"sequence {where} was trimmed")
-                state.position = state.replay_from = state.replay_until = None
-                return self._iterator(arn, state)
-            if code == "ResourceNotFoundException":  # the shard itself has been trimmed
-                self._trimmed(arn, state.shard.shard_id, "the shard is gone")
-                state.finished = True
-                return None
-            raise StoreError(f"get shard iterator: {exc}") from exc
+            got = self.stream.iterator(arn, shard_id, "TRIM_HORIZON")
+        if got is Lost.TRIMMED and (state.position or state.replay_from):
+            where = state.position or state.replay_from
+            self._trimmed(arn, shard_id, f"sequence {where} was trimmed")
+            state.position = state.replay_from = state.replay_until = None
+            return self._iterator(arn, state)
+        if got is Lost.SHARD_GONE:
+            self._trimmed(arn, shard_id, "the shard is gone")
+            state.finished = True
+            return None
+        if isinstance(got, Lost):  # trimmed at TRIM_HORIZON: nothing sensible to retry
+            raise StoreError(f"get shard iterator: {got.value}")
+        return got
 
     @kind_of("stream", "docsync.stream.batch", ("state",))
     def _read(self, arn: str, state: ShardState) -> int:
@@ -411,22 +392,18 @@ class LocalConsumer:
             if state.iterator is None:
                 return 0
         try:
-            response = self.streams.get_records(
-                ShardIterator=state.iterator, Limit=self.config.get_records_limit
-            )
-        except ClientError as exc:
-            code = error_code(exc)
+            response = self.stream.records(state.iterator, self.config.get_records_limit)
+        except StoreError:
             state.iterator = None
-            if code == "ExpiredIteratorException":  # iterators live 15 minutes
+            raise
+        if isinstance(response, Lost):  # EXPIRED or TRIMMED
+            state.iterator = None
+            if response is Lost.EXPIRED:
                 self.summary.expired_iterators += 1
-                return 0
-            if code == "TrimmedDataAccessException":
+            else:
                 self._trimmed(arn, state.shard.shard_id, "records were trimmed while reading")
                 state.position = None
-                return 0
-            raise StoreError(f"get records: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"get records: {exc}") from exc
+            return 0
         self.summary.get_records += 1
         raw_records = response.get("Records", [])
         records = self._decode(arn, state.shard.shard_id, raw_records)
@@ -482,7 +459,7 @@ class LocalConsumer:
             "records lost to the stream's 24 h retention ({}): run `docsync reconcile`", why
         )
 
-    def _recover(self, checkpoints: Checkpoints, lease: ConsumerLease) -> None:
+    def _recover(self, checkpoints: Checkpoints, lease: Lease) -> None:
         """Settle the emission a predecessor began (the sink says whether its rows are stored)
         before any checkpoint is read."""
         pending = checkpoints.load_pending()
@@ -496,7 +473,7 @@ class LocalConsumer:
             checkpoints.drop_pending(lease)
             log.info("a begun emission was not stored: its records will be read again")
 
-    def _settle(self, checkpoints: Checkpoints, lease: ConsumerLease) -> bool:
+    def _settle(self, checkpoints: Checkpoints, lease: Lease) -> bool:
         """After a failed write: roll forward if it was stored after all, else take its rows
         back for the next emission. False while the sink cannot tell."""
         emission = self._unsettled
@@ -516,7 +493,7 @@ class LocalConsumer:
         self._unsettled = None
         return True
 
-    def _checkpoint(self, checkpoints: Checkpoints, lease: ConsumerLease) -> None:
+    def _checkpoint(self, checkpoints: Checkpoints, lease: Lease) -> None:
         if not self._settle(checkpoints, lease):
             return
         oldest = self.core.pending.oldest() if self.core.pending is not None else {}

@@ -3,8 +3,8 @@
 DocsyncError
 └── StreamsError                 a stream consumer cannot go on as it is
     ├── MalformedRecordError     a record that cannot be decoded: dead-lettered, never retried
-    ├── LeaseLostError           another consumer holds the stream's lease now
     └── StreamNotFoundError      the table has no stream (enable it with `docsync init`)
+(The lease lost to another holder is engine/store/leases.py's LeaseLostError, a StoreError.)
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ class StreamsError(DocsyncError):
 
 
 class MalformedRecordError(StreamsError):
-    pass
-
-
-class LeaseLostError(StreamsError):
     pass
 
 

@@ -21,9 +21,9 @@ from engine.documents import Document, parse_document
 from engine.exceptions import WriteConflictError
 from engine.settings import Settings
 from engine.store.base import ConditionFailed
+from engine.store.leases import Checkpoints
 from engine.streams import lambda_handler
 from engine.streams.consumer import LocalConsumer
-from engine.streams.leases import Checkpoints
 from tests.integration.test_reconcile import _stream_records
 from tests.integration.test_streams_consumer import config, doc
 from tests.integration.test_streams_lambda import lambda_shape, ttl_event

@@ -17,6 +17,7 @@ import pytest
 
 from engine.app import Engine
 from engine.settings import Settings
+from engine.store.leases import Checkpoint, Checkpoints, Lease, pending_key
 from engine.streams import consumer as consumer_module
 from engine.streams import lambda_handler
 from engine.streams.analytics import merge_rows
@@ -24,7 +25,6 @@ from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.core import StreamProcessor
 from engine.streams.flush import MetricsFlusher
-from engine.streams.leases import Checkpoint, Checkpoints, ConsumerLease, pending_key
 from engine.streams.records import from_stream
 from engine.streams.sinks import ANALYTICS, RowSink, build_sink, newest_per_identity
 from tests.integration.test_streams_consumer import doc, stream_records
@@ -87,7 +87,7 @@ class FaultySink:
 def crashing_checkpoints(plan: Plan) -> type[Checkpoints]:
     class Crashing(Checkpoints):
         def save(
-            self, updates: Mapping[str, Checkpoint], lease: ConsumerLease, *, settle: bool = False
+            self, updates: Mapping[str, Checkpoint], lease: Lease, *, settle: bool = False
         ) -> None:
             super().save(updates, lease, settle=settle)
             if settle:
