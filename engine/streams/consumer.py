@@ -5,13 +5,9 @@ over once it expires). It discovers shards, reads parents before their children,
 shard after its checkpoint (TRIM_HORIZON the first time), finishes closed shards, gets a new
 iterator when one expires, and reports data lost to the 24-hour retention (a reconcile is then
 needed). Analytics are exactly once in effect, across crashes and takeovers: every checkpoint
-is two-phase. It first records the pending emission (the sink name of its rows and the shard
-positions they cover) beside the checkpoints, under the lease's fence; then writes the rows
-(and dead letters) under exactly that name; then moves the checkpoints and drops the marker in
-one transaction. Whoever finds a marker (this process after a failed write, or a successor)
-asks the sink: the object is there, so the checkpoints roll forward to the marker's positions
-(nothing counted twice); or it is not, so the marker goes and those records are read again
-(nothing lost). Scale-out beyond one process is Lambda's or KCL's job.
+is two-phase (engine/streams/emission.py). The stream's calls are engine/store/stream.py's,
+the lease and checkpoints engine/store/leases.py's. Scale-out beyond one process is Lambda's
+or KCL's job.
 
 Repair and history (engine/streams/effects.py): each batch's history entries are stored before
 its position moves, and keys past their deadline are repaired between reads. A checkpoint
@@ -25,9 +21,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
@@ -43,13 +38,13 @@ from engine.store.leases import (
     Checkpoints,
     Lease,
     LeaseLostError,
-    PendingEmission,
     consumer_lease,
     read_lease,
 )
 from engine.store.stream import Lost, StreamStore
 from engine.streams.config import StreamSettings
 from engine.streams.effects import Effects, build_processor
+from engine.streams.emission import EmissionProtocol, ShardState
 from engine.streams.exceptions import (
     MalformedRecordError,
     StreamNotFoundError,
@@ -58,39 +53,9 @@ from engine.streams.exceptions import (
 from engine.streams.exporters import iterator_age_s, to_cloudwatch, to_prometheus
 from engine.streams.records import ChangeRecord, from_stream, sequence_int
 from engine.streams.shards import Shard, parse_shards, ready
-from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, build_sink, emission_name
+from engine.streams.sinks import RowSink, build_sink
 
 RETENTION_S = 24 * 3600
-
-
-@dataclass
-class ShardState:
-    shard: Shard
-    position: str | None = None  # last sequence number processed (in memory)
-    saved: Checkpoint = field(default_factory=Checkpoint)  # what the leases table holds
-    finished: bool = False
-    iterator: str | None = None
-    empty_reads: int = 0  # consecutive empty GetRecords: caught up
-    age_s: float = 0.0
-    replay_from: str | None = None  # after a restart: read again from here (AT_SEQUENCE)...
-    replay_until: str | None = None  # ... feeding only the pending keys up to here
-
-    def counted(self) -> str | None:
-        """The position whose effects are stored (never behind a replay's end)."""
-        if self.replay_until and (
-            self.position is None or sequence_int(self.position) < sequence_int(self.replay_until)
-        ):
-            return self.replay_until
-        return self.position
-
-
-@dataclass
-class Emission:
-    """A begun emission whose fate is unknown (its write failed): kept until settled."""
-
-    pending: PendingEmission
-    rows: list[dict[str, Any]]
-    dead: list[dict[str, Any]]
 
 
 @dataclass
@@ -165,11 +130,9 @@ class LocalConsumer:
         self.owner = owner
         self.stop = threading.Event()
         self.summary = ConsumeSummary(dry_run=settings.dry_run)
-        self._dead: list[dict[str, Any]] = []
         self._states: dict[str, ShardState] = {}
-        self._unsettled: Emission | None = None
+        self.emission = EmissionProtocol(self.core, self.sink, self._states, self.summary)
         self._lost = threading.Event()
-        self._last_checkpoint_at: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -213,8 +176,7 @@ class LocalConsumer:
                 except LeaseLostError as exc:
                     log.error("lease lost, back to standby: {}", exc)
                     self.core.discard_pending()
-                    self._dead.clear()
-                    self._unsettled = None  # the marker is its successor's to settle
+                    self.emission.forget()
                     self._states.clear()  # its successor moved the checkpoints on
                     self.summary.role = "standby"
                 finally:
@@ -237,8 +199,8 @@ class LocalConsumer:
             if lease.try_acquire(self._status()):
                 # Our status replaces the last holder's: keep when it last checkpointed.
                 last = (previous.get("status") or {}).get("checkpointed_at")
-                if isinstance(last, int | float) and self._last_checkpoint_at is None:
-                    self._last_checkpoint_at = float(last)
+                if isinstance(last, int | float) and self.emission.last_checkpoint_at is None:
+                    self.emission.last_checkpoint_at = float(last)
                 return True
             if not announced:
                 logger.bind(op="consume", owner=lease.owner, holder=previous.get("owner")).info(
@@ -280,7 +242,7 @@ class LocalConsumer:
             "shards": len(states),
             "trimmed": self.summary.trimmed,
             "malformed": self.summary.malformed,
-            "checkpointed_at": self._last_checkpoint_at,
+            "checkpointed_at": self.emission.last_checkpoint_at,
             "cluster": self.core.cluster.as_dict(),
         }
 
@@ -289,7 +251,7 @@ class LocalConsumer:
     def _consume(self, arn: str, lease: Lease, drain: bool) -> None:
         checkpoints = Checkpoints(self.ddb, self.settings.leases_table, arn)
         self._check_retention(arn)
-        self._recover(checkpoints, lease)
+        self.emission.recover(checkpoints, lease)
         self._refresh(arn, checkpoints)
         last_checkpoint = last_refresh = time.monotonic()
         while not self.stop.is_set():
@@ -305,14 +267,14 @@ class LocalConsumer:
                 state = self._states[shard.shard_id]
                 progressed |= self._read(arn, state) > 0
                 if state.finished:  # children may start: store this shard's end first
-                    self._checkpoint(checkpoints, lease)
+                    self.emission.checkpoint(checkpoints, lease)
                     last_checkpoint = time.monotonic()
                     self._refresh(arn, checkpoints)
                     progressed = True
             metrics.STREAM_ITERATOR_AGE.set(max([s.age_s for s in self._states.values()] or [0]))
             self._repair_due()
             if time.monotonic() - last_checkpoint >= self.config.checkpoint_interval_s:
-                self._checkpoint(checkpoints, lease)
+                self.emission.checkpoint(checkpoints, lease)
                 last_checkpoint = time.monotonic()
             if time.monotonic() - last_refresh >= self.config.shard_refresh_s:
                 self._refresh(arn, checkpoints)
@@ -322,7 +284,7 @@ class LocalConsumer:
                 break
             if not progressed and not drain:
                 self.stop.wait(self.config.idle_wait_s)
-        self._checkpoint(checkpoints, lease)
+        self.emission.checkpoint(checkpoints, lease)
 
     def _repair_due(self) -> None:
         for outcome, n in self.effects.repair(self.core).items():
@@ -330,7 +292,7 @@ class LocalConsumer:
 
     def _check_retention(self, arn: str) -> None:
         """A consumer that stopped checkpointing more than 24 h ago has lost records."""
-        last = self._last_checkpoint_at
+        last = self.emission.last_checkpoint_at
         if last is not None and time.time() - last > RETENTION_S:
             self._trimmed(
                 arn, "*", f"the last checkpoint is {(time.time() - last) / 3600:.0f} h old"
@@ -447,7 +409,7 @@ class LocalConsumer:
                 self.summary.malformed += 1
                 metrics.STREAM_MALFORMED.inc()
                 logger.bind(op="consume", shard=shard_id).warning("malformed record: {}", exc)
-                self._dead.append(
+                self.emission.dead.append(
                     {"reason": str(exc), "source": source, "record": item, "driver": "consumer"}
                 )
         return records
@@ -458,101 +420,3 @@ class LocalConsumer:
         logger.bind(op="consume", stream=arn, shard=shard_id).error(
             "records lost to the stream's 24 h retention ({}): run `docsync reconcile`", why
         )
-
-    def _recover(self, checkpoints: Checkpoints, lease: Lease) -> None:
-        """Settle the emission a predecessor began (the sink says whether its rows are stored)
-        before any checkpoint is read."""
-        pending = checkpoints.load_pending()
-        if pending is None:
-            return
-        log = logger.bind(op="consume.recover", emission=pending.name)
-        if self.sink.exists(ANALYTICS, pending.name):
-            checkpoints.save(pending.positions, lease, settle=True)
-            log.info("a begun emission was stored: checkpoints rolled forward to it")
-        else:
-            checkpoints.drop_pending(lease)
-            log.info("a begun emission was not stored: its records will be read again")
-
-    def _settle(self, checkpoints: Checkpoints, lease: Lease) -> bool:
-        """After a failed write: roll forward if it was stored after all, else take its rows
-        back for the next emission. False while the sink cannot tell."""
-        emission = self._unsettled
-        if emission is None:
-            return True
-        try:
-            stored = self.sink.exists(ANALYTICS, emission.pending.name)
-        except Exception as exc:
-            logger.bind(op="consume.checkpoint").error("sink unreachable, will retry: {}", exc)
-            return False
-        if stored:
-            checkpoints.save(emission.pending.positions, lease, settle=True)
-            self._saved(emission.pending.positions, len(emission.rows))
-        else:
-            self.core.restore_rows(emission.rows)
-            self._dead[:0] = emission.dead
-        self._unsettled = None
-        return True
-
-    def _checkpoint(self, checkpoints: Checkpoints, lease: Lease) -> None:
-        if not self._settle(checkpoints, lease):
-            return
-        oldest = self.core.pending.oldest() if self.core.pending is not None else {}
-        arn = checkpoints.stream_arn
-        wanted = {
-            sid: Checkpoint(
-                st.counted(),
-                st.finished,
-                None
-                if st.finished
-                else st.saved.replay_at
-                if st.replay_until  # mid-replay: keys after the position are not rebuilt yet
-                else oldest.get(f"{arn}/{sid}"),
-            )
-            for sid, st in self._states.items()
-        }
-        updates = {sid: cp for sid, cp in wanted.items() if cp != self._states[sid].saved}
-        rows, dead = self.core.take_rows(), list(self._dead)
-        if rows or dead:
-            identity = [
-                f"{sid}:{self._states[sid].saved.sequence}:{cp.sequence}:{cp.finished}"
-                for sid, cp in sorted(updates.items())
-            ]
-            name = emission_name(datetime.now(UTC), "consumer", checkpoints.stream_arn, *identity)
-            emission = Emission(PendingEmission(name, updates), rows, dead)
-            try:
-                checkpoints.begin(emission.pending, lease)
-            except BaseException:
-                self.core.restore_rows(rows)
-                raise
-            self._dead.clear()
-            self._unsettled = emission
-            try:
-                if dead:
-                    self.sink.put(DEAD_LETTER, name, dead)
-                self.sink.put(ANALYTICS, name, rows)  # last: its presence means all is stored
-            except Exception as exc:  # settled at the next checkpoint, or by a successor
-                logger.bind(op="consume.checkpoint").error(
-                    "analytics not stored, will retry: {}", exc
-                )
-                return
-            checkpoints.save(updates, lease, settle=True)
-            self._unsettled = None
-        elif updates:
-            checkpoints.save(updates, lease)
-        self._saved(updates, len(rows))
-        logger.bind(
-            op="consume.checkpoint",
-            rows=len(rows),
-            shards=len(updates),
-            records=self.core.totals["records"],
-            at=datetime.now(UTC).isoformat(),
-        ).debug("checkpoint")
-
-    def _saved(self, positions: Mapping[str, Checkpoint], rows: int) -> None:
-        for sid, cp in positions.items():
-            if sid in self._states:
-                self._states[sid].saved = cp
-        if positions:
-            self.summary.checkpoints += 1
-        self.summary.rows_emitted += rows
-        self._last_checkpoint_at = time.time()
