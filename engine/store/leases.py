@@ -150,7 +150,6 @@ class Lease:
     def release(self, status: Mapping[str, Any] | None = None) -> None:
         """Let the next holder take over at once, only if still ours (else nothing happens);
         a kept item stays with its last status."""
-        mine = {"ConditionExpression": "#o = :me", "ExpressionAttributeNames": {"#o": "owner"}}
         try:
             if self.keep:
                 self._call(
@@ -175,8 +174,9 @@ class Lease:
                     target=self.key,
                     TableName=self.table,
                     Key=_key(self.key),
+                    ConditionExpression="#o = :me",
+                    ExpressionAttributeNames={"#o": "owner"},
                     ExpressionAttributeValues={":me": {"S": self.owner}},
-                    **mine,
                 )
         except ConditionFailed:
             pass

@@ -7,8 +7,9 @@ table's Kinesis destination) into the figures an operator watches and into analy
     histogram.py  fixed-bucket histograms (they add up, and still give percentiles)
     flush.py      the read path's hit/miss flush into reserved metrics items of the cache table
     shards.py     shard lineage: parents before children
-    leases.py     the local consumer's lease and checkpoints (leases table)
-    consumer.py   `docsync consume`: one active consumer per stream, standby takeover
+    consumer.py   `docsync consume`: one active consumer per stream, standby takeover (the
+                  lease, checkpoints and stream reads: engine/store/leases.py, stream.py)
+    emission.py   the consumer's two-phase checkpoints: analytics exactly once in effect
     lambda_handler.py   DynamoDB stream (and Kinesis) batches, partial batch responses, EMF
     kcl.py        KCL 3 record processor for the Kinesis destination (multilang.py: protocol)
     sinks.py      analytics rows and dead letters, one named object per emission: S3 (reserved
