@@ -27,8 +27,11 @@ env: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/docsync demo
 
+# Tests run in 4 pytest-xdist workers, each with its own moto server: most of a test's time is
+# moto (in-process, one GIL) or a CLI subprocess, so 4 workers keep 2 cores busy.
+TEST_WORKERS ?= 4
 test: $(STAMP) $(SCAN_STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # e.g. PACKAGE_ARGS="--python 3.11" or "--compiler /usr/bin/python3.12" (for the zip's bytecode)
 PACKAGE_ARGS ?=
@@ -42,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/read_path.py

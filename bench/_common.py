@@ -158,8 +158,9 @@ class Harness:
 
 
 @contextmanager
-def harness() -> Iterator[Harness]:
-    """A fresh embedded moto with every resource created by `docsync init`."""
+def harness(**overrides: Any) -> Iterator[Harness]:
+    """A fresh embedded moto with every resource created by `docsync init` (`overrides`:
+    settings, e.g. month_shards)."""
     for name in list(os.environ):
         if name.startswith(("DOCSYNC_", "AWS_ENDPOINT_URL")):
             del os.environ[name]
@@ -167,7 +168,9 @@ def harness() -> Iterator[Harness]:
     os.environ["MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR"] = "false"  # purge at will
     configure_logging("json", "WARNING")
     with moto_server() as server:
-        settings = load_settings(None, endpoint_url=server.endpoint, max_attempts=2, concurrency=16)
+        settings = load_settings(
+            None, endpoint_url=server.endpoint, max_attempts=2, concurrency=16, **overrides
+        )
         counter, raw_counter = CallCounter(), CallCounter()
         engine = Engine.build(settings, counter)
         Infrastructure(settings, engine.clients).init()
@@ -237,6 +240,7 @@ def cache_item(
         source=source,
         ttl_days=settings.cache_ttl_days,
         inline_limit=INLINE_BODY_LIMIT,
+        month_shards=settings.month_shards,
     )
     item: dict[str, Any] = serialize(
         {**attrs, "pk": cache_pk(doc.type, doc.id), "version": 1, **extra}

@@ -125,7 +125,14 @@ def run_query(h: Harness, source: str) -> tuple[float, Counter[str], list[str]]:
 
 
 def bench_query(h: Harness, docs: list[Document], repeats: int) -> dict[str, Any]:
+    scanned: Counter[str] = Counter()
+
+    def count_items(parsed: dict[str, Any], **_: Any) -> None:
+        scanned["read"] += int(parsed.get("ScannedCount", 0))
+
+    h.engine.clients.dynamodb.meta.events.register("after-call.dynamodb.Query", count_items)
     cache_runs = [run_query(h, "auto") for _ in range(repeats)]
+    read_per_returned = scanned["read"] / max(sum(len(run[2]) for run in cache_runs), 1)
     cache_ms = median_ms([run[0] for run in cache_runs])
     cache_calls = cache_runs[0][1]
     print("querying via S3 (lists and reads every object) ...", file=sys.stderr, flush=True)
@@ -159,6 +166,7 @@ def bench_query(h: Harness, docs: list[Document], repeats: int) -> dict[str, Any
         "cache_calls_by_op": dict(cache_calls),
         "s3_calls_by_op": dict(s3_calls),
         "same_first_page": cache_runs[0][2] == s3_ids,
+        "items_read_per_returned": round(read_per_returned, 3),
         "full_paging": {
             "page_limit": 1000,
             "pages": pages,
@@ -179,9 +187,10 @@ def main() -> None:
     parser.add_argument("--gets", type=int, default=200, help="gets per variant per round (200)")
     parser.add_argument("--query-repeats", type=int, default=5, help="cache query runs (5)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--month-shards", type=int, default=1, help="month_shards (1)")
     args = parser.parse_args()
 
-    with harness() as h:
+    with harness(month_shards=args.month_shards) as h:
         docs = load_corpus(h, args.documents, args.seed)
         print("timing gets ...", file=sys.stderr, flush=True)
         gets = bench_gets(h, docs, args.rounds, min(args.gets, len(docs)))
@@ -196,7 +205,10 @@ def main() -> None:
     speed_ok = query["speed_ratio"] >= QUERY_SPEED_TARGET
     paging = query["full_paging"]
 
-    print(f"\ndocsync read path — {args.documents:,} documents on an embedded moto")
+    print(
+        f"\ndocsync read path — {args.documents:,} documents on an embedded moto,"
+        f" month_shards={args.month_shards}"
+    )
     print_table(
         f"Cache-hit get ({args.rounds} interleaved rounds × {args.gets} gets per variant)",
         ["variant", "median ms/get", "AWS calls/get"],
@@ -222,7 +234,10 @@ def main() -> None:
         f" {query['speed_ratio']:,.1f}× faster (target ≥ 10×: {verdict(speed_ok)});"
         f" same first page from both paths: {query['same_first_page']}"
     )
-    print(f"  AWS calls per query page (cache): {query['cache_calls']}")
+    print(
+        f"  AWS calls per query page (cache): {query['cache_calls']};"
+        f" index items read per item returned: {query['items_read_per_returned']}"
+    )
     print_table(
         "Whole 90-day result via the cache, page tokens, limit 1000",
         ["pages", "items", "expected", "ms", "AWS calls", "calls/page", "calls of each page"],

@@ -24,13 +24,13 @@ from _common import MOTO_CAVEAT, Harness, cache_item, harness, print_table, prog
 from engine import keys
 from engine.app import Engine
 from engine.documents import Document, parse_document
+from engine.readmetrics.flush import MetricsFlusher
 from engine.sample import sample_documents
 from engine.store.leases import checkpoint_key, consumer_key
 from engine.store.objects import ObjectInfo
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.core import StreamProcessor
-from engine.streams.flush import MetricsFlusher
 from engine.streams.records import from_stream
 
 RATIO_TARGET = 0.8  # the consumer keeps up with at least 80% of a bare GetRecords loop
@@ -229,9 +229,7 @@ def bench_reads(h: Harness, docs: list[Document], rounds: int, gets: int) -> dic
             interval = variants[name]
             flusher = None
             if interval is not None:
-                flusher = MetricsFlusher(
-                    h.engine.clients.dynamodb, h.settings.table, reader.stats, interval_s=interval
-                ).start()
+                flusher = MetricsFlusher(h.engine.cache, reader.stats, interval_s=interval).start()
             started = time.perf_counter()
             for t, i in targets:
                 reader.get(t, i)
@@ -260,7 +258,7 @@ def bench_reads(h: Harness, docs: list[Document], rounds: int, gets: int) -> dic
 
 
 def _record_cost(n: int = 200_000) -> float:
-    from engine.reader import ReadStats
+    from engine.readmetrics.stats import ReadStats
 
     stats = ReadStats()
     record: Callable[[str, float], None] = stats.record

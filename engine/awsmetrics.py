@@ -30,6 +30,7 @@ from prometheus_client import Counter, Histogram
 
 from engine import tracing
 from engine.metrics import REGISTRY
+from engine.readmetrics.buckets import AWS_CALL_LATENCY_S, ITEMS
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.metrics import Metrics
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 KINDS = ("read", "write", "listener", "reconcile", "stream", "other")
 _KIND: ContextVar[str] = ContextVar("docsync_operation_kind", default="other")
 
-_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_ITEMS = (0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 
 OPERATIONS = Counter(
     "docsync_aws_operations",
@@ -50,7 +49,7 @@ OPERATION_SECONDS = Histogram(
     "docsync_aws_operation_seconds",
     "AWS call duration, retries included.",
     ["service", "operation", "target"],
-    buckets=_LATENCY,
+    buckets=AWS_CALL_LATENCY_S,
     registry=REGISTRY,
 )
 CONSUMED_CAPACITY = Counter(
@@ -63,14 +62,14 @@ ITEMS_RETURNED = Histogram(
     "docsync_aws_items_returned",
     "Items per response (not GetItem): DynamoDB Count, SQS messages, S3 keys listed.",
     ["service", "operation", "target"],
-    buckets=_ITEMS,
+    buckets=ITEMS,
     registry=REGISTRY,
 )
 ITEMS_SCANNED = Histogram(
     "docsync_dynamodb_items_scanned",
     "DynamoDB ScannedCount per Query/Scan page (items read before the filter).",
     ["table", "operation"],
-    buckets=_ITEMS,
+    buckets=ITEMS,
     registry=REGISTRY,
 )
 THROTTLES = Counter(

@@ -56,7 +56,6 @@ CONTRACT: dict[str, tuple[Unit, Kind]] = {
 DIMENSION = "Environment"
 EMF_VALUES_MAX = 100  # values of one metric in one EMF document
 PUT_VALUES_MAX = 150  # values of one PutMetricData datum
-PUT_DATA_MAX = 100  # datums of one PutMetricData call
 SAMPLES_MAX = 10_000  # samples of one metric kept per flush interval
 
 
@@ -209,15 +208,14 @@ def flush(
 
 
 def _put(settings: Settings, clients: AwsClients | None, figures: dict[str, list[float]]) -> None:
+    from engine.store.metrics import MetricsStore  # the breaker imports this module: below it
+
     if clients is None:
         from engine.aws import AwsClients
 
         clients = AwsClients(settings)
     data = metric_data(figures, settings.metrics_environment)
-    for start in range(0, len(data), PUT_DATA_MAX):
-        clients.cloudwatch.put_metric_data(
-            Namespace=settings.metrics_namespace, MetricData=data[start : start + PUT_DATA_MAX]
-        )
+    MetricsStore(clients.cloudwatch).put(settings.metrics_namespace, data)
 
 
 class PeriodicFlush:

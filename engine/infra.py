@@ -10,12 +10,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from engine import keys
 from engine.aws import AwsClients
+from engine.exceptions import NotFoundError, StoreError
 from engine.settings import Settings
-from engine.store.errors import error_code
+from engine.store.control import ControlStore, UnsupportedError
 
 NOTIFY_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"]
 MAX_MESSAGE_BYTES = 262_144  # S3 notifications reach 64 KB; smaller limits lose them
@@ -69,7 +68,7 @@ def cache_table_spec(settings: Settings) -> dict[str, Any]:
             ),
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": STREAM_VIEW},
-        "Tags": [{"Key": k, "Value": v} for k, v in settings.tags.items()],
+        "Tags": _tags(settings),
     }
 
 
@@ -85,7 +84,21 @@ def leases_table_spec(settings: Settings) -> dict[str, Any]:
         "BillingMode": "PAY_PER_REQUEST",
         "KeySchema": [{"AttributeName": "lease_key", "KeyType": "HASH"}],
         "AttributeDefinitions": [{"AttributeName": "lease_key", "AttributeType": "S"}],
-        "Tags": [{"Key": k, "Value": v} for k, v in settings.tags.items()],
+        "Tags": _tags(settings),
+    }
+
+
+def _tags(settings: Settings) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in settings.tags.items()]
+
+
+def noncurrent_expiry(settings: Settings) -> dict[str, Any]:
+    """With versioning on, the lifecycle rule that bounds what it keeps."""
+    return {
+        "ID": "docsync-noncurrent-expiry",
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "NoncurrentVersionExpiration": {"NoncurrentDays": settings.noncurrent_version_days},
     }
 
 
@@ -139,9 +152,11 @@ class InitReport:
 
 
 class Infrastructure:
+    """What `init` creates and what its report says; the calls are engine/store/control.py's."""
+
     def __init__(self, settings: Settings, clients: AwsClients) -> None:
         self.s = settings
-        self.clients = clients
+        self.control = ControlStore(clients, settings.endpoint_url)
         self._created = "would create" if settings.dry_run else "created"
 
     def init(self) -> InitReport:
@@ -159,43 +174,15 @@ class Infrastructure:
     # -- S3 -----------------------------------------------------------------------------------
 
     def _bucket(self, report: InitReport) -> None:
-        s3 = self.clients.s3
         try:
-            s3.head_bucket(Bucket=self.s.bucket)
+            self.control.head_bucket(self.s.bucket)
             report.add("bucket", self.s.bucket, "exists")
-        except ClientError as exc:
-            if error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
-                raise
-            kwargs: dict[str, Any] = {"Bucket": self.s.bucket}
-            if self.s.region != "us-east-1":
-                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.s.region}
-            s3.create_bucket(**kwargs)
-            s3.put_bucket_tagging(
-                Bucket=self.s.bucket,
-                Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in self.s.tags.items()]},
-            )
+        except NotFoundError:
+            self.control.create_bucket(self.s.bucket, self.s.region, self.s.tags)
             report.add("bucket", self.s.bucket, self._created)
         if self.s.versioning:
-            status = s3.get_bucket_versioning(Bucket=self.s.bucket).get("Status")
-            if status != "Enabled":
-                s3.put_bucket_versioning(
-                    Bucket=self.s.bucket, VersioningConfiguration={"Status": "Enabled"}
-                )
-                s3.put_bucket_lifecycle_configuration(
-                    Bucket=self.s.bucket,
-                    LifecycleConfiguration={
-                        "Rules": [
-                            {
-                                "ID": "docsync-noncurrent-expiry",
-                                "Status": "Enabled",
-                                "Filter": {"Prefix": ""},
-                                "NoncurrentVersionExpiration": {
-                                    "NoncurrentDays": self.s.noncurrent_version_days
-                                },
-                            }
-                        ]
-                    },
-                )
+            if self.control.versioning(self.s.bucket) != "Enabled":
+                self.control.enable_versioning(self.s.bucket, [noncurrent_expiry(self.s)])
                 report.add(
                     "bucket-versioning",
                     self.s.bucket,
@@ -206,12 +193,11 @@ class Infrastructure:
                 report.add("bucket-versioning", self.s.bucket, "exists")
 
     def _notifications(self, report: InitReport, queue_arn: str) -> None:
-        s3 = self.clients.s3
         wanted = wanted_notifications(self.s, queue_arn)
         current: dict[str, Any]
         try:
-            current = dict(s3.get_bucket_notification_configuration(Bucket=self.s.bucket))
-        except ClientError:
+            current = self.control.notifications(self.s.bucket)
+        except (NotFoundError, StoreError):  # unreadable (a dry run's new bucket): write ours
             current = {}
         existing = {c.get("Id"): c for c in current.get("QueueConfigurations", [])}
         if all(_same_notification(existing.get(w["Id"]), w) for w in wanted):
@@ -226,67 +212,55 @@ class Infrastructure:
         for extra in ("TopicConfigurations", "LambdaFunctionConfigurations"):
             if current.get(extra):
                 config[extra] = current[extra]
-        s3.put_bucket_notification_configuration(
-            Bucket=self.s.bucket,
-            NotificationConfiguration=config,  # type: ignore[arg-type]
-        )
+        self.control.put_notifications(self.s.bucket, config)
         report.add("bucket-notifications", self.s.bucket, self._created, ", ".join(NOTIFY_EVENTS))
 
     # -- DynamoDB -----------------------------------------------------------------------------
 
     def _table_exists(self, name: str) -> bool:
         try:
-            self.clients.dynamodb.describe_table(TableName=name)
+            self.control.describe_table(name)
             return True
-        except ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return False
-            raise
+        except NotFoundError:
+            return False
+
+    def _ttl(self, report: InitReport, table: str, existed: bool, label: str) -> None:
+        """TTL on `expires_at`; a table created in a dry run has none to describe."""
+        ttl = self.control.ttl(table) if existed or not self.s.dry_run else {}
+        if ttl.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+            report.add("table-ttl", label, "exists")
+        else:
+            self.control.enable_ttl(table, TTL_ATTRIBUTE)
+            report.add("table-ttl", label, self._created)
 
     def _cache_table(self, report: InitReport) -> None:
-        ddb = self.clients.dynamodb
         existed = self._table_exists(self.s.table)
         if existed:
             report.add("table", self.s.table, "exists")
             self._customer_index(report)
         else:
-            ddb.create_table(**cache_table_spec(self.s))
-            if not self.s.dry_run:
-                ddb.get_waiter("table_exists").wait(TableName=self.s.table)
+            self.control.create_table(cache_table_spec(self.s), wait=not self.s.dry_run)
             report.add(
                 "table", self.s.table, self._created, "GSIs: customer, time, status, key; stream"
             )
             report.add("table-index", keys.CUSTOMER_INDEX, self._created)
-        ttl: dict[str, Any] = (
-            dict(ddb.describe_time_to_live(TableName=self.s.table))
-            if existed or not self.s.dry_run
-            else {}
-        )
-        if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
-            report.add("table-ttl", TTL_ATTRIBUTE, "exists")
-        else:
-            ddb.update_time_to_live(
-                TableName=self.s.table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-            )
-            report.add("table-ttl", TTL_ATTRIBUTE, self._created)
+        self._ttl(report, self.s.table, existed, TTL_ATTRIBUTE)
 
     def _customer_index(self, report: InitReport) -> None:
         """A table created before the customer index gets it added (DynamoDB backfills a new
         GSI from the items; the entries themselves come from `docsync reconcile --repair`)."""
-        ddb = self.clients.dynamodb
-        table = ddb.describe_table(TableName=self.s.table).get("Table", {})
+        table = self.control.describe_table(self.s.table)
         names = {g.get("IndexName") for g in table.get("GlobalSecondaryIndexes", [])}
         if keys.CUSTOMER_INDEX in names:
             report.add("table-index", keys.CUSTOMER_INDEX, "exists")
             return
-        ddb.update_table(
-            TableName=self.s.table,
-            AttributeDefinitions=[
+        self.control.add_index(
+            self.s.table,
+            [
                 {"AttributeName": "cpk", "AttributeType": "S"},
                 {"AttributeName": "tsk", "AttributeType": "S"},
             ],
-            GlobalSecondaryIndexUpdates=[{"Create": _customer_gsi(self.s)}],
+            _customer_gsi(self.s),
         )
         report.add(
             "table-index", keys.CUSTOMER_INDEX, self._created, "then reconcile --repair fills it"
@@ -296,37 +270,22 @@ class Infrastructure:
         if self._table_exists(self.s.leases_table):
             report.add("table", self.s.leases_table, "exists")
             return
-        self.clients.dynamodb.create_table(**leases_table_spec(self.s))
+        self.control.create_table(leases_table_spec(self.s))
         report.add("table", self.s.leases_table, self._created, "checkpoints and locks")
 
     def _history_table(self, report: InitReport) -> None:
         """Every committed change (engine/store/history.py): no stream, no GSI, own TTL."""
         from engine.store.history import table_definition
 
-        ddb = self.clients.dynamodb
         name = self.s.history_table
         existed = self._table_exists(name)
         if existed:
             report.add("table", name, "exists")
         else:
-            ddb.create_table(
-                **table_definition(name),
-                Tags=[{"Key": k, "Value": v} for k, v in self.s.tags.items()],
-            )
-            if not self.s.dry_run:
-                ddb.get_waiter("table_exists").wait(TableName=name)
+            spec = {**table_definition(name), "Tags": _tags(self.s)}
+            self.control.create_table(spec, wait=not self.s.dry_run)
             report.add("table", name, self._created, "document history")
-        ttl: dict[str, Any] = (
-            dict(ddb.describe_time_to_live(TableName=name)) if existed or not self.s.dry_run else {}
-        )
-        if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
-            report.add("table-ttl", f"{name}.expires_at", "exists")
-        else:
-            ddb.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-            )
-            report.add("table-ttl", f"{name}.expires_at", self._created)
+        self._ttl(report, name, existed, f"{name}.expires_at")
 
     # -- Kinesis Data Streams destination (for the KCL consumer) -------------------------------
 
@@ -338,50 +297,33 @@ class Infrastructure:
         Idempotent. Endpoints that do not implement the destination (moto) are reported."""
         report = report or InitReport()
         name = stream_name or f"{self.s.table}-changes"
-        kinesis = self.clients.client("kinesis")
         try:
-            summary = kinesis.describe_stream_summary(StreamName=name)
+            summary = self.control.kinesis_summary(name)
             report.add("kinesis-stream", name, "exists")
-        except ClientError as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
-            kinesis.create_stream(StreamName=name, ShardCount=shards)
+        except NotFoundError:
+            self.control.create_kinesis_stream(name, shards)
             if not self.s.dry_run:
-                kinesis.get_waiter("stream_exists").wait(StreamName=name)
-                kinesis.add_tags_to_stream(StreamName=name, Tags=self.s.tags)
+                self.control.wait_and_tag_kinesis_stream(name, self.s.tags)
             report.add("kinesis-stream", name, self._created, f"{shards} shard(s)")
-            summary = {} if self.s.dry_run else kinesis.describe_stream_summary(StreamName=name)
-        arn = summary.get("StreamDescriptionSummary", {}).get(
+            summary = {} if self.s.dry_run else self.control.kinesis_summary(name)
+        arn = summary.get(
             "StreamARN", f"arn:aws:kinesis:{self.s.region}:000000000000:stream/{name}"
         )
-        ddb = self.clients.dynamodb
         try:
-            current = ddb.describe_kinesis_streaming_destination(TableName=self.s.table)
-        except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if self.s.endpoint_url and int(status) >= 500:
-                report.add(
-                    "table-kinesis-destination",
-                    name,
-                    "unsupported",
-                    f"{self.s.endpoint_url} does not implement Kinesis streaming destinations",
-                )
-                return report
-            raise
+            current = self.control.kinesis_destinations(self.s.table)
+        except UnsupportedError:
+            report.add(
+                "table-kinesis-destination",
+                name,
+                "unsupported",
+                f"{self.s.endpoint_url} does not implement Kinesis streaming destinations",
+            )
+            return report
         live = {"ACTIVE", "ENABLING", "UPDATING"}
-        if any(
-            d.get("StreamArn") == arn and d.get("DestinationStatus") in live
-            for d in current.get("KinesisDataStreamDestinations", [])
-        ):
+        if any(d.get("StreamArn") == arn and d.get("DestinationStatus") in live for d in current):
             report.add("table-kinesis-destination", name, "exists")
             return report
-        ddb.enable_kinesis_streaming_destination(
-            TableName=self.s.table,
-            StreamArn=arn,
-            EnableKinesisStreamingConfiguration={
-                "ApproximateCreationDateTimePrecision": "MILLISECOND"
-            },
-        )
+        self.control.enable_kinesis_destination(self.s.table, arn)
         report.add("table-kinesis-destination", name, self._created, "timestamps in ms")
         return report
 
@@ -390,7 +332,6 @@ class Infrastructure:
     def _queue(
         self, report: InitReport, name: str, redrive_to: str | None, s3_source: bool = True
     ) -> str:
-        sqs = self.clients.sqs
         attributes = {
             "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
             "MessageRetentionPeriod": str(self.s.queue_retention_days * 86400),
@@ -404,29 +345,16 @@ class Infrastructure:
         else:
             attributes["MessageRetentionPeriod"] = str(DLQ_RETENTION_S)
         try:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            url = self.control.queue_url(name)
             report.add("queue", name, "exists")
-        except ClientError as exc:
-            if error_code(exc) not in {
-                "AWS.SimpleQueueService.NonExistentQueue",
-                "QueueDoesNotExist",
-            }:
-                raise
-            response = sqs.create_queue(
-                QueueName=name,
-                Attributes=attributes,  # type: ignore[arg-type]
-                tags=self.s.tags,
-            )
-            url = response.get("QueueUrl", "")
+        except NotFoundError:
+            url = self.control.create_queue(name, attributes, self.s.tags)
             report.add(
                 "queue", name, self._created, "DLQ" if redrive_to is None else "redrive → DLQ"
             )
         if not url:  # dry run: nothing was created
             return f"arn:aws:sqs:{self.s.region}:000000000000:{name}"
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        return arn
+        return self.control.queue_arn(url)
 
 
 def _same_notification(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:

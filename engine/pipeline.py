@@ -167,6 +167,7 @@ class WritePipeline:
                 source="write",
                 ttl_days=self.settings.cache_ttl_days,
                 inline_limit=INLINE_BODY_LIMIT,
+                month_shards=self.settings.month_shards,
             )
             who = actor or self.settings.actor
             if who:

@@ -139,6 +139,10 @@ class Settings(FileSettings):
     # Queries.
     query_page_max: int = Field(1000, ge=1, le=10000)
     query_default_limit: int = Field(50, ge=1)
+    # Month buckets per GSI partition: n > 1 writes `type#YYYY-MM#k` (k = hash(id) mod n) for
+    # tables that write more than one partition takes (~1,000/s); queries fan out over the n.
+    # Changing it on a live table needs a reindex (docs/scaling.md): reconcile refuses until then.
+    month_shards: int = Field(1, ge=1, le=64)
     # L1: the in-process cache of gets, query pages and counts. auto = on in `serve`, off in
     # the one-shot CLI; library users pass Engine.build(..., l1=True) or set "on".
     l1: Literal["auto", "on", "off"] = "auto"

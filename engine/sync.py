@@ -75,6 +75,7 @@ class CacheSync:
             ttl_days=self.settings.cache_ttl_days,
             inline_limit=INLINE_BODY_LIMIT,
             sequencer=sequencer,
+            month_shards=self.settings.month_shards,
         )
         if (
             current is not None

@@ -28,7 +28,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import BotoCoreError, ClientError
 from loguru import logger
 
-from engine.exceptions import DocsyncError, ObjectStoreError
+from engine.exceptions import InventoryError, ObjectStoreError
 from engine.store.errors import is_not_found
 from reconciler.extsort import FAN_IN, RUN_SIZE, ShardedRuns
 from reconciler.shards import Shard
@@ -40,13 +40,6 @@ if TYPE_CHECKING:
 # Bucket and Key are in every report; the reconciler needs ETag and LastModifiedDate too.
 REQUIRED_COLUMNS = ("Bucket", "Key", "ETag", "LastModifiedDate")
 _CHUNK = 1 << 20
-
-
-class InventoryError(DocsyncError):
-    """The inventory cannot be used as given (bad URI, no manifest, wrong format, a checksum
-    that does not match): invalid input, exit 2."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,12 +25,12 @@ from engine.app import Engine
 from engine.awsmetrics import kind_of
 from engine.documents import Document, parse_document
 from engine.exceptions import DocsyncError, InvalidDocumentError, NotFoundError
-from engine.store.cache import ConditionFailed
+from engine.store.base import ConditionFailed
 from engine.store.objects import StoredObject
 from reconciler.diff import CLASSES, Rules, Verdict, merge
 from reconciler.inventory import InventorySource
 from reconciler.shards import Shard, plan
-from reconciler.sources import S3Row, cache_rows, s3_rows
+from reconciler.sources import S3Row, cache_rows, check_month_shards, s3_rows
 
 Mode = Literal["report", "repair"]
 # What a run reports to CloudWatch (engine/cloudwatch.py): a whole run its drift and itself
@@ -212,7 +212,17 @@ class Reconciler:
         return result
 
     def plan(self, types: Iterable[str] | None = None) -> list[Shard]:
+        """The shards of a run (or of the tasks `--enqueue` sends), once the table's month
+        buckets are known to be the ones `month_shards` reads (else MonthShardsChangedError)."""
         chosen = {t: p for t, p in self._prefixes.items() if types is None or t in set(types)}
+        now = datetime.now(UTC)
+        check_month_shards(
+            self.engine.cache,
+            sorted(chosen),
+            keys.window_start(self.settings.cache_ttl_days, now),
+            now,
+            self.settings.month_shards,
+        )
         return plan(chosen, self.settings.reconcile_shards_per_type)
 
     @kind_of("reconcile", "docsync.reconcile.shard", ("shard",))

@@ -4,7 +4,7 @@ replicas one run at a time through the lease lock."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,21 +21,40 @@ from reconciler.run import Mode, Reconciler, ReconcileResult
 LOCK_NAME = "reconcile"
 
 
-def locked_run(engine: Engine, mode: Mode, lock: LeaseLock | None = None) -> ReconcileResult | None:
-    """One scheduled run, if this replica gets the lock; the report is saved."""
+def reconcile_lock(engine: Engine) -> LeaseLock:
+    """The lease every reconcile run takes, whoever starts it (schedule, Lambda, HTTP)."""
     settings = engine.settings
-    lock = lock or LeaseLock(
+    return LeaseLock(
         engine.clients.dynamodb, settings.leases_table, LOCK_NAME, settings.reconcile_lock_ttl_s
     )
-    with lock.held() as mine:
+
+
+def run_and_save(
+    engine: Engine,
+    mode: Mode,
+    types: Iterable[str] | None = None,
+    lock: LeaseLock | None = None,
+) -> tuple[ReconcileResult, dict[str, str]] | None:
+    """A locked reconcile that saves its report: the result and where the report went, or
+    None when another run holds the lease. The schedule, the Lambda and the HTTP route all
+    run through here."""
+    with (lock or reconcile_lock(engine)).held() as mine:
         if not mine:
             return None
-        result = Reconciler(engine).run(mode)
-        where = save(engine, result, settings.report_dir)
-        logger.bind(op="reconcile.scheduled", mode=mode, **where).info(
-            "scheduled {}: drift {}, remaining {}", mode, result.drift, result.remaining()
-        )
-        return result
+        result = Reconciler(engine).run(mode, types)
+        return result, save(engine, result, engine.settings.report_dir)
+
+
+def locked_run(engine: Engine, mode: Mode, lock: LeaseLock | None = None) -> ReconcileResult | None:
+    """One scheduled run, if this replica gets the lock; the report is saved."""
+    saved = run_and_save(engine, mode, lock=lock)
+    if saved is None:
+        return None
+    result, where = saved
+    logger.bind(op="reconcile.scheduled", mode=mode, **where).info(
+        "scheduled {}: drift {}, remaining {}", mode, result.drift, result.remaining()
+    )
+    return result
 
 
 _DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine import keys
+from engine.exceptions import MonthShardsChangedError
 from engine.store.cache import CacheStore
 from engine.store.objects import ObjectStore
 from reconciler.shards import Shard, start_after
@@ -50,6 +51,23 @@ def cache_rows(cache: CacheStore, shard: Shard) -> Iterator[CacheRow]:
     for char in shard.chars:
         partition = keys.key_shard(shard.prefix, char)
         yield from _with_index(cache.key_index(partition))
+
+
+def check_month_shards(
+    cache: CacheStore, types: Iterable[str], since: datetime, until: datetime, shards: int
+) -> None:
+    """Refuse a run over a table whose month buckets were written with another shard count
+    (queries with this count would miss those entries, so a report would be wrong too)."""
+    for type_name in types:
+        for month in keys.months_desc(since, until):
+            for partition in keys.stray_buckets(type_name, month, shards):
+                if cache.holds_any(keys.TIME_INDEX, "tpk", partition):
+                    raise MonthShardsChangedError(
+                        f"the cache holds entries in month bucket {partition!r}, which"
+                        f" month_shards = {shards} never reads: the setting changed on a live"
+                        " table. Put it back, or rebuild the cache for the new count"
+                        " (docs/scaling.md)."
+                    )
 
 
 def _with_index(items: Iterable[dict[str, Any]]) -> Iterator[CacheRow]:

@@ -146,25 +146,12 @@ def collect(engine: Engine, run_id: str) -> dict[str, Any]:
     }
 
 
-def sqs_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda: an SQS event source mapping on the work queue (partial batch responses)."""
-    from aws_lambda_powertools.utilities.batch import (
-        BatchProcessor,
-        EventType,
-        process_partial_response,
-    )
+def __getattr__(name: str) -> Any:
+    """`reconciler.tasks.sqs_handler`, the shard worker's deprecated Lambda handler path
+    (deployed functions name it): the handler is engine/lambdas/reconcile_tasks.py's, imported
+    on first use so that this capability does not import its adapter."""
+    if name == "sqs_handler":
+        from engine.lambdas.reconcile_tasks import sqs_handler
 
-    from engine.events.handlers import engine as lambda_engine
-    from engine.events.handlers import flush_alarm_metrics
-
-    processor = BatchProcessor(event_type=EventType.SQS)
-    try:
-        response = process_partial_response(
-            event=event,
-            record_handler=lambda record: run_task(lambda_engine(), record.body),
-            processor=processor,
-            context=context,
-        )
-    finally:
-        flush_alarm_metrics()
-    return dict(response)
+        return sqs_handler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ from hypothesis import settings as hypothesis_settings
 
 from engine.app import Engine
 from engine.aws import CallCounter
+from engine.cloudwatch import BUFFER
 from engine.infra import Infrastructure
 from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
 from engine.logs import configure_logging
@@ -23,6 +24,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # a failure reproduces, and a pass on a loaded machine is the same pass as on a quiet one.
 hypothesis_settings.register_profile("docsync", derandomize=True, database=None, deadline=None)
 hypothesis_settings.load_profile("docsync")
+
+
+LAYERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked by its directory, so `-m unit` needs no marks written by hand."""
+    for item in items:
+        layer = next((p for p in item.path.parts if p in LAYERS), None)
+        if layer is not None:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,6 +53,15 @@ def _aws_env() -> Iterator[None]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def _empty_figures_buffer() -> Iterator[None]:
+    """CloudWatch figures are buffered per process until a flush: each test starts with none,
+    whichever tests ran before it in the same worker."""
+    BUFFER.reset()
+    yield
+    BUFFER.reset()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import click
 from engine import keys
 from engine.app import Engine
 from engine.aws import AwsClients
-from engine.cli.main import TYPE_CHOICE, _run, cli, common
+from engine.cli.group import TYPE_CHOICE, common, with_settings
 from engine.cli.output import emit, table
 from engine.exceptions import NotFoundError
 from engine.settings import Settings
@@ -22,12 +22,12 @@ from engine.streams.history import public
 COLUMNS = ["version", "change", "status", "at", "source", "actor", "etag"]
 
 
-@cli.command("history")
+@click.command("history")
 @click.option("--type", "type_name", type=TYPE_CHOICE, required=True)
 @click.option("--limit", type=click.IntRange(1, 10000), default=None, help="Newest N entries.")
 @click.argument("doc_id")
 @common()
-@_run
+@with_settings
 def history_cmd(
     settings: Settings, fmt: str, type_name: str, doc_id: str, limit: int | None
 ) -> None:

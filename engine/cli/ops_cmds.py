@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.aws import AwsClients
-from engine.cli.main import _run, cli, common
+from engine.cli.group import common, with_settings
 from engine.cli.output import console, emit
 from engine.settings import Settings
 
@@ -119,7 +119,7 @@ def _show_text(d: dict[str, Any]) -> None:
         out.print(f"move task: {task}")
 
 
-@cli.group("dlq", invoke_without_command=True)
+@click.group("dlq", invoke_without_command=True)
 @SAMPLE
 @common()
 @click.pass_context
@@ -136,7 +136,7 @@ def dlq_group(ctx: click.Context, /, **opts: Any) -> None:
 @dlq_group.command("show", help=SHOW_HELP)
 @SAMPLE
 @common()
-@_run
+@with_settings
 def dlq_show(settings: Settings, fmt: str, sample: int) -> None:
     _show(settings, fmt, sample)
 
@@ -147,7 +147,7 @@ def dlq_show(settings: Settings, fmt: str, sample: int) -> None:
 @click.option("--method", type=click.Choice(["auto", "move-task", "copy"]), default="auto",
               show_default=True)  # fmt: skip
 @common(mutating=True)
-@_run
+@with_settings
 def dlq_redrive(settings: Settings, fmt: str, max_messages: int | None, method: Any) -> None:
     from engine.ops.dlq import redrive
     from engine.store.queue import QueueStore
@@ -186,9 +186,9 @@ JSON (stable fields):
 """
 
 
-@cli.command("doctor", help=DOCTOR_HELP)
+@click.command("doctor", help=DOCTOR_HELP)
 @common()
-@_run
+@with_settings
 def doctor_cmd(settings: Settings, fmt: str) -> None:
     from engine.ops.doctor import report
     from engine.ops.survey import run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -12,10 +13,56 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from engine.exceptions import DocsyncError, InvalidDocumentError
+from engine.exceptions import (
+    ConfigError,
+    DocsyncError,
+    InvalidRequestError,
+    MalformedEventError,
+    NotFoundError,
+    RateLimitTimeoutError,
+    StoreError,
+    StreamNotFoundError,
+    StreamsError,
+    WriteConflictError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+
+# The one table of exit codes (DESIGN.md's CLI contract), by exception class: the most specific
+# class of an error that is in it wins (its MRO is walked). Every DocsyncError subclass must be
+# covered by an entry for itself or an ancestor below the root (tests/unit/test_exceptions.py).
+EXIT_CODES: dict[type[DocsyncError], int] = {
+    ConfigError: EXIT_USAGE,
+    InvalidRequestError: EXIT_USAGE,
+    NotFoundError: EXIT_NOT_FOUND,
+    StreamNotFoundError: EXIT_NOT_FOUND,
+    WriteConflictError: EXIT_FAILURE,
+    RateLimitTimeoutError: EXIT_FAILURE,
+    StoreError: EXIT_FAILURE,
+    StreamsError: EXIT_FAILURE,
+    MalformedEventError: EXIT_FAILURE,
+}
+
+# How the library's field names read on the command line, for messages that name them.
+FLAGS = {"since": "--since", "until": "--until"}
+
+
+def exit_code(exc: DocsyncError) -> int:
+    """The exit code of an error: its most specific class in EXIT_CODES (else a failure)."""
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return EXIT_FAILURE
+
+
+def message(exc: DocsyncError) -> str:
+    """The error's one line, with the fields it names written as this CLI's flags."""
+    text = str(exc)
+    for field in getattr(exc, "fields", ()):
+        if field in FLAGS:
+            text = re.sub(rf"(?<![-\w]){re.escape(field)}\b", FLAGS[field], text)
+    return text
 
 
 def resolve_format(fmt: str) -> str:
@@ -63,10 +110,10 @@ def handle_errors(fn: F) -> F:
         fmt = str(kwargs.get("fmt") or "auto")
         try:
             return fn(*args, **kwargs)
-        except InvalidDocumentError as exc:
-            fail(str(exc), exc.exit_code, fmt, exc.fields)
+        except InvalidRequestError as exc:
+            fail(message(exc), exit_code(exc), fmt, exc.fields)
         except DocsyncError as exc:
-            fail(str(exc), exc.exit_code, fmt)
+            fail(message(exc), exit_code(exc), fmt)
         except KeyboardInterrupt:
             fail("interrupted", 130, fmt)
         return None

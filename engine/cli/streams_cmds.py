@@ -10,20 +10,20 @@ import click
 
 from engine import keys
 from engine.aws import AwsClients
-from engine.cli.main import _run, cli, common
+from engine.cli.group import common, with_settings
 from engine.cli.output import console, emit, table
 from engine.settings import Settings
 from engine.streams.config import load_stream_settings
 
 
-@cli.command("consume")
+@click.command("consume")
 @click.option("--drain", is_flag=True, help="Read every shard to its tip, print counts, exit.")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics (0: off).")
 @click.option("--window", "window_s", type=click.IntRange(1, 86400), default=None,
               help="Analytics window, seconds (default 60).")  # fmt: skip
 @click.option("--analytics-dir", default=None, help="Keep analytics here instead of S3.")
 @common(mutating=True)
-@_run
+@with_settings
 def consume_cmd(
     settings: Settings,
     fmt: str,
@@ -59,7 +59,7 @@ def consume_cmd(
     emit(summary, fmt, text)
 
 
-@cli.command("stats")
+@click.command("stats")
 @click.option("--since", default="1h", show_default=True,
               help="ISO-8601 or relative (1h, 7d). Record time: the changes that happened since "
               "then, however late a consumer processed them (a backlog caught up today counts "
@@ -68,7 +68,7 @@ def consume_cmd(
               help="How many of the latest analytics windows to show.")  # fmt: skip
 @click.option("--analytics-dir", default=None, help="Read analytics from here instead of S3.")
 @common()
-@_run
+@with_settings
 def stats_cmd(
     settings: Settings, fmt: str, since: str, windows: int, analytics_dir: str | None
 ) -> None:

@@ -16,12 +16,9 @@ from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from engine.events.sequencer import normalize_sequencer
+from engine.exceptions import MalformedEventError
 
 Kind = Literal["created", "removed"]
-
-
-class MalformedEventError(ValueError):
-    """A message that is not JSON or not an S3 notification: it goes to the dead-letter path."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,8 +20,8 @@ from loguru import logger
 
 from engine.aws import AwsClients
 from engine.events.apply import APPLIED, RETRY, EventApplier
-from engine.events.parse import MalformedEventError, TestEvent, parse_body
-from engine.exceptions import DocsyncError
+from engine.events.parse import TestEvent, parse_body
+from engine.exceptions import DocsyncError, MalformedEventError
 
 
 @dataclass

@@ -18,8 +18,8 @@ from typing import Any, get_args
 
 from loguru import logger
 
-from engine.events.handlers import engine as lambda_engine
-from engine.events.handlers import flush_alarm_metrics
+from engine.lambdas.runtime import engine as lambda_engine
+from engine.lambdas.runtime import flush_alarm_metrics
 from reconciler.run import Mode
 from reconciler.schedule import locked_run
 from reconciler.tasks import enqueue

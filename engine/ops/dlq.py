@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from engine.events.parse import MalformedEventError, TestEvent, parse_body
-from engine.exceptions import ConfigError
+from engine.events.parse import TestEvent, parse_body
+from engine.exceptions import ConfigError, MalformedEventError, MoveTaskUnsupportedError
 from engine.settings import Settings
-from engine.store.queue import MoveTaskUnsupportedError, QueueRef, QueueStore, queue_name
+from engine.store.queue import QueueRef, QueueStore, queue_name
 
 PEEK_VISIBILITY_S = 30  # long enough to collect a sample; released at once afterwards
 COPY_VISIBILITY_S = 60  # a message being copied; unsent ones come back after this

@@ -1,186 +1,34 @@
 """The AWS side of `docsync doctor`: describe what is deployed, and probe each permission.
 
-Every call goes through the client factory and is translated here: a missing resource is a
-`NotFoundError`, anything else (AccessDenied included) a `StoreError` naming the call.
-
-The permission probes change nothing, by construction:
-- reads ask for keys that cannot exist (`_docsync#doctor-probe`, `_docsync/doctor/probe`);
-- writes are conditional and cannot succeed: an UpdateItem whose condition is
-  `attribute_exists(k) AND attribute_not_exists(k)`, and a PutObject with `If-Match` on an
-  ETag no object has. AWS checks permissions before conditions, so the expected refusal
-  (ConditionalCheckFailed, NoSuchKey / PreconditionFailed) proves the write is allowed.
-In a dry run the write probes are not sent (the guard in engine/aws.py) and say so.
+The calls are the stores' (engine/store/control.py describes, engine/store/probes.py probes,
+engine/store/queue.py the queues), translated there: a missing resource is a `NotFoundError`,
+anything else (AccessDenied included) a `StoreError` naming the call. This module decides what
+each answer means for the operator, and in which order the checks run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError,
-    NoCredentialsError,
-)
+from botocore.exceptions import ConnectionError, NoCredentialsError
 
 from engine.aws import AwsClients
 from engine.exceptions import DocsyncError, NotFoundError, StoreError
 from engine.infra import cache_table_spec, leases_table_spec, wanted_notifications
-from engine.keys import TIME_INDEX
 from engine.ops import doctor, wiring
 from engine.ops.doctor import Check
 from engine.settings import Settings
-from engine.store.errors import error_code
+from engine.store.control import ControlStore
+from engine.store.probes import AccessProbes, Outcome
 from engine.store.queue import QueueRef, QueueStore
 
-Outcome = Literal["ok", "dry-run", "succeeded"]
-MISSING = {"ResourceNotFoundException", "NoSuchBucket", "404", "NotFound"}
-IMPOSSIBLE = "attribute_exists(#k) AND attribute_not_exists(#k)"
-NO_SUCH_ETAG = '"00000000000000000000000000000000"'
 
-
-class Environment:
-    """Describe calls and permission probes for one settings' resources."""
-
-    def __init__(self, settings: Settings, clients: AwsClients) -> None:
-        self.s = settings
-        self.clients = clients
-        self.probe_pk = f"{settings.reserved_prefix.rstrip('/')}#doctor-probe"
-        self.probe_key = f"{settings.reserved_prefix}doctor/probe"
-
-    def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except ClientError as exc:
-            if error_code(exc) in MISSING:
-                raise NotFoundError(f"{what}: not found") from exc
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise StoreError(f"{what}: {error_code(exc)} {message}".strip()) from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"{what}: {exc}") from exc
-
-    def _refused(self, what: str, expected: set[str], fn: Callable[..., Any], **kw: Any) -> Outcome:
-        """A call that must be refused with one of `expected` (proof that it was allowed)."""
-        try:
-            response = fn(**kw)
-        except ClientError as exc:
-            if error_code(exc) in expected:
-                return "ok"
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise StoreError(f"{what}: {error_code(exc)} {message}".strip()) from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"{what}: {exc}") from exc
-        return "dry-run" if response.get("ResponseMetadata", {}).get("DryRun") else "succeeded"
-
-    # -- describe ------------------------------------------------------------------------------
-
-    def identity(self) -> str:
-        """The principal docsync runs as: the one every `allow …` fix is about."""
-        sts = self.clients.client("sts")
-        return str(self._call("sts:GetCallerIdentity", sts.get_caller_identity)["Arn"])
-
-    def head_bucket(self) -> None:
-        self._call(f"bucket {self.s.bucket}", self.clients.s3.head_bucket, Bucket=self.s.bucket)
-
-    def notifications(self) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "GetBucketNotificationConfiguration",
-                self.clients.s3.get_bucket_notification_configuration,
-                Bucket=self.s.bucket,
-            )
-        )
-
-    def table(self, name: str) -> dict[str, Any] | None:
-        try:
-            response = self._call(
-                f"table {name}", self.clients.dynamodb.describe_table, TableName=name
-            )
-        except NotFoundError:
-            return None
-        return dict(response["Table"])
-
-    def ttl(self, name: str) -> dict[str, Any]:
-        response = self._call(
-            "DescribeTimeToLive", self.clients.dynamodb.describe_time_to_live, TableName=name
-        )
-        return dict(response.get("TimeToLiveDescription", {}))
-
-    def stream(self, arn: str) -> dict[str, Any]:
-        streams = self.clients.client("dynamodbstreams")
-        response = self._call("DescribeStream", streams.describe_stream, StreamArn=arn, Limit=1)
-        return dict(response.get("StreamDescription", {}))
-
-    # -- probes -------------------------------------------------------------------------------
-
-    def probe_list(self) -> Outcome:
-        self._call(
-            "s3:ListBucket",
-            self.clients.s3.list_objects_v2,
-            Bucket=self.s.bucket,
-            Prefix=self.s.reserved_prefix,
-            MaxKeys=1,
-        )
-        return "ok"
-
-    def probe_read_object(self) -> Outcome:
-        s3 = self.clients.s3
-        return self._refused(
-            "s3:GetObject", {"404", "NoSuchKey"}, s3.head_object, Bucket=self.s.bucket,
-            Key=self.probe_key,
-        )  # fmt: skip
-
-    def probe_write_object(self) -> Outcome:
-        s3 = self.clients.s3
-        outcome = self._refused(
-            "s3:PutObject",
-            {"NoSuchKey", "PreconditionFailed", "404", "412"},
-            s3.put_object,
-            Bucket=self.s.bucket,
-            Key=self.probe_key,
-            Body=b"",
-            IfMatch=NO_SUCH_ETAG,
-        )
-        if outcome == "succeeded":  # an endpoint that ignores If-Match: take the probe back
-            self._call(
-                "s3:DeleteObject", s3.delete_object, Bucket=self.s.bucket, Key=self.probe_key
-            )
-        return outcome
-
-    def probe_get_item(self, table: str, key: str) -> Outcome:
-        ddb = self.clients.dynamodb
-        self._call(
-            "dynamodb:GetItem", ddb.get_item, TableName=table, Key={key: {"S": self.probe_pk}}
-        )
-        return "ok"
-
-    def probe_query(self, table: str) -> Outcome:
-        ddb = self.clients.dynamodb
-        self._call(
-            "dynamodb:Query",
-            ddb.query,
-            TableName=table,
-            IndexName=TIME_INDEX,
-            KeyConditionExpression="tpk = :p",
-            ExpressionAttributeValues={":p": {"S": self.probe_pk}},
-            Limit=1,
-        )
-        return "ok"
-
-    def probe_update_item(self, table: str, key: str) -> Outcome:
-        ddb = self.clients.dynamodb
-        return self._refused(
-            "dynamodb:UpdateItem",
-            {"ConditionalCheckFailedException"},
-            ddb.update_item,
-            TableName=table,
-            Key={key: {"S": self.probe_pk}},
-            UpdateExpression="SET doctor_probe = :v",
-            ConditionExpression=IMPOSSIBLE,
-            ExpressionAttributeNames={"#k": key},
-            ExpressionAttributeValues={":v": {"S": "never written"}},
-        )
+def _table(control: ControlStore, name: str) -> dict[str, Any] | None:
+    try:
+        return control.describe_table(name)
+    except NotFoundError:
+        return None
 
 
 def _attempt(checks: list[Check], check: str, fix: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
@@ -212,12 +60,13 @@ def _probe(
 
 def run(settings: Settings, clients: AwsClients) -> list[Check]:
     """Every check, in the order an operator would fix them."""
-    env = Environment(settings, clients)
+    control = ControlStore(clients, settings.endpoint_url)
+    probes = AccessProbes(clients, settings.bucket, settings.reserved_prefix)
     checks: list[Check] = []
     init = doctor.INIT
 
     try:
-        arn = env.identity()
+        arn = probes.identity()
         checks.append(doctor.ok("identity", f"running as {arn} in {settings.region}"))
     except DocsyncError as exc:
         cause = exc.__cause__
@@ -233,7 +82,7 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
 
     bucket_ok = False
     try:
-        env.head_bucket()
+        control.head_bucket(settings.bucket)
         bucket_ok = True
         checks.append(doctor.ok("bucket", f"bucket {settings.bucket} exists"))
     except NotFoundError:
@@ -244,20 +93,23 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
 
     describe = "allow dynamodb:DescribeTable and dynamodb:DescribeTimeToLive on "
     done, cache = _attempt(
-        checks, "cache-table", describe + settings.table, lambda: env.table(settings.table)
+        checks, "cache-table", describe + settings.table, lambda: _table(control, settings.table)
     )
     if done:
         checks += doctor.check_table(settings, "cache-table", cache_table_spec(settings), cache)
     if cache is not None:
         checks.append(doctor.check_stream(settings, cache))
         done, ttl = _attempt(
-            checks, "cache-table.ttl", describe + settings.table, lambda: env.ttl(settings.table)
+            checks,
+            "cache-table.ttl",
+            describe + settings.table,
+            lambda: control.ttl(settings.table),
         )
         if done:
             checks.append(doctor.check_ttl(settings, ttl))
     done, leases = _attempt(
         checks, "leases-table", describe + settings.leases_table,
-        lambda: env.table(settings.leases_table),
+        lambda: _table(control, settings.leases_table),
     )  # fmt: skip
     if done:
         checks += doctor.check_table(settings, "leases-table", leases_table_spec(settings), leases)
@@ -280,18 +132,20 @@ def run(settings: Settings, clients: AwsClients) -> list[Check]:
             checks,
             "bucket.notifications",
             f"allow s3:GetBucketNotification on arn:aws:s3:::{settings.bucket}",
-            env.notifications,
+            lambda: control.notifications(settings.bucket),
         )
         if done:
             wanted = wanted_notifications(settings, queue.arn)
             checks += wiring.check_notifications(settings, queue.arn, config, wanted)
 
-    _access(env, checks, bucket_ok, cache, leases)
+    _access(settings, control, probes, checks, bucket_ok, cache, leases)
     return checks
 
 
 def _access(
-    env: Environment,
+    settings: Settings,
+    control: ControlStore,
+    probes: AccessProbes,
     checks: list[Check],
     bucket_ok: bool,
     cache: dict[str, Any] | None,
@@ -299,28 +153,28 @@ def _access(
 ) -> None:
     """One harmless call of each kind the engine makes, on the resources that exist."""
     if bucket_ok:
-        bucket = f"arn:aws:s3:::{env.s.bucket}"
-        _probe(checks, "access.s3.list", "s3:ListBucket", bucket, env.probe_list)
-        _probe(checks, "access.s3.read", "s3:GetObject", f"{bucket}/*", env.probe_read_object)
-        _probe(checks, "access.s3.write", "s3:PutObject", f"{bucket}/*", env.probe_write_object)
+        bucket = f"arn:aws:s3:::{settings.bucket}"
+        _probe(checks, "access.s3.list", "s3:ListBucket", bucket, probes.list_objects)
+        _probe(checks, "access.s3.read", "s3:GetObject", f"{bucket}/*", probes.read_object)
+        _probe(checks, "access.s3.write", "s3:PutObject", f"{bucket}/*", probes.write_object)
     if cache is not None:
-        arn = str(cache.get("TableArn", env.s.table))
+        arn = str(cache.get("TableArn", settings.table))
         _probe(checks, "access.cache.read", "dynamodb:GetItem", arn,
-               lambda: env.probe_get_item(env.s.table, "pk"))  # fmt: skip
+               lambda: probes.get_item(settings.table, "pk"))  # fmt: skip
         _probe(checks, "access.cache.query", "dynamodb:Query", f"{arn}/index/*",
-               lambda: env.probe_query(env.s.table))  # fmt: skip
+               lambda: probes.query(settings.table))  # fmt: skip
         _probe(checks, "access.cache.write", "dynamodb:UpdateItem", arn,
-               lambda: env.probe_update_item(env.s.table, "pk"))  # fmt: skip
+               lambda: probes.update_item(settings.table, "pk"))  # fmt: skip
         stream_arn = str(cache.get("LatestStreamArn") or "")
         if stream_arn and (cache.get("StreamSpecification") or {}).get("StreamEnabled"):
             _probe(checks, "access.stream.read", "dynamodb:DescribeStream", stream_arn,
-                   lambda: _stream_enabled(env, stream_arn))  # fmt: skip
+                   lambda: _stream_enabled(control, stream_arn))  # fmt: skip
     if leases is not None:
-        arn = str(leases.get("TableArn", env.s.leases_table))
+        arn = str(leases.get("TableArn", settings.leases_table))
         _probe(checks, "access.leases.read", "dynamodb:GetItem", arn,
-               lambda: env.probe_get_item(env.s.leases_table, "lease_key"))  # fmt: skip
+               lambda: probes.get_item(settings.leases_table, "lease_key"))  # fmt: skip
         _probe(checks, "access.leases.write", "dynamodb:UpdateItem", arn,
-               lambda: env.probe_update_item(env.s.leases_table, "lease_key"))  # fmt: skip
+               lambda: probes.update_item(settings.leases_table, "lease_key"))  # fmt: skip
 
 
 def _queues(
@@ -347,8 +201,8 @@ def _queues(
     return found, attributes
 
 
-def _stream_enabled(env: Environment, arn: str) -> Outcome:
-    status = env.stream(arn).get("StreamStatus", "ENABLED")
+def _stream_enabled(control: ControlStore, arn: str) -> Outcome:
+    status = control.stream(arn).get("StreamStatus", "ENABLED")
     if status not in ("ENABLED", "ENABLING"):
         raise StoreError(f"stream {arn} is {status}")
     return "ok"

@@ -1,9 +1,11 @@
-"""The engine's exceptions as HTTP answers, beside the CLI's exit codes:
+"""The engine's exceptions as HTTP answers: ONE table by exception class (the most specific
+class wins), beside the CLI's table of exit codes (engine/cli/output.py):
 
-    exit 2 (invalid input)  → 422, with `fields` naming what is wrong
-    exit 3 (not found)      → 404
-    WriteConflictError      → 409 (412 when an If-Match precondition is false: see routes)
+    InvalidRequestError     → 422, with `fields` naming what is wrong
+    NotFoundError           → 404
+    WriteConflictError      → 409 (PreconditionFailedError: 412, an If-Match that is false)
     StoreError, rate limit  → 503 with Retry-After (AWS failing: try again later)
+    ConfigError             → 500 "server misconfigured", logged
     anything else           → 500, logged with its traceback, never its details to the client
 
 Every error body is `{"error": message, "status": code}` plus `fields` when known.
@@ -25,18 +27,55 @@ from engine.exceptions import (
     DocsyncError,
     InvalidDocumentError,
     InvalidPageTokenError,
+    InvalidRequestError,
+    MalformedEventError,
     NotFoundError,
+    PreconditionFailedError,
     QueryOutsideWindowError,
     RateLimitTimeoutError,
     StoreError,
+    StreamsError,
     WriteConflictError,
 )
 
+__all__ = ["STATUSES", "PreconditionFailedError", "error_response", "for_exception", "install"]
+
 RETRY_AFTER_S = "2"
 
+# The one table of HTTP statuses, by exception class; the most specific class of an error that
+# is in it wins (its MRO is walked). Every DocsyncError subclass must be covered by an entry for
+# itself or an ancestor below the root (tests/unit/test_exceptions.py).
+STATUSES: dict[type[DocsyncError], int] = {
+    InvalidRequestError: 422,
+    NotFoundError: 404,
+    WriteConflictError: 409,
+    PreconditionFailedError: 412,
+    RateLimitTimeoutError: 503,
+    StoreError: 503,
+    ConfigError: 500,
+    StreamsError: 500,
+    MalformedEventError: 500,
+}
 
-class PreconditionFailedError(WriteConflictError):
-    """If-Match / If-None-Match does not hold for the current document (412)."""
+# The `fields` of a 422 whose error names none: what the request got wrong.
+DEFAULT_FIELDS: dict[type[DocsyncError], list[str]] = {
+    InvalidDocumentError: ["<body>"],
+    InvalidPageTokenError: ["page_token"],
+    QueryOutsideWindowError: ["since"],
+}
+
+
+def _most_specific(table: Mapping[type[DocsyncError], Any], exc: DocsyncError) -> Any:
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return None
+
+
+def status_of(exc: DocsyncError) -> int:
+    """The HTTP status of an error: its most specific class in STATUSES (else 500)."""
+    status = _most_specific(STATUSES, exc)
+    return 500 if status is None else int(status)
 
 
 def error_response(
@@ -53,25 +92,20 @@ def error_response(
 
 
 def for_exception(exc: DocsyncError) -> JSONResponse:
-    if isinstance(exc, InvalidDocumentError):
-        return error_response(422, str(exc), exc.fields or ["<body>"])
-    if isinstance(exc, InvalidPageTokenError):
-        return error_response(422, str(exc), ["page_token"])
-    if isinstance(exc, QueryOutsideWindowError):
-        return error_response(422, str(exc), ["since"])
-    if isinstance(exc, NotFoundError):
-        return error_response(404, str(exc))
-    if isinstance(exc, PreconditionFailedError):
-        return error_response(412, str(exc), current_version=exc.current_version)
+    status = status_of(exc)
+    if isinstance(exc, InvalidRequestError):
+        return error_response(status, str(exc), exc.fields or _most_specific(DEFAULT_FIELDS, exc))
     if isinstance(exc, WriteConflictError):
-        return error_response(409, str(exc), current_version=exc.current_version)
-    if isinstance(exc, RateLimitTimeoutError | StoreError):
-        return error_response(503, str(exc), headers={"Retry-After": RETRY_AFTER_S})
+        return error_response(status, str(exc), current_version=exc.current_version)
+    if status == 503:
+        return error_response(status, str(exc), headers={"Retry-After": RETRY_AFTER_S})
     if isinstance(exc, ConfigError):
         logger.bind(op="http.error").error("configuration error in a request: {}", exc)
-        return error_response(500, "server misconfigured")
-    logger.bind(op="http.error").opt(exception=exc).error("unexpected engine error: {}", exc)
-    return error_response(500, "internal error")
+        return error_response(status, "server misconfigured")
+    if status >= 500:
+        logger.bind(op="http.error").opt(exception=exc).error("unexpected engine error: {}", exc)
+        return error_response(status, "internal error")
+    return error_response(status, str(exc))
 
 
 def _field(loc: tuple[int | str, ...] | list[int | str]) -> str:

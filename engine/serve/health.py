@@ -18,9 +18,18 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.aws import AwsClients
+from engine.exceptions import DocsyncError
 from engine.settings import Settings
+from engine.store.control import ControlStore
 
 PROBE_TTL_S = 2.0
+
+
+def _cause(exc: Exception) -> str:
+    """The name of what AWS (or botocore) raised, not of the store's translation of it:
+    `ResourceNotFoundException`, `EndpointConnectionError`, …"""
+    cause = exc.__cause__ if isinstance(exc, DocsyncError) else None
+    return type(cause or exc).__name__
 
 
 class Readiness:
@@ -47,26 +56,27 @@ class Readiness:
                 }
             )
         )
+        self._control = ControlStore(self._clients)
         self._ttl_s = ttl_s
         self._breakers = breakers
         self._lock = threading.Lock()
         self._cached: tuple[float, dict[str, str]] | None = None
 
     def _probe(self) -> dict[str, str]:
-        s = self.settings
+        s, control = self.settings, self._control
         checks: dict[str, Callable[[], object]] = {
-            "s3": lambda: self._clients.s3.head_bucket(Bucket=s.bucket),
-            "dynamodb": lambda: self._clients.dynamodb.describe_table(TableName=s.table),
+            "s3": lambda: control.head_bucket(s.bucket),
+            "dynamodb": lambda: control.describe_table(s.table),
         }
         if s.serve_listener:
-            checks["sqs"] = lambda: self._clients.sqs.get_queue_url(QueueName=s.queue)
+            checks["sqs"] = lambda: control.queue_url(s.queue)
         out = {}
         for name, call in checks.items():
             try:
                 call()
                 out[name] = "ok"
             except Exception as exc:  # any failure means "not reachable"; say which
-                out[name] = f"unreachable: {type(exc).__name__}"
+                out[name] = f"unreachable: {_cause(exc)}"
         return out
 
     def aws(self) -> dict[str, str]:

@@ -12,8 +12,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.metrics import REGISTRY
-
-_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+from engine.readmetrics.buckets import HTTP_LATENCY_S
 
 HTTP_REQUESTS = Counter(
     "docsync_http_requests",
@@ -25,7 +24,7 @@ HTTP_SECONDS = Histogram(
     "docsync_http_request_seconds",
     "HTTP request latency by method, route template and status.",
     ["method", "route", "status"],
-    buckets=_BUCKETS,
+    buckets=HTTP_LATENCY_S,
     registry=REGISTRY,
 )
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})  # probes: logged at DEBUG

@@ -1,13 +1,9 @@
 """The parts `docsync serve` can run, each a `Part` (run until stopped, stop on request)
 built fresh for every (re)start from the one shared Engine.
-
-The stream consumer is optional at import time: `consumer_factory` says why it cannot run
-when `engine.streams.consumer` is missing, instead of failing the whole process.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
 
@@ -111,9 +107,6 @@ class ConsumerPart:
 
 
 def consumer_factory(engine: Engine) -> tuple[Callable[[], Part] | None, str]:
-    """(factory, "") when the stream consumer is installed, else (None, why not)."""
-    try:
-        importlib.import_module("engine.streams.consumer")
-    except ImportError as exc:
-        return None, f"the stream consumer is not installed ({exc})"
+    """(factory, ""): the stream consumer ships with the engine, so there is always one (the
+    pair's "why not" stays for the caller, which reports skipped parts)."""
     return (lambda: ConsumerPart(engine)), ""

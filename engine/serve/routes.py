@@ -22,12 +22,14 @@ from engine.documents import ID_PATTERN, TYPES, BaseDocument, doc_type, parse_do
 from engine.exceptions import (
     CacheUnavailableError,
     InvalidDocumentError,
+    InvalidTimeError,
     NotFoundError,
+    PreconditionFailedError,
     WriteConflictError,
 )
 from engine.reader import Query as ReaderQuery
-from engine.serve.errors import PreconditionFailedError
 from engine.serve.reconcile_runs import ReconcileRuns
+from reconciler.schedule import reconcile_lock, run_and_save
 
 SOURCE_HEADER = "X-Docsync-Source"  # cache | s3: where the answer came from
 CACHE_HEADER = "X-Docsync-Cache"  # gets: l1 | hit | miss | bypass | off; query pages: l1
@@ -132,8 +134,8 @@ def _time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         return keys.parse_time(value)
-    except InvalidDocumentError as exc:
-        raise InvalidDocumentError(f"{name}: {exc}", [name]) from None
+    except InvalidTimeError as exc:
+        raise InvalidTimeError(f"{name}: {exc}", [name]) from None
 
 
 def _actor(request: Request) -> str | None:
@@ -184,22 +186,14 @@ def document_router(engine: Engine) -> APIRouter:
         },
     )
     def reconcile(body: ReconcileRequest) -> Any:
-        from reconciler.lock import LeaseLock
-        from reconciler.reports import save
-        from reconciler.run import Reconciler
-        from reconciler.schedule import LOCK_NAME
-
-        lock = LeaseLock(
-            engine.clients.dynamodb, settings.leases_table, LOCK_NAME, settings.reconcile_lock_ttl_s
-        )
+        lock = reconcile_lock(engine)
         busy = "another reconcile run is in progress (lease held)"
 
         def run_locked() -> dict[str, Any]:
-            with lock.held() as mine:
-                if not mine:
-                    raise WriteConflictError(busy)
-                result = Reconciler(engine).run(body.mode, body.types)
-                where = save(engine, result, settings.report_dir)
+            saved = run_and_save(engine, body.mode, body.types, lock)
+            if saved is None:
+                raise WriteConflictError(busy)
+            result, where = saved
             return result.as_dict() | {"report": where}
 
         if body.wait:
@@ -260,7 +254,7 @@ def document_router(engine: Engine) -> APIRouter:
         doc_type(type_name)
         since_ts, until_ts = _time(since, "since"), _time(until, "until")
         if until_ts is not None and until_ts > datetime.now(UTC) + FUTURE_SLACK:
-            raise InvalidDocumentError("until: more than a day in the future", ["until"])
+            raise InvalidTimeError("until: more than a day in the future", ["until"])
         query = ReaderQuery(
             types=(type_name,),
             customer=customer,

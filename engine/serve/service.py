@@ -19,17 +19,18 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from engine.app import Engine
+from engine.readmetrics.flush import MetricsFlusher
 from engine.serve.health import Readiness
 from engine.serve.parts import ListenerPart, SchedulerPart, consumer_factory
 from engine.serve.supervisor import Backoff, Part, Supervisor
 from engine.settings import Settings
+from engine.streams.config import load_stream_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from engine.serve.apikeys import ApiKeys
     from engine.serve.server import HttpServer
-    from engine.streams.flush import MetricsFlusher
 
 PART_NAMES = ("listener", "consumer", "scheduler", "api")
 STOP_ORDER = ["api", "listener", "consumer", "scheduler"]
@@ -160,18 +161,12 @@ class Service:
 
 
 def _start_metrics_flush(engine: Engine) -> MetricsFlusher | None:
-    """The read path's hit/miss flush into the cache table (the streams issue), when present."""
-    if not hasattr(engine.reader.stats, "take_delta") or engine.settings.dry_run:
-        return None
-    try:
-        from engine.streams.config import load_stream_settings
-        from engine.streams.flush import MetricsFlusher
-    except ImportError:
+    """The read path's hit/miss flush into the cache table (not in a dry run)."""
+    if engine.settings.dry_run:
         return None
     conf = load_stream_settings(engine.settings.config_file)
     return MetricsFlusher(
-        engine.clients.dynamodb,
-        engine.settings.table,
+        engine.cache,
         engine.reader.stats,
         interval_s=conf.flush_interval_s,
         window_s=conf.metrics_window_s,

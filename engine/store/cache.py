@@ -113,8 +113,10 @@ def live_attributes(
     ttl_days: int,
     inline_limit: int,
     sequencer: str | None = None,
+    month_shards: int = 1,
 ) -> dict[str, Any]:
-    """The committed image of a live document, index keys included."""
+    """The committed image of a live document, index keys included (its month buckets split
+    `month_shards` ways: see `keys.month_shard`)."""
     month = keys.month_bucket(doc.modified_at)
     tsk = keys.time_sort_key(doc.modified_at, doc.id)
     inline = len(doc.body) <= inline_limit
@@ -136,9 +138,9 @@ def live_attributes(
         "status": doc.status,
         "title": doc.title,
         "customers": list(doc.customer_codes),
-        "tpk": f"{doc.type}#{month}",
+        "tpk": keys.time_partition(doc.type, month, doc.id, month_shards),
         "tsk": tsk,
-        "spk": f"{doc.type}#{doc.status}#{month}",
+        "spk": keys.status_partition(doc.type, doc.status, month, doc.id, month_shards),
         "kpk": keys.key_shard(prefix, doc.id),
     }
 
@@ -167,10 +169,11 @@ def index_entries(type_name: str, doc_id: str, image: dict[str, Any]) -> list[di
     """The customer-index entries of a committed image (none for a tombstone).
 
     Each carries what a query needs to filter and to verify it against its document (the
-    document's ETag): the page itself is read from the documents (BatchGetItem)."""
+    document's ETag): the page itself is read from the documents (BatchGetItem). Their
+    month bucket is the document's, shard included."""
     if image.get("state") != "live":
         return []
-    month = str(image["tpk"]).rsplit("#", 1)[-1]
+    month = str(image["tpk"])[len(type_name) + 1 :]  # YYYY-MM, and its shard if sharded
     return [
         {
             "pk": keys.index_pk(type_name, doc_id, customer),
@@ -281,6 +284,20 @@ class CacheStore:
             if not start:
                 return total
             kwargs["ExclusiveStartKey"] = start
+
+    def holds_any(self, index: str, partition_attr: str, partition: str) -> bool:
+        """Whether one index partition holds any item at all (one Query, Limit=1, COUNT)."""
+        response = self._call(
+            "Query",
+            self._ddb.query,
+            IndexName=index,
+            KeyConditionExpression="#p = :p",
+            ExpressionAttributeNames={"#p": partition_attr},
+            ExpressionAttributeValues={":p": {"S": partition}},
+            Select="COUNT",
+            Limit=1,
+        )
+        return int(response.get("Count", 0)) > 0
 
     def batch_get(self, pks: list[str]) -> dict[str, dict[str, Any]]:
         """Items by pk (strongly consistent), 100 keys per BatchGetItem, unprocessed retried."""
@@ -653,6 +670,17 @@ class CacheStore:
             attrs,
             prev_customers,
         )
+
+    # -- the reserved read-metrics items (engine/readmetrics) -------------------------------
+
+    def add_read_metrics(self, update: dict[str, Any]) -> bool:
+        """One flush's UpdateItem (built by engine/readmetrics/item.py), through the limiter
+        and the breaker; False when its condition refused it (that flush had landed)."""
+        try:
+            self._call("UpdateItem", self._ddb.update_item, **update)
+        except ConditionFailed:
+            return False
+        return True
 
 
 def _range_query(

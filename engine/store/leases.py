@@ -33,19 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from engine.exceptions import StoreError
+from engine.exceptions import LeaseLostError, StoreError
 from engine.store.base import ConditionFailed, ErrorMap, StoreCall
-from engine.streams.records import plain
+from engine.store.values import plain
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 LEASE_ERRORS = ErrorMap("DynamoDB leases", StoreError, conditional=True)
-
-
-class LeaseLostError(StoreError):
-    """Another holder has the lease now: a write fenced by it was refused."""
 
 
 def consumer_key(stream_arn: str) -> str:

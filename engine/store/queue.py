@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from engine.exceptions import NotFoundError, QueueError
+from engine.exceptions import MoveTaskUnsupportedError, NotFoundError, QueueError
 from engine.store.errors import error_code
 
 if TYPE_CHECKING:
@@ -26,10 +26,6 @@ NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 UNSUPPORTED = {"UnsupportedOperation", "InvalidAction", "NotImplemented"}
 BATCH_MAX = 10
 BATCH_BYTES = 256 * 1024  # SendMessageBatch's limit on the sum of the bodies
-
-
-class MoveTaskUnsupportedError(QueueError):
-    """The endpoint has no StartMessageMoveTask / ListMessageMoveTasks (moto 5.2)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.streams.histogram import LAG_BOUNDS_S, Histogram
+from engine.keys import tumbling_start
+from engine.readmetrics.buckets import LAG_S
+from engine.readmetrics.histogram import Histogram
 
 ROW_VERSION = 1
 CHANGES = ("creates", "updates", "deletes")
@@ -24,11 +26,6 @@ _COUNTS = ("records", *CHANGES, "ttl_expiries", "fills")
 
 def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def window_of(ts: datetime, window_s: int) -> datetime:
-    epoch = int(ts.timestamp()) // window_s * window_s
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 @dataclass
@@ -43,7 +40,8 @@ class TypeWindow:
     customers: dict[str, Counter[str]] = field(default_factory=dict)
     statuses: dict[str, Counter[str]] = field(default_factory=dict)
     transitions: Counter[str] = field(default_factory=Counter)  # "old→new"
-    sync_lag: Histogram = field(default_factory=lambda: Histogram(LAG_BOUNDS_S))
+    partitions: Counter[str] = field(default_factory=Counter)  # GSI writes: "index partition"
+    sync_lag: Histogram = field(default_factory=lambda: Histogram(LAG_S))
 
     def change(self, kind: str, customers: Iterable[str], status: str | None) -> None:
         """kind: creates | updates | deletes."""
@@ -65,6 +63,7 @@ class TypeWindow:
             "statuses": {s: _changes(n) for s, n in sorted(self.statuses.items())},
             "transitions": dict(sorted(self.transitions.items())),
             "sync_lag_s": self.sync_lag.as_dict(),
+            **({"partitions": dict(sorted(self.partitions.items()))} if self.partitions else {}),
         }
 
     def add_row(self, row: Mapping[str, Any]) -> None:
@@ -75,7 +74,8 @@ class TypeWindow:
             for key, changes in row.get(source, {}).items():
                 target.setdefault(key, Counter()).update({k: int(v) for k, v in changes.items()})
         self.transitions.update({k: int(v) for k, v in row.get("transitions", {}).items()})
-        lag = Histogram.from_dict(LAG_BOUNDS_S, row.get("sync_lag_s", {"buckets": []}))
+        self.partitions.update({k: int(v) for k, v in row.get("partitions", {}).items()})
+        lag = Histogram.from_dict(LAG_S, row.get("sync_lag_s", {"buckets": []}))
         self.sync_lag.counts = [
             a + b for a, b in zip(self.sync_lag.counts, lag.counts, strict=True)
         ]
@@ -102,7 +102,7 @@ class Windows:
         self._open: dict[tuple[datetime, str], TypeWindow] = {}
 
     def at(self, ts: datetime, type_name: str) -> TypeWindow:
-        start = window_of(ts, self.window_s)
+        start = datetime.fromtimestamp(tumbling_start(ts.timestamp(), self.window_s), UTC)
         key = (start, type_name)
         if key not in self._open:
             self._open[key] = TypeWindow(start, self.window_s, type_name)

@@ -31,13 +31,12 @@ from engine import metrics
 from engine.app import Engine
 from engine.aws import AwsClients
 from engine.awsmetrics import kind_of
-from engine.exceptions import StoreError
+from engine.exceptions import LeaseLostError, StoreError
 from engine.settings import Settings
 from engine.store.leases import (
     Checkpoint,
     Checkpoints,
     Lease,
-    LeaseLostError,
     consumer_lease,
     read_lease,
 )

@@ -25,15 +25,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.reader import ReadStats
+from engine.readmetrics.cluster import ClusterReads, flush_delta
+from engine.readmetrics.item import METRICS_PK, is_reserved, zero
+from engine.readmetrics.stats import ReadStats
 from engine.streams.analytics import Windows
-from engine.streams.flush import METRICS_PK, flush_delta, is_reserved
-from engine.streams.histogram import quantile
 from engine.streams.history import history_entry
+from engine.streams.hotspots import partitions_of
 from engine.streams.pending import PendingKeys
 from engine.streams.records import ChangeRecord
 
-_ZERO = ReadStats.Delta(buckets=(0,) * (len(ReadStats.BUCKETS_MS) + 1))
+_ZERO = zero()
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Derived:
     writes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, sync_source)
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, creates|…)
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, "a→b")
+    partitions: Counter[str] = field(default_factory=Counter)  # GSI writes (streams/hotspots)
     sync_lag_s: list[tuple[str, float]] = field(default_factory=list)  # (sync_source, s)
     write_commit_s: list[float] = field(default_factory=list)
     reads: ReadStats.Delta = _ZERO
@@ -69,39 +71,13 @@ class Derived:
         self.writes.update(other.writes)
         self.changes.update(other.changes)
         self.transitions.update(other.transitions)
+        self.partitions.update(other.partitions)
         self.sync_lag_s.extend(other.sync_lag_s)
         self.write_commit_s.extend(other.write_commit_s)
         self.reads = self.reads + other.reads
         self.history.extend(other.history)
         if other.newest is not None and (self.newest is None or other.newest > self.newest):
             self.newest = other.newest
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterReads:
-    """Every instance's reads, summed from the flushes seen since this consumer started."""
-
-    total: ReadStats.Delta
-
-    @property
-    def hit_ratio(self) -> float | None:
-        looked_up = self.total.hits + self.total.misses
-        return round(self.total.hits / looked_up, 6) if looked_up else None
-
-    def latency_ms(self, q: float) -> float | None:
-        value = quantile(ReadStats.BUCKETS_MS, self.total.buckets, q)
-        return None if value is None else round(value, 3)
-
-    def as_dict(self) -> dict[str, Any]:
-        t = self.total
-        return {
-            "hits": t.hits,
-            "misses": t.misses,
-            "s3_fallbacks": t.s3_fallbacks,
-            "backfills": t.backfills,
-            "hit_ratio": self.hit_ratio,
-            "read_latency_ms": {"p50": self.latency_ms(0.5), "p99": self.latency_ms(0.99)},
-        }
 
 
 class StreamProcessor:
@@ -263,6 +239,9 @@ class StreamProcessor:
             status = image.get("status")
             out.changes[(type_name, kind)] += 1
             window.change(kind, customers, str(status) if status else None)
+            touched = partitions_of(type_name, image)
+            out.partitions.update(touched)
+            window.partitions.update(touched)
         if kind == "updates" and old.get("status") != new.get("status"):
             transition = f"{old.get('status')}→{new.get('status')}"
             out.transitions[(type_name, transition)] += 1

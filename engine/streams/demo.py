@@ -8,9 +8,9 @@ from typing import Any
 from rich.console import Console
 
 from engine.app import Engine
+from engine.readmetrics.flush import MetricsFlusher
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
-from engine.streams.flush import MetricsFlusher
 from engine.streams.stats import gather, render_text
 
 
@@ -19,7 +19,7 @@ def stats_section(
 ) -> dict[str, Any]:
     """What `docsync consume --drain` then `docsync stats` would show; returns the figures."""
     settings = engine.settings
-    MetricsFlusher(engine.clients.dynamodb, settings.table, engine.reader.stats).flush()
+    MetricsFlusher(engine.cache, engine.reader.stats).flush()
     config = StreamSettings(idle_wait_s=0.0, lease_ttl_s=10.0)
     consumed = LocalConsumer(settings, config, engine.clients).run(drain=True)
     out.print(

@@ -1,24 +1,13 @@
-"""Errors of the stream consumers, under the project's root (engine/exceptions.py).
-
-DocsyncError
-└── StreamsError                 a stream consumer cannot go on as it is
-    ├── MalformedRecordError     a record that cannot be decoded: dead-lettered, never retried
-    └── StreamNotFoundError      the table has no stream (enable it with `docsync init`)
-(The lease lost to another holder is engine/store/leases.py's LeaseLostError, a StoreError.)
-"""
+"""The stream consumers' errors, drawn in the project's one tree (engine/exceptions.py) and
+re-exported here for the modules that import them from their package."""
 
 from __future__ import annotations
 
-from engine.exceptions import DocsyncError
+from engine.exceptions import (
+    LeaseLostError,
+    MalformedRecordError,
+    StreamNotFoundError,
+    StreamsError,
+)
 
-
-class StreamsError(DocsyncError):
-    exit_code = 1
-
-
-class MalformedRecordError(StreamsError):
-    pass
-
-
-class StreamNotFoundError(StreamsError):
-    exit_code = 3
+__all__ = ["LeaseLostError", "MalformedRecordError", "StreamNotFoundError", "StreamsError"]

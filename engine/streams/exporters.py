@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from engine import cloudwatch, metrics
-from engine.streams.core import ClusterReads, Derived
+from engine import cloudwatch, keys, metrics
+from engine.readmetrics.cluster import ClusterReads
+from engine.streams.core import Derived
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.metrics import Metrics
@@ -31,6 +32,10 @@ def to_prometheus(derived: Derived, cluster: ClusterReads, now: datetime | None 
         metrics.CACHE_WRITES.labels(type_name, source).inc(n)
     for type_name, n in derived.fills().items():
         metrics.CACHE_FILLS.labels(type_name).inc(n)
+    for touched, n in derived.partitions.items():
+        index, _, partition = touched.partition(" ")
+        if index != keys.CUSTOMER_INDEX:  # one series per customer bucket: too many
+            metrics.GSI_PARTITION_WRITES.labels(index, partition).inc(n)
     for (type_name, change), n in derived.changes.items():
         metrics.DOCUMENT_CHANGES.labels(type_name, change).inc(n)
     for source, seconds in derived.sync_lag_s:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from engine.streams.flush import is_reserved
+from engine.readmetrics.item import is_reserved
 from engine.streams.records import ChangeRecord
 
 Change = Literal["create", "update", "delete"]

@@ -6,7 +6,9 @@
   analytics rows (S3 under the reserved prefix, or the local directory), merged;
 - iterator age and the consumer's state: the consumer's lease item in the leases table;
 - changes per document, time in each status and between statuses: the history table (one
-  scan; engine/streams/trends.py), for what completed in the range.
+  scan; engine/streams/trends.py), for what completed in the range;
+- the busiest GSI partitions: the analytics rows' writes per partition (streams/hotspots.py);
+- capacity per operation kind: this process's consumed-capacity counters (engine/awsmetrics.py).
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.aws import AwsClients
+from engine.awsmetrics import KINDS, capacity_by_kind
 from engine.exceptions import StoreError
-from engine.reader import ReadStats
+from engine.keys import tumbling_start
+from engine.readmetrics.buckets import LAG_S
+from engine.readmetrics.cluster import ClusterReads
+from engine.readmetrics.histogram import Histogram
+from engine.readmetrics.item import delta_of_image, metrics_pk
+from engine.readmetrics.stats import ReadStats
 from engine.settings import Settings
 from engine.store.leases import batch_get, read_lease
 from engine.store.stream import StreamStore
+from engine.store.values import plain
 from engine.streams.analytics import TypeWindow, merge_rows
 from engine.streams.config import StreamSettings
-from engine.streams.core import ClusterReads
-from engine.streams.flush import delta_of_image, metrics_pk, window_start
-from engine.streams.histogram import LAG_BOUNDS_S, Histogram
-from engine.streams.records import plain
+from engine.streams.hotspots import busiest
 from engine.streams.sinks import ANALYTICS, build_sink
 from engine.streams.trends import trends
 
@@ -39,7 +45,7 @@ def read_metrics(
     clients: AwsClients, table: str, window_s: int, since: datetime, until: datetime
 ) -> ReadStats.Delta:
     """The sum of every metrics item whose window starts in [since, until]."""
-    first = window_start(since.timestamp(), window_s)
+    first = tumbling_start(since.timestamp(), window_s)
     keys = [
         {"pk": {"S": metrics_pk(w)}} for w in range(first, int(until.timestamp()) + 1, window_s)
     ]
@@ -90,12 +96,12 @@ def gather(
         read_metrics(clients, settings.table, config.metrics_window_s, since, until)
     )
     sink = build_sink(settings, config, clients, producer="stats")
-    earliest = window_start(since.timestamp(), config.window_s)
+    earliest = tumbling_start(since.timestamp(), config.window_s)
     rows = [
         row for row in sink.read(ANALYTICS, since) if _epoch(row.get("window_start")) >= earliest
     ]
     merged = merge_rows(rows)
-    lag = Histogram(LAG_BOUNDS_S)
+    lag = Histogram(LAG_S)
     counts: Counter[str] = Counter()
     writes: Counter[str] = Counter()
     transitions: Counter[str] = Counter()
@@ -127,11 +133,28 @@ def gather(
         "transitions": dict(transitions.most_common()),
         "consumer": consumer,
         "windows": [_compact(row) for row in merged[:windows]],
+        "hot_partitions": busiest(merged),
+        "capacity_by_kind": capacity_figures(),
         "history": _history(settings, clients, since, until) if history else None,
         "sources": {
             "read_metrics": f"dynamodb:{settings.table} ({config.metrics_window_s} s items)",
             "analytics": config.analytics_dir
             or f"s3://{settings.bucket}/{settings.reserved_prefix}streams/{ANALYTICS}/",
+        },
+    }
+
+
+def capacity_figures() -> dict[str, Any]:
+    """Capacity units this process consumed, per operation kind (engine/awsmetrics.py): the
+    cost of what ran in it (the demo's workload, a library caller's). Cluster-wide figures:
+    the dashboard and each process's /metrics."""
+    kinds = capacity_by_kind()
+    return {
+        "scope": "this process",
+        **{
+            kind: {side: round(v, 3) for side, v in kinds[kind].items()}
+            for kind in KINDS
+            if kind in kinds
         },
     }
 
@@ -204,6 +227,7 @@ def render_text(data: dict[str, Any], out: Console | None = None) -> None:
     for name, value in rows:
         figures.add_row(name, str(value))
     out.print(figures)
+    _render_load(data, out)
     if data["windows"]:
         view = Table(title="latest analytics windows")
         for column in (
@@ -226,6 +250,32 @@ def render_text(data: dict[str, Any], out: Console | None = None) -> None:
             )
         out.print(view)
     _render_history(data.get("history"), out)
+
+
+def _render_load(data: dict[str, Any], out: Console) -> None:
+    """Where the load lands: the busiest GSI partitions, and capacity per operation kind."""
+    hot = data.get("hot_partitions") or []
+    if hot:
+        view = Table(title="busiest GSI partitions (peak analytics window)")
+        for column in ("index", "partition", "writes", "peak writes/s", "of ~1,000/s"):
+            view.add_column(column)
+        for p in hot:
+            view.add_row(
+                p["index"],
+                p["partition"],
+                str(p["writes"]),
+                _num(p["peak_writes_per_s"]),
+                f"{p['of_limit']:.1%}",
+            )
+        out.print(view)
+    capacity = {k: v for k, v in (data.get("capacity_by_kind") or {}).items() if k != "scope"}
+    if capacity:
+        view = Table(title="capacity units by operation kind (this process)")
+        for column in ("kind", "read", "write"):
+            view.add_column(column)
+        for kind, sides in capacity.items():
+            view.add_row(kind, _num(sides.get("read", 0.0)), _num(sides.get("write", 0.0)))
+        out.print(view)
 
 
 def _render_history(history: dict[str, Any] | None, out: Console) -> None:

@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from engine.app import Engine
 from engine.sample import sample_documents
 from tests.e2e.conftest import BUCKET, Aws, Cli, md5
-
-pytestmark = pytest.mark.e2e
 
 PREFIX = {"change": "changes/", "announcement": "announcements/"}
 

@@ -7,13 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from engine.app import Engine
 from engine.sample import sample_documents
 from tests.e2e.conftest import BUCKET, Aws, Cli
 
-pytestmark = pytest.mark.e2e
 OFF = {"DOCSYNC_CACHE_ENABLED": "false"}
 
 

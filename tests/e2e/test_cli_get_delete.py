@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from engine.app import Engine
 from engine.sample import sample_documents
 from tests.e2e.conftest import BUCKET, Aws, Cli, seed
-
-pytestmark = pytest.mark.e2e
 
 
 def a_change(seed_: int = 5) -> dict[str, Any]:

@@ -8,15 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from engine import keys
 from engine.app import Engine
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from tests.e2e.conftest import Cli, write_json
-
-pytestmark = pytest.mark.e2e
 
 
 def change(status: str, title: str = "Kernel patching") -> dict[str, Any]:

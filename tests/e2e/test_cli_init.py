@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.e2e.conftest import BUCKET, DLQ, LEASES, QUEUE, TABLE, Aws, Cli
-
-pytestmark = pytest.mark.e2e
 
 EXPECTED = [
     ("bucket", BUCKET),

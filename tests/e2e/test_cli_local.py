@@ -11,11 +11,8 @@ import threading
 from pathlib import Path
 
 import boto3
-import pytest
 
 from tests.e2e.conftest import DOCSYNC, Cli
-
-pytestmark = pytest.mark.e2e
 
 
 def free_port() -> int:

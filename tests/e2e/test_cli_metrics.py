@@ -9,15 +9,12 @@ import subprocess
 import time
 
 import httpx
-import pytest
 
 from engine.app import Engine
 from tests.e2e.conftest import DOCSYNC, Aws, Cli
 from tests.e2e.test_serve import KEY, free_port
 from tests.integration.test_listener_convergence import body
 from tests.unit.test_cloudwatch import parse_emf
-
-pytestmark = pytest.mark.e2e
 
 ENV = {"DOCSYNC_METRICS_NAMESPACE": "docsync-e2e", "DOCSYNC_METRICS_ENVIRONMENT": "stack-e2e"}
 

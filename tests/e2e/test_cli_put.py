@@ -12,8 +12,6 @@ from engine.app import Engine
 from engine.sample import sample_documents
 from tests.e2e.conftest import BUCKET, Aws, Cli, md5, seed, write_json, write_jsonl
 
-pytestmark = pytest.mark.e2e
-
 
 def changes(count: int, seed_: int = 11) -> list[dict[str, Any]]:
     docs = [d for d in sample_documents(count * 3, seed_) if d["object_type"] == "change"]

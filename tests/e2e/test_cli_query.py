@@ -14,8 +14,6 @@ from engine.app import Engine
 from engine.sample import sample_documents
 from tests.e2e.conftest import Cli, Run, seed
 
-pytestmark = pytest.mark.e2e
-
 # 45 documents over 120 days (28 changes, 23 of them in the 90-day cache window, 7 documents
 # outside it); seeded in-process, since every test starts from an empty server.
 CORPUS_SIZE, CORPUS_SEED = 45, 7
@@ -187,3 +185,15 @@ def test_count_matches_the_pages(cli: Cli, corpus: list[dict[str, Any]]) -> None
         assert counted == {"total": len(pages["items"]), "source": "cache"}, args
     bad = cli("query", "--count", "--all", expect=2)
     assert "--count" in bad.stderr
+
+
+def test_a_range_backwards_names_the_flags(cli: Cli, ready: Engine) -> None:
+    """The library names fields (`since is after until`); the CLI writes them as its flags,
+    exit 2, with the fields in the JSON error."""
+    run = cli("query", "--since", "1d", "--until", "2d", "--format", "json", expect=2)
+    assert "docsync: error: --since is after --until" in run.stderr
+    assert run.json() == {
+        "error": "--since is after --until",
+        "exit_code": 2,
+        "fields": ["since", "until"],
+    }

@@ -9,13 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from engine import keys
 from engine.app import Engine
 from tests.e2e.conftest import BUCKET, Aws, Cli, md5, seed
-
-pytestmark = pytest.mark.e2e
 
 PREFIX = {"change": "changes/", "announcement": "announcements/"}
 REPORTS = "_docsync/reports/"
@@ -303,3 +299,12 @@ def test_text_summary(cli: Cli, ready: Engine, aws: Aws) -> None:
     assert "(+2 invalid objects: reported, never cached)" in out
     for key, cls in PLANTED.items():
         assert f"{cls:<8} {key}" in out
+
+
+def test_a_changed_month_shard_count_is_refused_with_exit_2(cli: Cli, ready: Engine) -> None:
+    """Written with month_shards = 1, reconciled with 4: the entries sit in buckets no query
+    of 4 reads, so the run refuses and says where to look instead of reporting."""
+    seed(ready, [document("change", "A-one")])
+    run = cli("reconcile", env={"DOCSYNC_MONTH_SHARDS": "4"}, expect=2)
+    assert "month_shards = 4" in run.stderr and "docs/scaling.md" in run.stderr
+    assert cli("reconcile").json()["counts"]["in_sync"] == 1

@@ -8,11 +8,8 @@ import subprocess
 from pathlib import Path
 
 import boto3
-import pytest
 
 from tests.e2e.conftest import BUCKET, DOCSYNC, TABLE, Cli
-
-pytestmark = pytest.mark.e2e
 
 REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "DOCSYNC_REGION")
 

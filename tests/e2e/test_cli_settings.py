@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.e2e.conftest import Aws, Cli
-
-pytestmark = pytest.mark.e2e
 
 
 def test_a_wrong_env_setting_exits_2_and_names_it(cli: Cli, aws: Aws) -> None:

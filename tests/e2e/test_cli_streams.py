@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.app import Engine
+from engine.readmetrics.flush import MetricsFlusher
 from engine.store.leases import checkpoint_key, consumer_key
 from engine.streams.analytics import merge_rows
-from engine.streams.flush import MetricsFlusher
 from engine.streams.sinks import ANALYTICS, FileRowSink
 from tests.e2e.conftest import LEASES, Aws, Cli, Run
 from tests.integration.test_streams_consumer import doc, seven_hits_three_misses, stream_records
@@ -43,7 +43,7 @@ def docsync(cli: Cli, *args: str, env: dict[str, str] | None = None, expect: int
 
 def test_consume_drain_then_stats(cli: Cli, ready: Engine) -> None:
     seven_hits_three_misses(ready)
-    MetricsFlusher(ready.clients.dynamodb, ready.settings.table, ready.reader.stats).flush()
+    MetricsFlusher(ready.cache, ready.reader.stats).flush()
     counts = docsync(cli, "consume", "--drain", "--format", "json").json()
     assert counts["role"] == "active" and counts["records"] == len(stream_records(ready))
     assert counts["cluster"]["hit_ratio"] == 0.7 and counts["fills"] == 3
@@ -59,8 +59,15 @@ def test_consume_drain_then_stats(cli: Cli, ready: Engine) -> None:
     assert stats["iterator_age_s"] is not None
     assert {w["type"] for w in stats["windows"]} == {"change"}
     assert stats["sources"]["analytics"].startswith("s3://")
+    hot: dict[str, int] = {}
+    for p in stats["hot_partitions"]:  # 10 creates, all of customer acme, all drafts
+        assert p["partition"].startswith(("change#", "change#draft#", "acme#change#"))
+        hot[p["index"]] = hot.get(p["index"], 0) + p["writes"]
+    assert hot == {"time-index": 10, "status-index": 10, "customer-index": 10}
+    assert stats["capacity_by_kind"]["scope"] == "this process"
     text = docsync(cli, "stats", "--format", "text")
     assert "hit ratio" in text.stdout and "70.0%" in text.stdout
+    assert "busiest GSI partitions" in text.stdout
     assert "latest analytics windows" in text.stdout
     again = docsync(cli, "consume", "--drain", "--format", "json").json()
     assert again["records"] == 0  # resumed from the checkpoint

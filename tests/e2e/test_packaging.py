@@ -24,7 +24,8 @@ from packaging.requirements import Requirement
 
 from engine.settings import Settings
 
-pytestmark = pytest.mark.e2e
+# one worker builds the zip once for the whole module (make test runs with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("packaging")
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "deploy" / "requirements-lambda.txt"
@@ -34,9 +35,13 @@ HANDLERS = [
     "engine.streams.lambda_handler:stream_handler",
     "engine.streams.lambda_handler:kinesis_handler",
     "reconciler.tasks:sqs_handler",
+    "engine.lambdas.listener:sqs_handler",
+    "engine.lambdas.listener:s3_handler",
+    "engine.lambdas.stream:stream_handler",
+    "engine.lambdas.stream:kinesis_handler",
+    "engine.lambdas.reconcile:handler",
+    "engine.lambdas.reconcile_tasks:sqs_handler",
 ]
-if (ROOT / "engine" / "lambdas" / "reconcile.py").is_file():
-    HANDLERS.append("engine.lambdas.reconcile:handler")
 FORBIDDEN = ("moto", "pytest", "_pytest", "hypothesis", "mypy", "ruff", "schemathesis", "tests")
 
 
@@ -107,7 +112,8 @@ def test_a_handler_runs_from_the_artifact_alone(artifact: tuple[Path, Path]) -> 
     _, root = artifact
     code = (
         "import json\n"
-        "from engine.events.handlers import engine, s3_handler\n"
+        "from engine.lambdas.listener import s3_handler\n"
+        "from engine.lambdas.runtime import engine\n"
         "built = engine()\n"
         "event = {'Service': 'Amazon S3', 'Event': 's3:TestEvent', 'Bucket': 'b'}\n"
         "print(json.dumps([built.clients.s3.meta.region_name, s3_handler(event, None)]))\n"

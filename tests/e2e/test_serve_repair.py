@@ -12,15 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from engine.app import Engine
 from engine.documents import parse_document
 from tests.e2e.conftest import Cli
 from tests.e2e.test_cli_history import change
 from tests.e2e.test_serve import serve
 
-pytestmark = pytest.mark.e2e
 GRACE_S = 2.0
 
 WRITER = """

@@ -13,8 +13,6 @@ from engine.metrics import REGISTRY
 from engine.settings import Settings
 from tests.integration.faults import Faults
 
-pytestmark = pytest.mark.integration
-
 
 class Clock:
     def __init__(self) -> None:

@@ -22,8 +22,6 @@ from engine.sample import sample_documents
 from engine.settings import Settings
 from tests.integration.faults import Faults
 
-pytestmark = pytest.mark.integration
-
 
 class Delta:
     """Reads Prometheus samples before and after a workload."""

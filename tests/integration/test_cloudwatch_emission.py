@@ -18,11 +18,13 @@ from engine import cloudwatch
 from engine.app import Engine
 from engine.cloudwatch import BUFFER
 from engine.documents import parse_document
+from engine.lambdas import reconcile_tasks
+from engine.lambdas import runtime as lambda_runtime
+from engine.lambdas import stream as lambda_handler
 from engine.reader import Query
+from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
-from engine.streams import lambda_handler
 from engine.streams.config import StreamSettings
-from engine.streams.flush import MetricsFlusher
 from reconciler import tasks
 from reconciler.backfill import backfill
 from reconciler.run import Reconciler
@@ -33,16 +35,7 @@ from tests.integration.test_streams_consumer import seven_hits_three_misses, str
 from tests.integration.test_streams_lambda import lambda_shape
 from tests.unit.test_cloudwatch import parse_emf
 
-pytestmark = pytest.mark.integration
-
 NS, ENV = "docsync-it", "stack-it"
-
-
-@pytest.fixture(autouse=True)
-def _empty_buffer() -> Iterator[None]:
-    BUFFER.reset()
-    yield
-    BUFFER.reset()
 
 
 def contract(settings: Settings, **overrides: Any) -> Settings:
@@ -110,22 +103,22 @@ def test_shard_tasks_report_drift_and_collect_counts_the_run_once(engine: Engine
 
 
 @pytest.fixture
-def runtime(settings: Settings, tmp_path: Any) -> Iterator[lambda_handler.Runtime]:
+def runtime(settings: Settings, tmp_path: Any) -> Iterator[lambda_runtime.StreamRuntime]:
     conf = StreamSettings(analytics_dir=str(tmp_path / "rows"))
-    rt = lambda_handler.build_runtime(contract(settings), conf)
-    lambda_handler.use_runtime(rt)
+    rt = lambda_runtime.build_stream_runtime(contract(settings), conf)
+    lambda_runtime.use_stream_runtime(rt)
     yield rt
-    lambda_handler.use_runtime(None)
+    lambda_runtime.use_stream_runtime(None)
 
 
 def test_the_stream_lambda_prints_cluster_hits_misses_and_iterator_age(
     settings: Settings,
     engine: Engine,
-    runtime: lambda_handler.Runtime,
+    runtime: lambda_runtime.StreamRuntime,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     seven_hits_three_misses(engine)  # 10 gets in this process: 10 QueryLatency too
-    MetricsFlusher(engine.clients.dynamodb, settings.table, engine.reader.stats).flush()
+    MetricsFlusher(engine.cache, engine.reader.stats).flush()
     arn = engine.clients.dynamodb.describe_table(TableName=settings.table)["Table"][
         "LatestStreamArn"
     ]
@@ -198,7 +191,7 @@ def test_the_shard_worker_lambda_prints_its_drift_under_the_functions_environmen
     )
     capsys.readouterr()
 
-    assert tasks.sqs_handler(event, None) == {"batchItemFailures": []}
+    assert reconcile_tasks.sqs_handler(event, None) == {"batchItemFailures": []}
 
     assert parse_emf(capsys.readouterr().out, NS, ENV) == {"DriftFound": [3.0]}
 

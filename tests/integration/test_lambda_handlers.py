@@ -1,4 +1,4 @@
-"""engine/events/handlers.py: the Lambda handlers (direct S3 events, SQS batches with partial
+"""engine/lambdas/listener.py: the Lambda handlers (direct S3 events, SQS batches with partial
 batch responses) against a moto server over HTTP, configured only through DOCSYNC_* env, as a
 Lambda function is. Events are AWS's own fixtures with the bucket and key rewritten.
 """
@@ -18,9 +18,9 @@ import pytest
 
 from engine.app import Engine
 from engine.documents import parse_document
-from engine.events import handlers
 from engine.events.sequencer import normalize_sequencer
 from engine.exceptions import NotFoundError
+from engine.lambdas import listener, runtime
 from engine.logs import configure_logging
 from engine.settings import Settings
 from tests.conftest import FIXTURES, snapshot
@@ -114,20 +114,20 @@ def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("DOCSYNC_MAX_ATTEMPTS", "2")
     for name in ("POWERTOOLS_DEV", "POWERTOOLS_METRICS_DISABLED"):
         monkeypatch.delenv(name, raising=False)
-    handlers.reset_engine()
+    runtime.reset_engine()
     yield settings
-    handlers.reset_engine()
+    runtime.reset_engine()
     configure_logging("json", "WARNING")  # engine() reconfigured it to the function's level
 
 
 def test_handler_engine_is_built_from_the_environment(lambda_env: Settings) -> None:
-    built = handlers.engine()
+    built = runtime.engine()
     assert built.settings.endpoint_url == lambda_env.endpoint_url
     assert built.settings.max_attempts == 2
     assert built.settings.bucket == lambda_env.bucket
-    assert handlers.engine() is built  # once per container
-    handlers.reset_engine()
-    assert handlers.engine() is not built
+    assert runtime.engine() is built  # once per container
+    runtime.reset_engine()
+    assert runtime.engine() is not built
 
 
 # -- (a) direct S3 invocation ---------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_s3_handler_caches_the_object_the_event_names(lambda_env: Settings, engi
     data = put_direct(lambda_env, "CHG-1")
     assert item(engine, "CHG-1") is None
 
-    assert handlers.s3_handler(put_event(lambda_env, "CHG-1", data), None) == {"events": 1}
+    assert listener.s3_handler(put_event(lambda_env, "CHG-1", data), None) == {"events": 1}
 
     cached = item(engine, "CHG-1")
     assert cached is not None
@@ -155,9 +155,9 @@ def test_s3_handler_caches_the_object_the_event_names(lambda_env: Settings, engi
 def test_s3_handler_twice_is_idempotent(lambda_env: Settings, engine: Engine) -> None:
     data = put_direct(lambda_env, "CHG-1")
     event = put_event(lambda_env, "CHG-1", data)
-    handlers.s3_handler(event, None)
+    listener.s3_handler(event, None)
     first = item(engine, "CHG-1")
-    handlers.s3_handler(event, None)  # at-least-once delivery
+    listener.s3_handler(event, None)  # at-least-once delivery
     assert item(engine, "CHG-1") == first
 
 
@@ -188,7 +188,7 @@ def test_sqs_batch_reports_exactly_the_malformed_and_in_flight_messages(
         (busy_id, json.dumps(put_event(lambda_env, "CHG-2", busy))),
     )
 
-    response = handlers.sqs_handler(event, None)
+    response = listener.sqs_handler(event, None)
 
     failures = response["batchItemFailures"]
     assert sorted(f["itemIdentifier"] for f in failures) == sorted([malformed_id, busy_id])
@@ -211,7 +211,7 @@ def test_sqs_batch_with_everything_applied_reports_no_failure(
     for n in range(3):
         data = put_direct(lambda_env, f"CHG-{n}")
         bodies.append((str(uuid.uuid4()), json.dumps(put_event(lambda_env, f"CHG-{n}", data))))
-    assert handlers.sqs_handler(sqs_event(*bodies), None) == {"batchItemFailures": []}
+    assert listener.sqs_handler(sqs_event(*bodies), None) == {"batchItemFailures": []}
     for n in range(3):
         cached = item(engine, f"CHG-{n}")
         assert cached is not None and cached["sync_source"] == "event"
@@ -232,7 +232,7 @@ def test_delete_event_for_a_key_gone_from_s3_leaves_a_tombstone(
     # else: DeleteObjects raises ObjectRemoved:Delete even for keys that never existed.
 
     event = delete_event(lambda_env, "CHG-5")
-    assert handlers.s3_handler(event, None) == {"events": 1}
+    assert listener.s3_handler(event, None) == {"events": 1}
 
     tomb = item(engine, "CHG-5")
     assert tomb is not None
@@ -252,7 +252,7 @@ def test_delete_event_for_a_key_gone_from_s3_leaves_a_tombstone(
 
     # A late create event (S3 still does not hold the key) does not resurrect it.
     late = put_event(lambda_env, "CHG-5", doc_body("CHG-5"))
-    handlers.s3_handler(late, None)
+    listener.s3_handler(late, None)
     assert (item(engine, "CHG-5") or {}).get("state") == "deleted"
     assert s3_client(lambda_env).list_objects_v2(Bucket=lambda_env.bucket).get("KeyCount") == 0
 
@@ -263,8 +263,8 @@ def test_delete_event_for_a_key_gone_from_s3_leaves_a_tombstone(
 def test_test_event_is_accepted_and_changes_nothing(lambda_env: Settings, engine: Engine) -> None:
     before = snapshot(engine)
     test_event = load("s3-test-event.json")
-    assert handlers.s3_handler(test_event, None) == {"events": 0}
-    response = handlers.sqs_handler(sqs_event(("m-1", json.dumps(test_event))), None)
+    assert listener.s3_handler(test_event, None) == {"events": 0}
+    response = listener.sqs_handler(sqs_event(("m-1", json.dumps(test_event))), None)
     assert response == {"batchItemFailures": []}
     assert snapshot(engine) == before
 
@@ -283,12 +283,12 @@ def test_dry_run_applies_nothing(
     s3_client(lambda_env).delete_object(Bucket=lambda_env.bucket, Key=key_of("CHG-8"))
     before = snapshot(engine)
     monkeypatch.setenv("DOCSYNC_DRY_RUN", "1")
-    handlers.reset_engine()
-    assert handlers.engine().settings.dry_run is True
+    runtime.reset_engine()
+    assert runtime.engine().settings.dry_run is True
     capsys.readouterr()
 
-    assert handlers.s3_handler(put_event(lambda_env, "CHG-7", new), None) == {"events": 1}
-    response = handlers.sqs_handler(
+    assert listener.s3_handler(put_event(lambda_env, "CHG-7", new), None) == {"events": 1}
+    response = listener.sqs_handler(
         sqs_event(("m-1", json.dumps(delete_event(lambda_env, "CHG-8")))), None
     )
 
@@ -328,7 +328,7 @@ def test_handlers_emit_emf_metrics_on_stdout(
     lambda_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = put_direct(lambda_env, "CHG-1")
-    handlers.s3_handler(put_event(lambda_env, "CHG-1", data), None)
+    listener.s3_handler(put_event(lambda_env, "CHG-1", data), None)
     out = capsys.readouterr().out
     (emf,) = emf_lines(out)
     directives = emf["_aws"]["CloudWatchMetrics"]
@@ -339,7 +339,7 @@ def test_handlers_emit_emf_metrics_on_stdout(
     assert emf["events_applied_total"] == [1.0]
 
     data2 = put_direct(lambda_env, "CHG-2")
-    handlers.sqs_handler(
+    listener.sqs_handler(
         sqs_event(("m-2", json.dumps(put_event(lambda_env, "CHG-2", data2)))), None
     )
     (emf2,) = emf_lines(capsys.readouterr().out)

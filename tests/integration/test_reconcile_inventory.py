@@ -175,7 +175,6 @@ def test_changes_since_the_report_are_verified_not_reported(engine: Engine) -> N
 
 @pytest.fixture
 def run_cli(engine: Engine) -> Any:
-    from engine.cli import reconcile_cmd  # noqa: F401  (registers `reconcile`)
     from engine.cli.main import cli
 
     def invoke(*args: str) -> Any:

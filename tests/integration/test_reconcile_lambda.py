@@ -11,15 +11,12 @@ import pytest
 
 from engine.app import Engine
 from engine.documents import parse_document
-from engine.events import handlers
-from engine.lambdas import reconcile
+from engine.lambdas import reconcile, runtime
 from engine.logs import configure_logging
 from engine.sample import sample_documents
 from engine.settings import Settings
 from reconciler.lock import LeaseLock
 from reconciler.schedule import LOCK_NAME
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -29,9 +26,9 @@ def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("DOCSYNC_METRICS_ENVIRONMENT", "stack-x")
     for name in ("POWERTOOLS_DEV", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_SERVICE_NAME"):
         monkeypatch.delenv(name, raising=False)
-    handlers.reset_engine()
+    runtime.reset_engine()
     yield settings
-    handlers.reset_engine()
+    runtime.reset_engine()
     configure_logging("json", "WARNING")
 
 

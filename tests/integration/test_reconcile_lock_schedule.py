@@ -34,8 +34,6 @@ from reconciler.schedule import LOCK_NAME, build, locked_run
 from tests.conftest import make_settings
 from tests.integration.test_listener_convergence import body
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = "_docsync/reports/"
 

@@ -18,8 +18,6 @@ from engine.recording import ReplayMismatchError
 from engine.sample import sample_documents
 from engine.settings import Settings
 
-pytestmark = pytest.mark.integration
-
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
 NOW = datetime.now(UTC)
 

@@ -11,8 +11,6 @@ from engine.retries import RetryTable
 from engine.settings import Settings
 from tests.integration.faults import Faults
 
-pytestmark = pytest.mark.integration
-
 FAST = {name: {"base_ms": 1} for name in ("throttling", "server_error", "unavailable",
                                           "transaction_conflict")}  # fmt: skip
 

@@ -19,10 +19,11 @@ from engine.app import Engine
 from engine.aws import CallCounter
 from engine.documents import Document, parse_document
 from engine.exceptions import WriteConflictError
+from engine.lambdas import runtime as lambda_runtime
+from engine.lambdas import stream as lambda_handler
 from engine.settings import Settings
 from engine.store.base import ConditionFailed
 from engine.store.leases import Checkpoints
-from engine.streams import lambda_handler
 from engine.streams.consumer import LocalConsumer
 from tests.integration.test_reconcile import _stream_records
 from tests.integration.test_streams_consumer import config, doc
@@ -190,9 +191,11 @@ def test_repairs_racing_live_writers_never_make_an_entry_older(
     assert sum(consumer.repairs.values()) >= 1
 
 
-def _lambda_runtime(settings: Settings, tmp_path: Path, **conf: Any) -> lambda_handler.Runtime:
-    rt = lambda_handler.build_runtime(settings, config(tmp_path, **conf), CallCounter())
-    lambda_handler.use_runtime(rt)
+def _lambda_runtime(
+    settings: Settings, tmp_path: Path, **conf: Any
+) -> lambda_runtime.StreamRuntime:
+    rt = lambda_runtime.build_stream_runtime(settings, config(tmp_path, **conf), CallCounter())
+    lambda_runtime.use_stream_runtime(rt)
     return rt
 
 
@@ -210,7 +213,7 @@ def test_the_stream_lambda_repairs_a_stuck_intent_within_the_invocation(
     try:
         assert lambda_handler.stream_handler(event, None) == {"batchItemFailures": []}
     finally:
-        lambda_handler.use_runtime(None)
+        lambda_runtime.use_stream_runtime(None)
     assert hit_with(engine, d)
 
 
@@ -231,7 +234,7 @@ def test_the_stream_lambda_retries_from_an_intent_not_yet_due(
     try:
         response = lambda_handler.stream_handler({"Records": records}, None)
     finally:
-        lambda_handler.use_runtime(None)
+        lambda_runtime.use_stream_runtime(None)
     assert response == {
         "batchItemFailures": [{"itemIdentifier": intent["dynamodb"]["SequenceNumber"]}]
     }
@@ -241,12 +244,14 @@ def test_the_stream_lambda_retries_from_an_intent_not_yet_due(
 
 def test_a_ttl_removal_is_counted_and_never_touches_s3(settings: Settings, tmp_path: Path) -> None:
     counter = CallCounter()
-    rt = lambda_handler.build_runtime(settings, config(tmp_path, lambda_repair_wait_s=0), counter)
-    lambda_handler.use_runtime(rt)
+    rt = lambda_runtime.build_stream_runtime(
+        settings, config(tmp_path, lambda_repair_wait_s=0), counter
+    )
+    lambda_runtime.use_stream_runtime(rt)
     try:
         assert lambda_handler.stream_handler(ttl_event(), None) == {"batchItemFailures": []}
     finally:
-        lambda_handler.use_runtime(None)
+        lambda_runtime.use_stream_runtime(None)
     assert sum(rt.core.totals[k] for k in rt.core.totals if k == "ttl_expiries") >= 1
     assert not [op for op in counter.counts if op.startswith("s3.")], counter.counts
 

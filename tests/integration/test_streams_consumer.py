@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from engine.app import Engine
+from engine.breaker import CircuitBreaker
 from engine.documents import Document, parse_document
+from engine.ratelimit import TokenBucket
 from engine.reader import Query
+from engine.readmetrics.flush import MetricsFlusher
+from engine.readmetrics.item import METRICS_PK
 from engine.settings import Settings
-from engine.store.cache import INDEX_KEYS, deserialize
+from engine.store.cache import INDEX_KEYS, CacheStore, deserialize
+from engine.store.errors import is_outage
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
-from engine.streams.flush import METRICS_PK, MetricsFlusher
 from engine.streams.sinks import ANALYTICS, FileRowSink
 from engine.streams.stats import gather
 
@@ -93,7 +98,7 @@ def test_hit_ratio_through_the_local_consumer(
     seven_hits_three_misses(engine)
     stats = engine.reader.stats
     assert (stats.hits, stats.misses) == (7, 3)
-    flusher = MetricsFlusher(engine.clients.dynamodb, settings.table, stats)
+    flusher = MetricsFlusher(engine.cache, stats)
     assert flusher.flush() is not None and flusher.flush() is None  # nothing new: no write
     summary = drain(settings, engine, config(tmp_path))
     cluster = summary["cluster"]
@@ -171,7 +176,7 @@ def test_metrics_item_is_reserved_ttld_and_outside_every_index(
     from reconciler.run import Reconciler
 
     seven_hits_three_misses(engine)
-    MetricsFlusher(engine.clients.dynamodb, settings.table, engine.reader.stats, ttl_days=7).flush()
+    MetricsFlusher(engine.cache, engine.reader.stats, ttl_days=7).flush()
     items = [i for i in engine.cache.scan_all() if str(i["pk"]).startswith(METRICS_PK)]
     (item,) = items
     assert not set(INDEX_KEYS) & set(item)
@@ -187,7 +192,7 @@ def test_metrics_item_is_reserved_ttld_and_outside_every_index(
 def test_a_retried_flush_is_not_counted_twice(settings: Settings, engine: Engine) -> None:
     stats = engine.reader.stats
     stats.record("hit", 2.0)
-    flusher = MetricsFlusher(engine.clients.dynamodb, settings.table, stats)
+    flusher = MetricsFlusher(engine.cache, stats)
     delta = stats.take_delta()
     flusher._write("flush-1", 1_800_000_000, delta)
     flusher._write("flush-1", 1_800_000_000, delta)  # e.g. botocore's retry after a timeout
@@ -209,8 +214,6 @@ class _FailingOnce:
     def update_item(self, **kwargs: Any) -> Any:
         if not self.failed:
             self.failed = True
-            from botocore.exceptions import EndpointConnectionError
-
             raise EndpointConnectionError(endpoint_url="http://nowhere")
         return self._client.update_item(**kwargs)
 
@@ -222,7 +225,8 @@ def test_failed_flush_is_retried_as_it_was(
 
     stats = engine.reader.stats
     client = _FailingOnce(engine.clients.dynamodb)
-    flusher = MetricsFlusher(client, settings.table, stats)  # type: ignore[arg-type]
+    cache = CacheStore(client, settings.table, TokenBucket(100, 10, 1.0), _breaker())  # type: ignore[arg-type]
+    flusher = MetricsFlusher(cache, stats)
     for _ in range(3):
         stats.record("miss", 12.0)
     with pytest.raises(CacheUnavailableError):
@@ -236,9 +240,44 @@ def test_failed_flush_is_retried_as_it_was(
     assert (summary["cluster"]["hits"], summary["cluster"]["misses"]) == (1, 3)
 
 
+def _breaker(fail_max: int = 5, clock: Callable[[], float] = time.monotonic) -> CircuitBreaker:
+    return CircuitBreaker(fail_max, 60.0, is_outage, clock=clock, name="test-flush")
+
+
+def test_flush_goes_through_the_cache_breaker(settings: Settings, engine: Engine) -> None:
+    """The flush is a cache call like any other: while the breaker is open it makes no AWS call
+    (the delta waits, and lands once DynamoDB is back)."""
+    from engine.exceptions import CacheUnavailableError
+
+    stats = engine.reader.stats
+    client = _Counting(engine.clients.dynamodb)
+    now = [0.0]
+    breaker = _breaker(1, lambda: now[0])
+    breaker.on_error(EndpointConnectionError(endpoint_url="http://nowhere"))  # open
+    cache = CacheStore(client, settings.table, TokenBucket(100, 10, 1.0), breaker)  # type: ignore[arg-type]
+    flusher = MetricsFlusher(cache, stats)
+    stats.record("hit", 3.0)
+    with pytest.raises(CacheUnavailableError, match="circuit breaker open"):
+        flusher.flush()
+    assert client.updates == 0
+    now[0] += 61  # past reset_s: the next call is the half-open trial
+    carried = flusher.flush()
+    assert carried is not None and carried.hits == 1 and client.updates == 1
+
+
+class _Counting:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.updates = 0
+
+    def update_item(self, **kwargs: Any) -> Any:
+        self.updates += 1
+        return self._client.update_item(**kwargs)
+
+
 def test_periodic_flush_and_flush_at_stop(settings: Settings, engine: Engine) -> None:
     stats = engine.reader.stats
-    with MetricsFlusher(engine.clients.dynamodb, settings.table, stats, interval_s=0.05) as flusher:
+    with MetricsFlusher(engine.cache, stats, interval_s=0.05) as flusher:
         stats.record("hit", 1.0)
         deadline = time.monotonic() + 5
         while flusher.flushes == 0 and time.monotonic() < deadline:

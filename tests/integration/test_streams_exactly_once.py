@@ -16,15 +16,16 @@ from typing import Any
 import pytest
 
 from engine.app import Engine
+from engine.lambdas import runtime as lambda_runtime
+from engine.lambdas import stream as lambda_handler
+from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
 from engine.store.leases import Checkpoint, Checkpoints, Lease, pending_key
 from engine.streams import consumer as consumer_module
-from engine.streams import lambda_handler
 from engine.streams.analytics import merge_rows
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.core import StreamProcessor
-from engine.streams.flush import MetricsFlusher
 from engine.streams.records import from_stream
 from engine.streams.sinks import ANALYTICS, RowSink, build_sink, newest_per_identity
 from tests.integration.test_streams_consumer import doc, stream_records
@@ -234,17 +235,17 @@ def batch(settings: Settings, engine: Engine) -> list[dict[str, Any]]:
     return [lambda_shape(r, arn) for r in stream_records(engine)]
 
 
-def container(settings: Settings) -> lambda_handler.Runtime:
+def container(settings: Settings) -> lambda_runtime.StreamRuntime:
     """A new Lambda execution environment (nothing remembered), with the S3 sink."""
-    rt = lambda_handler.build_runtime(settings, StreamSettings())
-    lambda_handler.use_runtime(rt)
+    rt = lambda_runtime.build_stream_runtime(settings, StreamSettings())
+    lambda_runtime.use_stream_runtime(rt)
     return rt
 
 
 @pytest.fixture(autouse=True)
 def _no_runtime_left() -> Iterator[None]:
     yield
-    lambda_handler.use_runtime(None)
+    lambda_runtime.use_stream_runtime(None)
 
 
 def objects(settings: Settings, engine: Engine) -> list[str]:
@@ -255,7 +256,7 @@ def objects(settings: Settings, engine: Engine) -> list[str]:
 
 
 def fail_after_storing(
-    rt: lambda_handler.Runtime, monkeypatch: pytest.MonkeyPatch, error: BaseException
+    rt: lambda_runtime.StreamRuntime, monkeypatch: pytest.MonkeyPatch, error: BaseException
 ) -> None:
     real = rt.sink.put
 
@@ -319,7 +320,7 @@ def test_a_bisected_half_with_no_rows_empties_the_whole_batch_object(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine.reader.stats.record("hit", 1.0)
-    MetricsFlusher(engine.clients.dynamodb, settings.table, engine.reader.stats).flush()
+    MetricsFlusher(engine.cache, engine.reader.stats).flush()
     changes(engine, 0)
     arn = engine.clients.dynamodb.describe_table(TableName=settings.table)["Table"][
         "LatestStreamArn"

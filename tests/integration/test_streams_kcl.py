@@ -19,9 +19,9 @@ from engine.app import Engine
 from engine.aws import AwsClients
 from engine.infra import Infrastructure
 from engine.local_moto import TEST_CREDENTIALS
+from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
 from engine.streams.analytics import merge_rows
-from engine.streams.flush import MetricsFlusher
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, FileRowSink
 from tests.integration.test_streams_consumer import seven_hits_three_misses, stream_records
 
@@ -50,7 +50,7 @@ def test_kcl_process_over_real_stream_records(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     seven_hits_three_misses(engine)
-    MetricsFlusher(engine.clients.dynamodb, settings.table, engine.reader.stats).flush()
+    MetricsFlusher(engine.cache, engine.reader.stats).flush()
     payloads = [destination_payload(r, settings.table) for r in stream_records(engine)]
     records = [
         {

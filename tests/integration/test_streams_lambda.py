@@ -1,4 +1,4 @@
-"""engine/streams/lambda_handler.py: DynamoDB stream batches (real records read from moto's
+"""engine/lambdas/stream.py: DynamoDB stream batches (real records read from moto's
 stream, and AWS's fixtures) and Kinesis batches, partial batch responses, EMF metrics."""
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import pytest
 
 from engine.app import Engine
 from engine.aws import AwsClients, CallCounter
+from engine.lambdas import runtime as lambda_runtime
+from engine.lambdas import stream as lambda_handler
+from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
-from engine.streams import lambda_handler
 from engine.streams.analytics import merge_rows
 from engine.streams.config import StreamSettings
-from engine.streams.flush import MetricsFlusher
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, FileRowSink
 from engine.streams.stats import gather
 from tests.conftest import FIXTURES
@@ -76,12 +77,12 @@ def counter() -> CallCounter:
 @pytest.fixture
 def runtime(
     settings: Settings, tmp_path: Path, counter: CallCounter
-) -> Iterator[lambda_handler.Runtime]:
+) -> Iterator[lambda_runtime.StreamRuntime]:
     conf = StreamSettings(analytics_dir=str(tmp_path / "rows"))
-    rt = lambda_handler.build_runtime(settings, conf, counter)
-    lambda_handler.use_runtime(rt)
+    rt = lambda_runtime.build_stream_runtime(settings, conf, counter)
+    lambda_runtime.use_stream_runtime(rt)
     yield rt
-    lambda_handler.use_runtime(None)
+    lambda_runtime.use_stream_runtime(None)
 
 
 def rows(tmp_path: Path, kind: str = ANALYTICS) -> list[dict[str, Any]]:
@@ -93,12 +94,12 @@ def rows(tmp_path: Path, kind: str = ANALYTICS) -> list[dict[str, Any]]:
 def test_seven_hits_three_misses_through_the_handler(
     settings: Settings,
     engine: Engine,
-    runtime: lambda_handler.Runtime,
+    runtime: lambda_runtime.StreamRuntime,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     seven_hits_three_misses(engine)
-    MetricsFlusher(engine.clients.dynamodb, settings.table, engine.reader.stats).flush()
+    MetricsFlusher(engine.cache, engine.reader.stats).flush()
     arn = engine.clients.dynamodb.describe_table(TableName=settings.table)["Table"][
         "LatestStreamArn"
     ]
@@ -117,7 +118,7 @@ def test_seven_hits_three_misses_through_the_handler(
 
 
 def test_ttl_expiry_counted_and_no_s3_call(
-    runtime: lambda_handler.Runtime, counter: CallCounter, capsys: pytest.CaptureFixture[str]
+    runtime: lambda_runtime.StreamRuntime, counter: CallCounter, capsys: pytest.CaptureFixture[str]
 ) -> None:
     event = ttl_event()
     counter.reset()
@@ -131,8 +132,8 @@ def test_ttl_expiry_with_the_s3_sink_writes_only_under_the_reserved_prefix(
     settings: Settings, engine: Engine
 ) -> None:
     counter = CallCounter()
-    rt = lambda_handler.build_runtime(settings, StreamSettings(), counter)
-    lambda_handler.use_runtime(rt)
+    rt = lambda_runtime.build_stream_runtime(settings, StreamSettings(), counter)
+    lambda_runtime.use_stream_runtime(rt)
     try:
         event = ttl_event()
         ttl_doc = copy.deepcopy(event["Records"][0])
@@ -142,7 +143,7 @@ def test_ttl_expiry_with_the_s3_sink_writes_only_under_the_reserved_prefix(
         event["Records"].append(ttl_doc)
         assert lambda_handler.stream_handler(event, None) == {"batchItemFailures": []}
     finally:
-        lambda_handler.use_runtime(None)
+        lambda_runtime.use_stream_runtime(None)
     assert dict(counter.counts) == {"s3.PutObject": 1}
     keys = [info.key for info in engine.objects.list("")]
     assert len(keys) == 1 and keys[0].startswith(f"{settings.reserved_prefix}streams/analytics/")
@@ -166,7 +167,7 @@ def flaky_decode(monkeypatch: pytest.MonkeyPatch, bad: set[str]) -> None:
 
 
 def test_partial_batch_failure_names_the_first_failed_record(
-    runtime: lambda_handler.Runtime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    runtime: lambda_runtime.StreamRuntime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     records = batch()
     bad = records[2]["dynamodb"]["SequenceNumber"]
@@ -188,7 +189,7 @@ def test_partial_batch_failure_names_the_first_failed_record(
 
 
 def test_malformed_records_are_dead_lettered_not_failed(
-    runtime: lambda_handler.Runtime, tmp_path: Path
+    runtime: lambda_runtime.StreamRuntime, tmp_path: Path
 ) -> None:
     records = batch(3)
     broken = copy.deepcopy(records[1])
@@ -201,7 +202,7 @@ def test_malformed_records_are_dead_lettered_not_failed(
 
 
 def test_rows_that_cannot_be_stored_fail_the_batch_from_its_start(
-    runtime: lambda_handler.Runtime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    runtime: lambda_runtime.StreamRuntime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     records = batch()
     sink = runtime.sink
@@ -222,7 +223,7 @@ def test_rows_that_cannot_be_stored_fail_the_batch_from_its_start(
     assert sum(r["creates"] for r in emitted) == 2 and sum(r["updates"] for r in emitted) == 1
 
 
-def test_kinesis_handler_for_the_kinesis_destination(runtime: lambda_handler.Runtime) -> None:
+def test_kinesis_handler_for_the_kinesis_destination(runtime: lambda_runtime.StreamRuntime) -> None:
     foreign = load("kinesis-ddb-destination-lambda-event.json")
     assert lambda_handler.kinesis_handler(foreign, None) == {"batchItemFailures": []}
     assert (
@@ -254,7 +255,7 @@ def stats_since(settings: Settings, tmp_path: Path, since: timedelta | datetime)
 
 
 def test_stats_since_is_record_time_for_a_backlog_caught_up_late(
-    settings: Settings, runtime: lambda_handler.Runtime, tmp_path: Path
+    settings: Settings, runtime: lambda_runtime.StreamRuntime, tmp_path: Path
 ) -> None:
     """A Lambda catching up after an outage processes three-day-old records today: `stats
     --since 4d` counts them (they happened then), `--since 1d` does not, whenever the
@@ -274,7 +275,7 @@ def test_stats_since_is_record_time_for_a_backlog_caught_up_late(
 
 
 def test_stats_since_finds_rows_of_a_batch_spanning_days(
-    settings: Settings, runtime: lambda_handler.Runtime, tmp_path: Path
+    settings: Settings, runtime: lambda_runtime.StreamRuntime, tmp_path: Path
 ) -> None:
     """One batch whose first record is three days old and whose last ones are recent: the
     recent rows are in range for a `--since` just before them although the batch starts long
@@ -292,7 +293,7 @@ def test_stats_since_finds_rows_of_a_batch_spanning_days(
 
 
 def test_stats_since_for_live_records(
-    settings: Settings, runtime: lambda_handler.Runtime, tmp_path: Path
+    settings: Settings, runtime: lambda_runtime.StreamRuntime, tmp_path: Path
 ) -> None:
     assert lambda_handler.stream_handler({"Records": scripted_batch()}, None) == {
         "batchItemFailures": []

@@ -193,7 +193,7 @@ def test_a_vanished_unfinished_parent_is_reported(settings: Settings, engine: En
 
 
 def test_checkpoints_are_fenced_by_the_lease(settings: Settings, engine: Engine) -> None:
-    from engine.store.leases import LeaseLostError
+    from engine.exceptions import LeaseLostError
 
     ddb, table = engine.clients.dynamodb, settings.leases_table
     holder = consumer_lease(ddb, table, "arn:stream", 30, owner="holder")

@@ -28,8 +28,6 @@ from tests.conftest import make_settings
 from tests.integration.stack import MOTO_FILTERED, Stack, deploy
 from tests.template import load_template
 
-pytestmark = pytest.mark.integration
-
 DOCSYNC = Path(sys.executable).parent / "docsync"
 NOT_FROM_STACK = {"DOCSYNC_ENDPOINT_URL", "DOCSYNC_MAX_ATTEMPTS"}  # the tests' own
 
@@ -174,10 +172,10 @@ def test_functions_schedules_and_environment(stack: Stack) -> None:
     the schedules invoke the reconcile function with their mode."""
     lam, out = stack.client("lambda"), stack.outputs
     handlers = {
-        "ListenerFunctionArn": "engine.events.handlers.sqs_handler",
-        "StreamConsumerFunctionArn": "engine.streams.lambda_handler.stream_handler",
+        "ListenerFunctionArn": "engine.lambdas.listener.sqs_handler",
+        "StreamConsumerFunctionArn": "engine.lambdas.stream.stream_handler",
         "ReconcileFunctionArn": "engine.lambdas.reconcile.handler",
-        "ShardWorkerFunctionArn": "reconciler.tasks.sqs_handler",
+        "ShardWorkerFunctionArn": "engine.lambdas.reconcile_tasks.sqs_handler",
     }
     expected_env = {k: v for k, v in stack.env().items() if k not in NOT_FROM_STACK}
     for output, handler in handlers.items():
@@ -377,6 +375,8 @@ def test_the_dashboard_is_valid_json_with_every_alarm_figure(stack: Stack) -> No
         "Errors",
     ):
         assert f'"{figure}"' in text, figure
+    for side in ("read", "write"):  # capacity per operation kind, from the Lambda EMF
+        assert f"SEARCH('{{docsync,service}} dynamodb {side} capacity', 'Sum', 300)" in text
     (alarms,) = [w for w in widgets if w["type"] == "alarm"]
     assert len(alarms["properties"]["alarms"]) == len(
         [r for r in load_template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]

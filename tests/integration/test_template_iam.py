@@ -25,20 +25,18 @@ import pytest
 from engine import keys
 from engine.app import Engine
 from engine.documents import parse_document
-from engine.events import handlers
-from engine.lambdas import reconcile
+from engine.lambdas import listener, reconcile, reconcile_tasks, runtime
+from engine.lambdas import runtime as lambda_runtime
+from engine.lambdas import stream as lambda_handler
 from engine.local_moto import EmbeddedMoto
 from engine.sample import sample_documents
 from engine.settings import Settings, load_settings
-from engine.streams import lambda_handler
 from engine.streams.config import StreamSettings
 from reconciler import tasks
 from tests.integration.stack import Stack, deploy
 from tests.integration.test_lambda_handlers import delete_event, put_event, sqs_event
 from tests.integration.test_streams_consumer import stream_records
 from tests.integration.test_streams_lambda import lambda_shape
-
-pytestmark = pytest.mark.integration
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 LOGS = "the Lambda runtime writes the function's own log stream with its role"
@@ -204,8 +202,8 @@ def stack(moto_server: EmbeddedMoto, monkeypatch: pytest.MonkeyPatch) -> Iterato
     for name, value in deployed.env().items():
         monkeypatch.setenv(name, value)
     yield deployed
-    handlers.reset_engine()
-    lambda_handler.use_runtime(None)
+    runtime.reset_engine()
+    lambda_runtime.use_stream_runtime(None)
 
 
 def policies(stack: Stack) -> dict[str, dict[str, Any]]:
@@ -233,7 +231,7 @@ def recorded_engine(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     """The handlers' per-container engine, built from the function's environment, with the
     recorder on every client it makes."""
     recorder = Recorder()
-    monkeypatch.setattr(handlers, "_engine", Engine.build(load_settings(), recorder))  # type: ignore[arg-type]
+    monkeypatch.setattr(runtime, "_engine", Engine.build(load_settings(), recorder))  # type: ignore[arg-type]
     return recorder
 
 
@@ -315,7 +313,7 @@ def test_listener_role_covers_the_sqs_handler(
     delete["Records"][0]["s3"]["object"]["key"] = key[gone.id]
     bodies.append((str(uuid.uuid4()), json.dumps(delete)))
     recorder = recorded_engine(monkeypatch)
-    assert handlers.sqs_handler(sqs_event(*bodies), None) == {"batchItemFailures": []}
+    assert listener.sqs_handler(sqs_event(*bodies), None) == {"batchItemFailures": []}
     assert seed.cache.get_item(fresh.type, fresh.id) is not None
     check(stack, "ListenerRole", recorder)
 
@@ -353,8 +351,8 @@ def test_stream_consumer_role_covers_the_stream_handler(stack: Stack) -> None:
     event = {"Records": [lambda_shape(r, arn) for r in stream_records(seed)]}
     recorder = Recorder()
     settings = load_settings(None, inflight_grace_s=0.0)
-    lambda_handler.use_runtime(
-        lambda_handler.build_runtime(settings, StreamSettings(), recorder)  # type: ignore[arg-type]
+    lambda_runtime.use_stream_runtime(
+        lambda_runtime.build_stream_runtime(settings, StreamSettings(), recorder)  # type: ignore[arg-type]
     )
     assert lambda_handler.stream_handler(event, None) == {"batchItemFailures": []}
     repaired = seed.cache.get_item(after_put.type, after_put.id)
@@ -414,7 +412,7 @@ def test_shard_worker_role_covers_the_task_handler(
     event = sqs_records(stack, "WorkQueueUrl")
     assert event["Records"]
     recorder = recorded_engine(monkeypatch)
-    assert tasks.sqs_handler(event, None) == {"batchItemFailures": []}
+    assert reconcile_tasks.sqs_handler(event, None) == {"batchItemFailures": []}
     check(stack, "ShardWorkerRole", recorder)
 
 

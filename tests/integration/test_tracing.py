@@ -24,8 +24,6 @@ from engine.documents import parse_document
 from engine.reader import Query
 from engine.sample import sample_documents
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -56,13 +55,6 @@ def parse_emf(text: str, namespace: str, environment: str) -> dict[str, list[flo
         for name, value in validate_emf(doc, namespace, environment).items():
             out.setdefault(name, []).extend(value if isinstance(value, list) else [value])
     return out
-
-
-@pytest.fixture(autouse=True)
-def _empty_buffer() -> Iterator[None]:
-    BUFFER.reset()
-    yield
-    BUFFER.reset()
 
 
 def settings(**overrides: Any) -> Settings:

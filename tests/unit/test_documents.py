@@ -11,6 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from engine.cli.output import exit_code
 from engine.documents import Document, parse_document
 from engine.exceptions import InvalidDocumentError
 
@@ -37,7 +38,7 @@ def valid(type_name: str = "change", **overrides: Any) -> dict[str, Any]:
 def refused(raw: Any, type_name: str | None = None) -> InvalidDocumentError:
     with pytest.raises(InvalidDocumentError) as info:
         parse_document(raw, type_name)
-    assert info.value.exit_code == 2
+    assert exit_code(info.value) == 2
     return info.value
 
 

@@ -9,7 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from engine import keys
-from engine.exceptions import InvalidDocumentError
+from engine.exceptions import InvalidTimeError
 
 from ._hyp import FAST
 
@@ -267,7 +267,7 @@ def test_parse_time_relative_defaults_to_now() -> None:
     ],
 )
 def test_parse_time_garbage_is_refused(text: str) -> None:
-    with pytest.raises(InvalidDocumentError) as info:
+    with pytest.raises(InvalidTimeError) as info:
         keys.parse_time(text, now=NOW)
     assert info.value.fields == ["time"]
 
@@ -275,8 +275,8 @@ def test_parse_time_garbage_is_refused(text: str) -> None:
 @pytest.mark.parametrize("text", ["9999999d", "1000000000d", "99999999999999h"])
 def test_parse_time_overflowing_relative_is_refused(text: str) -> None:
     """BUG: a relative time beyond datetime's range raises a bare OverflowError (CLI exit 1
-    with a traceback) instead of InvalidDocumentError (exit 2)."""
-    with pytest.raises(InvalidDocumentError):
+    with a traceback) instead of InvalidTimeError (exit 2)."""
+    with pytest.raises(InvalidTimeError):
         keys.parse_time(text, now=NOW)
 
 
@@ -320,3 +320,24 @@ def test_in_window_agrees_with_window_start_and_expiry(lm: datetime, ttl: int) -
     whole = lm.replace(microsecond=0)
     # An entry is in the window exactly while its TTL has not passed.
     assert keys.in_window(whole, ttl, NOW) == (keys.expires_at(whole, ttl) > NOW.timestamp())
+
+
+def test_month_shards_default_writes_todays_keys_and_a_hash_that_never_moves() -> None:
+    assert keys.month_shard("CHG-1", 1) is None
+    assert keys.time_partition("change", "2026-03", "CHG-1", 1) == "change#2026-03"
+    assert keys.status_partition("change", "draft", "2026-03", "CHG-1", 1) == (
+        "change#draft#2026-03"
+    )
+    assert keys.shard_buckets("change#2026-03", 1) == ["change#2026-03"]
+    # CRC-32, not Python's salted hash(): the same shard in every process and release.
+    assert keys.month_shard("CHG-1", 4) == 0x83F064C6 % 4
+    assert (
+        keys.time_partition("change", "2026-03", "CHG-1", 4) == f"change#2026-03#{0x83F064C6 % 4}"
+    )
+    assert keys.shard_buckets("acme#change#2026-03", 3) == [
+        "acme#change#2026-03#0",
+        "acme#change#2026-03#1",
+        "acme#change#2026-03#2",
+    ]
+    assert keys.stray_buckets("change", "2026-03", 1) == []
+    assert keys.stray_buckets("change", "2026-03", 4) == ["change#2026-03", "change#2026-03#4"]

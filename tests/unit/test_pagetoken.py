@@ -12,6 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from engine import pagetoken
+from engine.cli.output import exit_code
 from engine.exceptions import InvalidPageTokenError
 from engine.pagetoken import Cursor
 
@@ -36,7 +37,7 @@ SAME_BITS_LAST = B64_ALPHABET[(_LAST // 16) * 16 + (_LAST + 1) % 16]
 def refused(token: str, fp: str = FP, secret: bytes = SECRET) -> InvalidPageTokenError:
     with pytest.raises(InvalidPageTokenError) as info:
         pagetoken.decode(token, fp, secret)
-    assert info.value.exit_code == 2
+    assert exit_code(info.value) == 2
     return info.value
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from engine.cli.output import exit_code
 from engine.exceptions import RateLimitTimeoutError
 from engine.ratelimit import TokenBucket
 
@@ -81,7 +82,7 @@ def test_wait_longer_than_timeout_raises_without_sleeping() -> None:
     with pytest.raises(RateLimitTimeoutError) as info:
         b.acquire()
     assert t.sleeps == []
-    assert info.value.exit_code == 1
+    assert exit_code(info.value) == 1
     assert "0.5" in str(info.value)
 
 

@@ -23,6 +23,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from engine.cli.output import exit_code
 from engine.exceptions import DocsyncError
 from reconciler.extsort import Router, ShardedRuns
 from reconciler.inventory import (
@@ -117,7 +118,7 @@ def test_a_report_without_a_column_the_reconciler_needs_is_refused_naming_it(col
     schema = ", ".join(c for c in SCHEMA.split(", ") if c != column)
     with pytest.raises(InventoryError, match=column) as info:
         parse_manifest(raw(manifest(fileSchema=schema)), "s3://inventories/m.json")
-    assert info.value.exit_code == 2
+    assert exit_code(info.value) == 2
 
 
 @pytest.mark.parametrize("fmt", ["ORC", "Parquet"])

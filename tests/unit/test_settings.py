@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from engine.cli.output import exit_code
 from engine.exceptions import ConfigError
 from engine.settings import Settings, load_settings
 from engine.streams.config import load_stream_settings
@@ -38,7 +39,7 @@ def write_toml(tmp_path: Path, text: str) -> Path:
 def config_error(config: Path | str | None = None, **flags: object) -> str:
     with pytest.raises(ConfigError) as info:
         load_settings(config, **flags)
-    assert info.value.exit_code == 2
+    assert exit_code(info.value) == 2
     return str(info.value)
 
 

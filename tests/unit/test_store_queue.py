@@ -10,10 +10,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from engine.exceptions import QueueError
+from engine.exceptions import MoveTaskUnsupportedError, QueueError
 from engine.ops.dlq import redrive
 from engine.settings import load_settings
-from engine.store.queue import MoveTaskUnsupportedError, QueueStore
+from engine.store.queue import QueueStore
 
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/docsync-events-dlq"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:docsync-events-dlq"

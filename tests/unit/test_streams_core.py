@@ -9,10 +9,11 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
-from engine.reader import ReadStats
+from engine.readmetrics.buckets import LAG_S
+from engine.readmetrics.histogram import Histogram, quantile
+from engine.readmetrics.stats import ReadStats
 from engine.streams.analytics import merge_rows
 from engine.streams.core import StreamProcessor
-from engine.streams.histogram import LAG_BOUNDS_S, Histogram, quantile
 from engine.streams.records import ChangeRecord, from_stream
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/docsync-cache/stream/2026-11-01T00:00:00.000"
@@ -292,11 +293,11 @@ def test_quantiles_from_buckets() -> None:
     assert quantile(bounds, [0, 10, 0, 0], 0.5) == 1.5  # linear inside (1, 2]
     assert quantile(bounds, [5, 5, 0, 0], 0.99) == 1.98
     assert quantile(bounds, [0, 0, 0, 3], 0.5) == 4.0  # overflow: its lower bound
-    h = Histogram(LAG_BOUNDS_S)
+    h = Histogram(LAG_S)
     for value in (0.05, 0.3, 0.3, 7.0):
         h.observe(value)
     assert h.count == 4 and h.peak == 7.0 and round(h.total, 6) == 7.65
-    assert Histogram.from_dict(LAG_BOUNDS_S, h.as_dict()).counts == h.counts
+    assert Histogram.from_dict(LAG_S, h.as_dict()).counts == h.counts
     assert h.quantile(0.99) == 7.0  # the bucket (5, 10] interpolates to 9.8: capped at max
 
 

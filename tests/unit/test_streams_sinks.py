@@ -15,9 +15,9 @@ import pytest
 import time_machine
 from moto import mock_aws
 
+from engine.lambdas.stream import batch_name
 from engine.store.objects import ObjectStore
 from engine.streams.exceptions import MalformedRecordError
-from engine.streams.lambda_handler import batch_name
 from engine.streams.records import from_stream
 from engine.streams.sinks import (
     ANALYTICS,

@@ -20,10 +20,10 @@ CONTRACT = {
     "CircuitBreakerOpen",
 }  # shared/METRICS_CONTRACT.md: the figures an alarm watches
 HANDLERS = {
-    "ListenerFunction": "engine.events.handlers.sqs_handler",
-    "StreamConsumerFunction": "engine.streams.lambda_handler.stream_handler",
+    "ListenerFunction": "engine.lambdas.listener.sqs_handler",
+    "StreamConsumerFunction": "engine.lambdas.stream.stream_handler",
     "ReconcileFunction": "engine.lambdas.reconcile.handler",
-    "ShardWorkerFunction": "reconciler.tasks.sqs_handler",
+    "ShardWorkerFunction": "engine.lambdas.reconcile_tasks.sqs_handler",
 }
 
 

@@ -1,5 +1,5 @@
 """Fixed-bucket histograms: they add up across processes and windows, and still give
-percentiles (interpolated inside a bucket), which averages cannot."""
+percentiles (interpolated inside a bucket), which averages cannot. Bounds: buckets.py."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-# Sync lag (S3 write → cache), seconds: the same bounds as engine.metrics' lag histograms.
-LAG_BOUNDS_S: tuple[float, ...] = (
-    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0,
-)  # fmt: skip
 
 
 def quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float | None:
