@@ -26,11 +26,11 @@ from engine.app import Engine
 from engine.documents import Document, parse_document
 from engine.readmetrics.flush import MetricsFlusher
 from engine.sample import sample_documents
+from engine.store.leases import checkpoint_key, consumer_key
 from engine.store.objects import ObjectInfo
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.core import StreamProcessor
-from engine.streams.leases import checkpoint_key, consumer_key
 from engine.streams.records import from_stream
 
 RATIO_TARGET = 0.8  # the consumer keeps up with at least 80% of a bare GetRecords loop

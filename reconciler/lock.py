@@ -1,25 +1,20 @@
-"""One reconcile at a time across replicas: a lease item in the leases table.
+"""One reconcile at a time across replicas: a `Lease` in the leases table (engine/store/leases.py).
 
 Taken with a conditional write (free, expired, or already ours), renewed from a background
 thread while the run lasts, released at the end; a holder that dies stops renewing and the
-lease is taken over once it expires.
+lease is taken over once it expires. A failure of the leases table is a `StoreError`.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
 from loguru import logger
 
-from engine.store.errors import is_conditional_failure
+from engine.store.leases import Lease, default_owner
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -27,44 +22,18 @@ if TYPE_CHECKING:
 
 class LeaseLock:
     def __init__(self, client: DynamoDBClient, table: str, name: str, ttl_s: float) -> None:
-        self._ddb = client
+        # The lock's item goes on release (PutItem/DeleteItem): nothing is left behind.
+        self.lease = Lease(client, table, name, ttl_s, default_owner(), keep=False)
         self.table = table
         self.name = name
         self.ttl_s = ttl_s
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = self.lease.owner
 
     def try_acquire(self) -> bool:
-        now = time.time()
-        try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item={
-                    "lease_key": {"S": self.name},
-                    "owner": {"S": self.owner},
-                    "expires": {"N": f"{now + self.ttl_s:.3f}"},
-                },
-                ConditionExpression="attribute_not_exists(lease_key) OR expires < :now OR #o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":me": {"S": self.owner}},
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return self.lease.try_acquire()
 
     def release(self) -> None:
-        try:
-            self._ddb.delete_item(
-                TableName=self.table,
-                Key={"lease_key": {"S": self.name}},
-                ConditionExpression="#o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":me": {"S": self.owner}},
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+        self.lease.release()
 
     @contextmanager
     def held(self) -> Iterator[bool]:

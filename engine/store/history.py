@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from engine.exceptions import StoreError
+from engine.store.base import ErrorMap, StoreCall
 from engine.store.item import deserialize, serialize
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 BATCH = 25
 MAX_ROUNDS = 10  # of unprocessed items sent again; then the driver retries the batch
+HISTORY_ERRORS = ErrorMap("DynamoDB", StoreError)
 
 
 def table_definition(name: str) -> dict[str, Any]:
@@ -47,6 +48,8 @@ class HistoryStore:
     def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._ddb = client
         self.table = table
+        seam = StoreCall(HISTORY_ERRORS)
+        self._call = partial(seam, target=f"history table {table}")
 
     def put_many(self, entries: Iterable[dict[str, Any]]) -> int:
         """Store entries (the last one wins for a repeated key); returns how many."""
@@ -59,10 +62,9 @@ class HistoryStore:
             }
             delay = 0.05
             for _ in range(MAX_ROUNDS):
-                try:
-                    response = self._ddb.batch_write_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StoreError(f"history table {self.table}: {exc}") from exc
+                response = self._call(
+                    "BatchWriteItem", self._ddb.batch_write_item, RequestItems=request
+                )
                 request = response.get("UnprocessedItems") or {}
                 if not request:
                     break
@@ -84,10 +86,7 @@ class HistoryStore:
         while True:
             if limit is not None:
                 kwargs["Limit"] = max(1, limit - len(out))
-            try:
-                response = self._ddb.query(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreError(f"history table {self.table}: {exc}") from exc
+            response = self._call("Query", self._ddb.query, **kwargs)
             out.extend(_plain(deserialize(i)) for i in response.get("Items", []))
             start = response.get("LastEvaluatedKey")
             if not start or (limit is not None and len(out) >= limit):
@@ -95,13 +94,12 @@ class HistoryStore:
             kwargs["ExclusiveStartKey"] = start
 
     def get(self, type_name: str, doc_id: str, version: int) -> dict[str, Any] | None:
-        try:
-            response = self._ddb.get_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"{type_name}#{doc_id}"}, "version": {"N": str(version)}},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(f"history table {self.table}: {exc}") from exc
+        response = self._call(
+            "GetItem",
+            self._ddb.get_item,
+            TableName=self.table,
+            Key={"pk": {"S": f"{type_name}#{doc_id}"}, "version": {"N": str(version)}},
+        )
         item = response.get("Item")
         return _plain(deserialize(item)) if item else None
 
@@ -109,10 +107,7 @@ class HistoryStore:
         """Every entry (for `docsync stats`), in no particular order."""
         kwargs: dict[str, Any] = {"TableName": self.table}
         while True:
-            try:
-                response = self._ddb.scan(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreError(f"history table {self.table}: {exc}") from exc
+            response = self._call("Scan", self._ddb.scan, **kwargs)
             for item in response.get("Items", []):
                 yield _plain(deserialize(item))
             start = response.get("LastEvaluatedKey")

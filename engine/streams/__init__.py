@@ -6,8 +6,9 @@ table's Kinesis destination) into the figures an operator watches and into analy
     analytics.py  tumbling windows per type, customer, status; rows that add up
     hotspots.py   writes per GSI partition (month and customer buckets): the busiest ones
     shards.py     shard lineage: parents before children
-    leases.py     the local consumer's lease and checkpoints (leases table)
-    consumer.py   `docsync consume`: one active consumer per stream, standby takeover
+    consumer.py   `docsync consume`: one active consumer per stream, standby takeover (the
+                  lease, checkpoints and stream reads: engine/store/leases.py, stream.py)
+    emission.py   the consumer's two-phase checkpoints: analytics exactly once in effect
     lambda_handler.py   deprecated path of engine/lambdas/stream.py (the Lambda handlers)
     kcl.py        KCL 3 record processor for the Kinesis destination (multilang.py: protocol)
     sinks.py      analytics rows and dead letters, one named object per emission: S3 (reserved

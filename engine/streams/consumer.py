@@ -5,13 +5,9 @@ over once it expires). It discovers shards, reads parents before their children,
 shard after its checkpoint (TRIM_HORIZON the first time), finishes closed shards, gets a new
 iterator when one expires, and reports data lost to the 24-hour retention (a reconcile is then
 needed). Analytics are exactly once in effect, across crashes and takeovers: every checkpoint
-is two-phase. It first records the pending emission (the sink name of its rows and the shard
-positions they cover) beside the checkpoints, under the lease's fence; then writes the rows
-(and dead letters) under exactly that name; then moves the checkpoints and drops the marker in
-one transaction. Whoever finds a marker (this process after a failed write, or a successor)
-asks the sink: the object is there, so the checkpoints roll forward to the marker's positions
-(nothing counted twice); or it is not, so the marker goes and those records are read again
-(nothing lost). Scale-out beyond one process is Lambda's or KCL's job.
+is two-phase (engine/streams/emission.py). The stream's calls are engine/store/stream.py's,
+the lease and checkpoints engine/store/leases.py's. Scale-out beyond one process is Lambda's
+or KCL's job.
 
 Repair and history (engine/streams/effects.py): each batch's history entries are stored before
 its position moves, and keys past their deadline are repaired between reads. A checkpoint
@@ -25,72 +21,40 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from loguru import logger
 
 from engine import metrics
 from engine.app import Engine
 from engine.aws import AwsClients
 from engine.awsmetrics import kind_of
-from engine.exceptions import StoreError
+from engine.exceptions import LeaseLostError, StoreError
 from engine.settings import Settings
-from engine.store.errors import error_code
+from engine.store.leases import (
+    Checkpoint,
+    Checkpoints,
+    Lease,
+    consumer_lease,
+    read_lease,
+)
+from engine.store.stream import Lost, StreamStore
 from engine.streams.config import StreamSettings
 from engine.streams.effects import Effects, build_processor
+from engine.streams.emission import EmissionProtocol, ShardState
 from engine.streams.exceptions import (
-    LeaseLostError,
     MalformedRecordError,
     StreamNotFoundError,
     StreamsError,
 )
 from engine.streams.exporters import iterator_age_s, to_cloudwatch, to_prometheus
-from engine.streams.leases import (
-    Checkpoint,
-    Checkpoints,
-    ConsumerLease,
-    PendingEmission,
-    read_lease,
-)
 from engine.streams.records import ChangeRecord, from_stream, sequence_int
 from engine.streams.shards import Shard, parse_shards, ready
-from engine.streams.sinks import ANALYTICS, DEAD_LETTER, RowSink, build_sink, emission_name
+from engine.streams.sinks import RowSink, build_sink
 
 RETENTION_S = 24 * 3600
-
-
-@dataclass
-class ShardState:
-    shard: Shard
-    position: str | None = None  # last sequence number processed (in memory)
-    saved: Checkpoint = field(default_factory=Checkpoint)  # what the leases table holds
-    finished: bool = False
-    iterator: str | None = None
-    empty_reads: int = 0  # consecutive empty GetRecords: caught up
-    age_s: float = 0.0
-    replay_from: str | None = None  # after a restart: read again from here (AT_SEQUENCE)...
-    replay_until: str | None = None  # ... feeding only the pending keys up to here
-
-    def counted(self) -> str | None:
-        """The position whose effects are stored (never behind a replay's end)."""
-        if self.replay_until and (
-            self.position is None or sequence_int(self.position) < sequence_int(self.replay_until)
-        ):
-            return self.replay_until
-        return self.position
-
-
-@dataclass
-class Emission:
-    """A begun emission whose fate is unknown (its write failed): kept until settled."""
-
-    pending: PendingEmission
-    rows: list[dict[str, Any]]
-    dead: list[dict[str, Any]]
 
 
 @dataclass
@@ -152,7 +116,7 @@ class LocalConsumer:
         self.settings = settings
         self.config = config
         self.ddb = clients.dynamodb
-        self.streams = streams_client or clients.client("dynamodbstreams")
+        self.stream = StreamStore(clients, streams_client)
         self.sink = sink or build_sink(settings, config, clients, producer="consumer")
         self.core = build_processor(settings, config)
         needs_engine = config.repair or config.history
@@ -165,21 +129,15 @@ class LocalConsumer:
         self.owner = owner
         self.stop = threading.Event()
         self.summary = ConsumeSummary(dry_run=settings.dry_run)
-        self._dead: list[dict[str, Any]] = []
         self._states: dict[str, ShardState] = {}
-        self._unsettled: Emission | None = None
+        self.emission = EmissionProtocol(self.core, self.sink, self._states, self.summary)
         self._lost = threading.Event()
-        self._last_checkpoint_at: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def stream_arn(self) -> str:
-        try:
-            table = self.ddb.describe_table(TableName=self.settings.table)["Table"]
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(f"describe table {self.settings.table}: {exc}") from exc
-        arn = table.get("LatestStreamArn")
-        if not arn or not table.get("StreamSpecification", {}).get("StreamEnabled", False):
+        arn, enabled = self.stream.table_stream(self.settings.table)
+        if not arn or not enabled:
             raise StreamNotFoundError(
                 f"table {self.settings.table} has no stream: run `docsync init`"
             )
@@ -194,7 +152,7 @@ class LocalConsumer:
     def _run(self, drain: bool) -> ConsumeSummary:
         arn = self.stream_arn()
         self.summary.stream_arn = arn
-        lease = ConsumerLease(
+        lease = consumer_lease(
             self.ddb, self.settings.leases_table, arn, self.config.lease_ttl_s, self.owner
         )
         log = logger.bind(op="consume", owner=lease.owner)
@@ -217,8 +175,7 @@ class LocalConsumer:
                 except LeaseLostError as exc:
                     log.error("lease lost, back to standby: {}", exc)
                     self.core.discard_pending()
-                    self._dead.clear()
-                    self._unsettled = None  # the marker is its successor's to settle
+                    self.emission.forget()
                     self._states.clear()  # its successor moved the checkpoints on
                     self.summary.role = "standby"
                 finally:
@@ -233,7 +190,7 @@ class LocalConsumer:
         self.summary.pending_keys = len(self.core.pending) if self.core.pending is not None else 0
         return self.summary
 
-    def _wait_for_lease(self, lease: ConsumerLease, arn: str, drain: bool) -> bool:
+    def _wait_for_lease(self, lease: Lease, arn: str, drain: bool) -> bool:
         deadline = time.monotonic() + 2 * self.config.lease_ttl_s + 1
         announced = False
         while not self.stop.is_set():
@@ -241,8 +198,8 @@ class LocalConsumer:
             if lease.try_acquire(self._status()):
                 # Our status replaces the last holder's: keep when it last checkpointed.
                 last = (previous.get("status") or {}).get("checkpointed_at")
-                if isinstance(last, int | float) and self._last_checkpoint_at is None:
-                    self._last_checkpoint_at = float(last)
+                if isinstance(last, int | float) and self.emission.last_checkpoint_at is None:
+                    self.emission.last_checkpoint_at = float(last)
                 return True
             if not announced:
                 logger.bind(op="consume", owner=lease.owner, holder=previous.get("owner")).info(
@@ -257,11 +214,11 @@ class LocalConsumer:
             self.stop.wait(self.config.lease_renew_s)
         return False
 
-    def _heartbeat(self, lease: ConsumerLease) -> None:
+    def _heartbeat(self, lease: Lease) -> None:
         with logger.contextualize(dry_run=self.settings.dry_run):
             self._renew(lease)
 
-    def _renew(self, lease: ConsumerLease) -> None:
+    def _renew(self, lease: Lease) -> None:
         last_ok = time.monotonic()
         while not self._lost.wait(self.config.lease_renew_s):
             try:
@@ -284,16 +241,16 @@ class LocalConsumer:
             "shards": len(states),
             "trimmed": self.summary.trimmed,
             "malformed": self.summary.malformed,
-            "checkpointed_at": self._last_checkpoint_at,
+            "checkpointed_at": self.emission.last_checkpoint_at,
             "cluster": self.core.cluster.as_dict(),
         }
 
     # -- the active loop ----------------------------------------------------------------------
 
-    def _consume(self, arn: str, lease: ConsumerLease, drain: bool) -> None:
+    def _consume(self, arn: str, lease: Lease, drain: bool) -> None:
         checkpoints = Checkpoints(self.ddb, self.settings.leases_table, arn)
         self._check_retention(arn)
-        self._recover(checkpoints, lease)
+        self.emission.recover(checkpoints, lease)
         self._refresh(arn, checkpoints)
         last_checkpoint = last_refresh = time.monotonic()
         while not self.stop.is_set():
@@ -309,14 +266,14 @@ class LocalConsumer:
                 state = self._states[shard.shard_id]
                 progressed |= self._read(arn, state) > 0
                 if state.finished:  # children may start: store this shard's end first
-                    self._checkpoint(checkpoints, lease)
+                    self.emission.checkpoint(checkpoints, lease)
                     last_checkpoint = time.monotonic()
                     self._refresh(arn, checkpoints)
                     progressed = True
             metrics.STREAM_ITERATOR_AGE.set(max([s.age_s for s in self._states.values()] or [0]))
             self._repair_due()
             if time.monotonic() - last_checkpoint >= self.config.checkpoint_interval_s:
-                self._checkpoint(checkpoints, lease)
+                self.emission.checkpoint(checkpoints, lease)
                 last_checkpoint = time.monotonic()
             if time.monotonic() - last_refresh >= self.config.shard_refresh_s:
                 self._refresh(arn, checkpoints)
@@ -326,7 +283,7 @@ class LocalConsumer:
                 break
             if not progressed and not drain:
                 self.stop.wait(self.config.idle_wait_s)
-        self._checkpoint(checkpoints, lease)
+        self.emission.checkpoint(checkpoints, lease)
 
     def _repair_due(self) -> None:
         for outcome, n in self.effects.repair(self.core).items():
@@ -334,7 +291,7 @@ class LocalConsumer:
 
     def _check_retention(self, arn: str) -> None:
         """A consumer that stopped checkpointing more than 24 h ago has lost records."""
-        last = self._last_checkpoint_at
+        last = self.emission.last_checkpoint_at
         if last is not None and time.time() - last > RETENTION_S:
             self._trimmed(
                 arn, "*", f"the last checkpoint is {(time.time() - last) / 3600:.0f} h old"
@@ -366,43 +323,28 @@ class LocalConsumer:
         self.summary.shards = len(self._states)
 
     def _describe(self, arn: str) -> list[Shard]:
-        raw: list[dict[str, Any]] = []
-        start: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"StreamArn": arn}
-            if start:
-                kwargs["ExclusiveStartShardId"] = start
-            try:
-                description = self.streams.describe_stream(**kwargs)["StreamDescription"]
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreError(f"describe stream: {exc}") from exc
-            raw.extend(description.get("Shards", []))
-            start = description.get("LastEvaluatedShardId")
-            if not start:
-                return parse_shards(raw)
+        return parse_shards(self.stream.shards(arn))
 
     def _iterator(self, arn: str, state: ShardState) -> str | None:
-        kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": state.shard.shard_id}
+        shard_id = state.shard.shard_id
         if state.position:
-            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=state.position)
+            got = self.stream.iterator(arn, shard_id, "AFTER_SEQUENCE_NUMBER", state.position)
         elif state.replay_from:
-            kwargs.update(ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=state.replay_from)
+            got = self.stream.iterator(arn, shard_id, "AT_SEQUENCE_NUMBER", state.replay_from)
         else:
-            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
-        try:
-            return str(self.streams.get_shard_iterator(**kwargs)["ShardIterator"])
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "TrimmedDataAccessException" and (state.position or state.replay_from):
-                where = state.position or state.replay_from
-                self._trimmed(arn, state.shard.shard_id, f"sequence {where} was trimmed")
-                state.position = state.replay_from = state.replay_until = None
-                return self._iterator(arn, state)
-            if code == "ResourceNotFoundException":  # the shard itself has been trimmed
-                self._trimmed(arn, state.shard.shard_id, "the shard is gone")
-                state.finished = True
-                return None
-            raise StoreError(f"get shard iterator: {exc}") from exc
+            got = self.stream.iterator(arn, shard_id, "TRIM_HORIZON")
+        if got is Lost.TRIMMED and (state.position or state.replay_from):
+            where = state.position or state.replay_from
+            self._trimmed(arn, shard_id, f"sequence {where} was trimmed")
+            state.position = state.replay_from = state.replay_until = None
+            return self._iterator(arn, state)
+        if got is Lost.SHARD_GONE:
+            self._trimmed(arn, shard_id, "the shard is gone")
+            state.finished = True
+            return None
+        if isinstance(got, Lost):  # trimmed at TRIM_HORIZON: nothing sensible to retry
+            raise StoreError(f"get shard iterator: {got.value}")
+        return got
 
     @kind_of("stream", "docsync.stream.batch", ("state",))
     def _read(self, arn: str, state: ShardState) -> int:
@@ -411,22 +353,18 @@ class LocalConsumer:
             if state.iterator is None:
                 return 0
         try:
-            response = self.streams.get_records(
-                ShardIterator=state.iterator, Limit=self.config.get_records_limit
-            )
-        except ClientError as exc:
-            code = error_code(exc)
+            response = self.stream.records(state.iterator, self.config.get_records_limit)
+        except StoreError:
             state.iterator = None
-            if code == "ExpiredIteratorException":  # iterators live 15 minutes
+            raise
+        if isinstance(response, Lost):  # EXPIRED or TRIMMED
+            state.iterator = None
+            if response is Lost.EXPIRED:
                 self.summary.expired_iterators += 1
-                return 0
-            if code == "TrimmedDataAccessException":
+            else:
                 self._trimmed(arn, state.shard.shard_id, "records were trimmed while reading")
                 state.position = None
-                return 0
-            raise StoreError(f"get records: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"get records: {exc}") from exc
+            return 0
         self.summary.get_records += 1
         raw_records = response.get("Records", [])
         records = self._decode(arn, state.shard.shard_id, raw_records)
@@ -470,7 +408,7 @@ class LocalConsumer:
                 self.summary.malformed += 1
                 metrics.STREAM_MALFORMED.inc()
                 logger.bind(op="consume", shard=shard_id).warning("malformed record: {}", exc)
-                self._dead.append(
+                self.emission.dead.append(
                     {"reason": str(exc), "source": source, "record": item, "driver": "consumer"}
                 )
         return records
@@ -481,101 +419,3 @@ class LocalConsumer:
         logger.bind(op="consume", stream=arn, shard=shard_id).error(
             "records lost to the stream's 24 h retention ({}): run `docsync reconcile`", why
         )
-
-    def _recover(self, checkpoints: Checkpoints, lease: ConsumerLease) -> None:
-        """Settle the emission a predecessor began (the sink says whether its rows are stored)
-        before any checkpoint is read."""
-        pending = checkpoints.load_pending()
-        if pending is None:
-            return
-        log = logger.bind(op="consume.recover", emission=pending.name)
-        if self.sink.exists(ANALYTICS, pending.name):
-            checkpoints.save(pending.positions, lease, settle=True)
-            log.info("a begun emission was stored: checkpoints rolled forward to it")
-        else:
-            checkpoints.drop_pending(lease)
-            log.info("a begun emission was not stored: its records will be read again")
-
-    def _settle(self, checkpoints: Checkpoints, lease: ConsumerLease) -> bool:
-        """After a failed write: roll forward if it was stored after all, else take its rows
-        back for the next emission. False while the sink cannot tell."""
-        emission = self._unsettled
-        if emission is None:
-            return True
-        try:
-            stored = self.sink.exists(ANALYTICS, emission.pending.name)
-        except Exception as exc:
-            logger.bind(op="consume.checkpoint").error("sink unreachable, will retry: {}", exc)
-            return False
-        if stored:
-            checkpoints.save(emission.pending.positions, lease, settle=True)
-            self._saved(emission.pending.positions, len(emission.rows))
-        else:
-            self.core.restore_rows(emission.rows)
-            self._dead[:0] = emission.dead
-        self._unsettled = None
-        return True
-
-    def _checkpoint(self, checkpoints: Checkpoints, lease: ConsumerLease) -> None:
-        if not self._settle(checkpoints, lease):
-            return
-        oldest = self.core.pending.oldest() if self.core.pending is not None else {}
-        arn = checkpoints.stream_arn
-        wanted = {
-            sid: Checkpoint(
-                st.counted(),
-                st.finished,
-                None
-                if st.finished
-                else st.saved.replay_at
-                if st.replay_until  # mid-replay: keys after the position are not rebuilt yet
-                else oldest.get(f"{arn}/{sid}"),
-            )
-            for sid, st in self._states.items()
-        }
-        updates = {sid: cp for sid, cp in wanted.items() if cp != self._states[sid].saved}
-        rows, dead = self.core.take_rows(), list(self._dead)
-        if rows or dead:
-            identity = [
-                f"{sid}:{self._states[sid].saved.sequence}:{cp.sequence}:{cp.finished}"
-                for sid, cp in sorted(updates.items())
-            ]
-            name = emission_name(datetime.now(UTC), "consumer", checkpoints.stream_arn, *identity)
-            emission = Emission(PendingEmission(name, updates), rows, dead)
-            try:
-                checkpoints.begin(emission.pending, lease)
-            except BaseException:
-                self.core.restore_rows(rows)
-                raise
-            self._dead.clear()
-            self._unsettled = emission
-            try:
-                if dead:
-                    self.sink.put(DEAD_LETTER, name, dead)
-                self.sink.put(ANALYTICS, name, rows)  # last: its presence means all is stored
-            except Exception as exc:  # settled at the next checkpoint, or by a successor
-                logger.bind(op="consume.checkpoint").error(
-                    "analytics not stored, will retry: {}", exc
-                )
-                return
-            checkpoints.save(updates, lease, settle=True)
-            self._unsettled = None
-        elif updates:
-            checkpoints.save(updates, lease)
-        self._saved(updates, len(rows))
-        logger.bind(
-            op="consume.checkpoint",
-            rows=len(rows),
-            shards=len(updates),
-            records=self.core.totals["records"],
-            at=datetime.now(UTC).isoformat(),
-        ).debug("checkpoint")
-
-    def _saved(self, positions: Mapping[str, Checkpoint], rows: int) -> None:
-        for sid, cp in positions.items():
-            if sid in self._states:
-                self._states[sid].saved = cp
-        if positions:
-            self.summary.checkpoints += 1
-        self.summary.rows_emitted += rows
-        self._last_checkpoint_at = time.time()

@@ -20,8 +20,9 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from boto3.dynamodb.types import Binary, TypeDeserializer
+from boto3.dynamodb.types import TypeDeserializer
 
+from engine.store.values import plain
 from engine.streams.exceptions import MalformedRecordError
 
 EventName = Literal["INSERT", "MODIFY", "REMOVE"]
@@ -65,21 +66,6 @@ def sequence_int(sequence: str) -> int:
     """Sequence numbers are decimal strings of varying length: compare them as numbers."""
     head = sequence.split(":", 1)[0]
     return int(head) if head.isdigit() else -1
-
-
-def plain(value: Any) -> Any:
-    """DynamoDB's Python types → JSON-friendly ones (Decimal → int/float, Binary → bytes)."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, Binary):
-        return value.value  # type: ignore[attr-defined]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((plain(v) for v in value), key=repr)
-    return value
 
 
 def _binary_from_json(value: Any) -> Any:

@@ -17,8 +17,6 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import BotoCoreError, ClientError
 from loguru import logger
 from rich.console import Console
 from rich.table import Table
@@ -33,15 +31,14 @@ from engine.readmetrics.histogram import Histogram
 from engine.readmetrics.item import delta_of_image, metrics_pk
 from engine.readmetrics.stats import ReadStats
 from engine.settings import Settings
+from engine.store.leases import batch_get, read_lease
+from engine.store.stream import StreamStore
+from engine.store.values import plain
 from engine.streams.analytics import TypeWindow, merge_rows
 from engine.streams.config import StreamSettings
 from engine.streams.hotspots import busiest
-from engine.streams.leases import read_lease
-from engine.streams.records import plain
 from engine.streams.sinks import ANALYTICS, build_sink
 from engine.streams.trends import trends
-
-_de = TypeDeserializer()
 
 
 def read_metrics(
@@ -53,28 +50,13 @@ def read_metrics(
         {"pk": {"S": metrics_pk(w)}} for w in range(first, int(until.timestamp()) + 1, window_s)
     ]
     total = delta_of_image(None)
-    ddb = clients.dynamodb
-    while keys:
-        chunk, keys = keys[:100], keys[100:]
-        request: Any = {table: {"Keys": chunk, "ConsistentRead": True}}
-        while request:
-            try:
-                response = ddb.batch_get_item(RequestItems=request)
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreError(f"read metrics items: {exc}") from exc
-            for raw in response.get("Responses", {}).get(table, []):
-                item = {k: plain(_de.deserialize(v)) for k, v in raw.items()}
-                total = total + delta_of_image(item)
-            request = response.get("UnprocessedKeys") or {}
+    for item in batch_get(clients.dynamodb, table, keys):
+        total = total + delta_of_image(plain(item))
     return total
 
 
 def consumer_state(clients: AwsClients, settings: Settings) -> dict[str, Any] | None:
-    try:
-        table = clients.dynamodb.describe_table(TableName=settings.table)["Table"]
-    except (ClientError, BotoCoreError) as exc:
-        raise StoreError(f"describe table {settings.table}: {exc}") from exc
-    arn = table.get("LatestStreamArn")
+    arn = StreamStore(clients).latest_arn(settings.table)
     if not arn:
         return None
     lease = read_lease(clients.dynamodb, settings.leases_table, arn)

@@ -14,8 +14,8 @@ from typing import Any
 
 from engine.app import Engine
 from engine.readmetrics.flush import MetricsFlusher
+from engine.store.leases import checkpoint_key, consumer_key
 from engine.streams.analytics import merge_rows
-from engine.streams.leases import checkpoint_key, consumer_key
 from engine.streams.sinks import ANALYTICS, FileRowSink
 from tests.e2e.conftest import LEASES, Aws, Cli, Run
 from tests.integration.test_streams_consumer import doc, seven_hits_three_misses, stream_records

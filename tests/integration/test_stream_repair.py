@@ -23,8 +23,8 @@ from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.settings import Settings
 from engine.store.base import ConditionFailed
+from engine.store.leases import Checkpoints
 from engine.streams.consumer import LocalConsumer
-from engine.streams.leases import Checkpoints
 from tests.integration.test_reconcile import _stream_records
 from tests.integration.test_streams_consumer import config, doc
 from tests.integration.test_streams_lambda import lambda_shape, ttl_event

@@ -20,12 +20,12 @@ from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
+from engine.store.leases import Checkpoint, Checkpoints, Lease, pending_key
 from engine.streams import consumer as consumer_module
 from engine.streams.analytics import merge_rows
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.core import StreamProcessor
-from engine.streams.leases import Checkpoint, Checkpoints, ConsumerLease, pending_key
 from engine.streams.records import from_stream
 from engine.streams.sinks import ANALYTICS, RowSink, build_sink, newest_per_identity
 from tests.integration.test_streams_consumer import doc, stream_records
@@ -88,7 +88,7 @@ class FaultySink:
 def crashing_checkpoints(plan: Plan) -> type[Checkpoints]:
     class Crashing(Checkpoints):
         def save(
-            self, updates: Mapping[str, Checkpoint], lease: ConsumerLease, *, settle: bool = False
+            self, updates: Mapping[str, Checkpoint], lease: Lease, *, settle: bool = False
         ) -> None:
             super().save(updates, lease, settle=settle)
             if settle:

@@ -12,9 +12,9 @@ from botocore.exceptions import ClientError
 
 from engine.app import Engine
 from engine.settings import Settings
+from engine.store.leases import Checkpoint, Checkpoints, checkpoint_key, consumer_lease
 from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
-from engine.streams.leases import Checkpoint, Checkpoints, ConsumerLease, checkpoint_key
 from engine.streams.sinks import ANALYTICS, MemorySink
 from tests.unit.test_streams_core import live, raw
 
@@ -181,7 +181,7 @@ def test_a_vanished_unfinished_parent_is_reported(settings: Settings, engine: En
     arn = LocalConsumer(
         settings, StreamSettings(), engine.clients, streams_client=fake
     ).stream_arn()
-    lease = ConsumerLease(engine.clients.dynamodb, settings.leases_table, arn, 5)
+    lease = consumer_lease(engine.clients.dynamodb, settings.leases_table, arn, 5)
     assert lease.try_acquire()
     Checkpoints(engine.clients.dynamodb, settings.leases_table, arn).save(
         {"shard-A": Checkpoint("1", False)}, lease
@@ -193,11 +193,11 @@ def test_a_vanished_unfinished_parent_is_reported(settings: Settings, engine: En
 
 
 def test_checkpoints_are_fenced_by_the_lease(settings: Settings, engine: Engine) -> None:
-    from engine.streams.exceptions import LeaseLostError
+    from engine.exceptions import LeaseLostError
 
     ddb, table = engine.clients.dynamodb, settings.leases_table
-    holder = ConsumerLease(ddb, table, "arn:stream", 30, owner="holder")
-    other = ConsumerLease(ddb, table, "arn:stream", 30, owner="other")
+    holder = consumer_lease(ddb, table, "arn:stream", 30, owner="holder")
+    other = consumer_lease(ddb, table, "arn:stream", 30, owner="other")
     assert holder.try_acquire() and not other.try_acquire()
     checkpoints = Checkpoints(ddb, table, "arn:stream")
     checkpoints.save({"s": Checkpoint("10", False)}, holder)
@@ -221,7 +221,7 @@ def test_a_consumer_away_longer_than_the_retention_reports_it(
     arn = LocalConsumer(
         settings, StreamSettings(), engine.clients, streams_client=fake
     ).stream_arn()
-    old = ConsumerLease(engine.clients.dynamodb, settings.leases_table, arn, 5, owner="old")
+    old = consumer_lease(engine.clients.dynamodb, settings.leases_table, arn, 5, owner="old")
     status = {"checkpointed_at": time.time() - 25 * 3600}
     assert old.try_acquire(status)
     old.release(status)

@@ -27,16 +27,6 @@ CLIENT_METHODS = {
 }
 CLIENT_NAMES = {*SERVICES, "ddb", "cw", "streams", "client"}
 
-# Modules other branches of issue 11 are still moving onto the stores: the lead empties this
-# as each lands. A module listed here that no longer calls a client fails the test too.
-ALLOWED: dict[str, str] = {
-    # removed when seam-streams lands
-    "engine/streams/consumer.py": "seam-streams",
-    "engine/streams/leases.py": "seam-streams",
-    "engine/streams/stats.py": "seam-streams",
-    "reconciler/lock.py": "seam-streams",
-}
-
 
 @cache
 def operations() -> frozenset[str]:
@@ -98,11 +88,8 @@ def client_calls(root: Path = ROOT) -> dict[str, list[str]]:
 
 
 def test_no_client_call_outside_the_stores() -> None:
-    calls = client_calls()
-    outside = [line for path, lines in calls.items() if path not in ALLOWED for line in lines]
+    outside = [line for lines in client_calls().values() for line in lines]
     assert not outside, "boto3 client calls outside engine/store/:\n" + "\n".join(outside)
-    moved = sorted(set(ALLOWED) - set(calls))
-    assert not moved, f"no client call left in {moved}: remove them from ALLOWED"
 
 
 def test_the_finder_sees_each_way_of_calling_a_client(tmp_path: Path) -> None:
