@@ -35,6 +35,7 @@ class FakeClock:
 class Q:
     store: Queue
     url: str
+    dlq: str  # where `url`'s redrive policy moves a message after 5 receives
     later: Callable[[float], None]  # let `seconds` pass on the queue's clock
 
     def counts(self) -> tuple[int, int]:
@@ -55,7 +56,9 @@ def memory_queue() -> Q:
     def later(seconds: float) -> None:
         clock.now += seconds
 
-    return Q(store, store.create("docsync-work", visibility_s=60), later)
+    dlq = store.create("docsync-dlq")
+    url = store.create("docsync-work", 60, redrive_to=store.lookup("docsync-dlq").arn)
+    return Q(store, url, dlq, later)
 
 
 @pytest.fixture(params=["sqs", "memory"])
@@ -64,8 +67,9 @@ def q(request: pytest.FixtureRequest) -> Q:
         return memory_queue()
     engine: Engine = request.getfixturevalue("engine")
     store = QueueStore(engine.clients.sqs, engine.settings.endpoint_url)
+    url, dlq = store.url(engine.settings.work_queue), store.url(engine.settings.dlq)
     # moto keeps the wall clock: waiting out a 1 s visibility is the only way there
-    return Q(store, store.url(engine.settings.work_queue), lambda s: time.sleep(s + 0.2))
+    return Q(store, url, dlq, lambda s: time.sleep(s + 0.2))
 
 
 def receive_count(message: dict[str, object]) -> int:
@@ -146,6 +150,17 @@ def test_batches_and_attributes(q: Q) -> None:
     receipts = {f"d{n}": h for n, h in enumerate(handles[3:])}
     assert q.store.delete_batch(q.url, receipts) == set(receipts)
     assert q.counts() == (3, 0)
+
+
+def test_the_redrive_policy_moves_a_message_after_five_receives(q: Q) -> None:
+    q.store.send(q.url, "poison")
+    for n in range(1, 6):
+        [message] = q.take(visibility_s=0)  # failed at once, visible again
+        assert receive_count(message) == n
+    assert q.take() == []  # a sixth receive moves it instead
+    assert q.counts() == (0, 0)
+    [dead] = q.store.receive(q.dlq, 10, 30, wait_s=0)
+    assert dead["MessageId"] == message["MessageId"] and dead["Body"] == "poison"
 
 
 def test_a_missing_queue_is_not_found(q: Q) -> None:

@@ -6,7 +6,9 @@ until `change_visibility` moves it; every receive gives a new receipt handle and
 that holds here holds on both: a *stale* handle (one from before a redelivery) deletes
 nothing, without an error, and cannot change the visibility (`QueueError`); a message that
 is visible again cannot have its visibility changed (MessageNotInflight). A handle never
-issued is `ReceiptHandleIsInvalid`. Times come from an injectable clock (epoch seconds).
+issued is `ReceiptHandleIsInvalid`. A redrive policy moves a message received
+`max_receives` times to its dead-letter queue when it would be received once more.
+Times come from an injectable clock (epoch seconds).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class _Message:
 class _Queue:
     ref: QueueRef
     visibility_s: int
+    dead_letter: str | None  # the DLQ's URL (a redrive policy), with its maxReceiveCount
+    max_receives: int
     messages: dict[str, _Message] = field(default_factory=dict)  # in send order
     stale: dict[str, str] = field(default_factory=dict)  # old receipt → message id
     deleted: set[str] = field(default_factory=set)  # receipts of deleted messages
@@ -57,11 +61,22 @@ class MemoryQueueStore:
         self._queues: dict[str, _Queue] = {}  # by URL
         self._serial = itertools.count(1)
 
-    def create(self, name: str, visibility_s: int = 30) -> str:
+    def create(
+        self,
+        name: str,
+        visibility_s: int = 60,
+        redrive_to: str | None = None,
+        max_receives: int = 5,
+    ) -> str:
+        """A queue as `docsync init` makes it; `redrive_to` names its DLQ by ARN."""
         url = f"https://sqs.{REGION}.memory/{ACCOUNT}/{name}"
         arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
         with self._cond:
-            self._queues.setdefault(url, _Queue(QueueRef(name, url, arn), visibility_s))
+            dlq = next((u for u, q in self._queues.items() if q.ref.arn == redrive_to), None)
+            if redrive_to and dlq is None:
+                raise NotFoundError(f"SQS CreateQueue {name}: no dead-letter queue {redrive_to}")
+            queue = _Queue(QueueRef(name, url, arn), visibility_s, dlq, max_receives)
+            self._queues.setdefault(url, queue)
         return url
 
     def url(self, name: str) -> str:
@@ -109,7 +124,14 @@ class MemoryQueueStore:
     def _take(self, queue: _Queue, count: int, visibility_s: int | None) -> list[_Message]:
         now = self._clock()
         hide_s = queue.visibility_s if visibility_s is None else visibility_s
-        taken = [m for m in queue.messages.values() if m.visible_at <= now][:count]
+        taken: list[_Message] = []
+        for message in [m for m in queue.messages.values() if m.visible_at <= now]:
+            if len(taken) == count:
+                break
+            if queue.dead_letter and message.receive_count >= queue.max_receives:
+                self._redrive(queue, message)
+            else:
+                taken.append(message)
         for message in taken:
             if message.receipt:
                 queue.stale[message.receipt] = message.message_id
@@ -118,6 +140,15 @@ class MemoryQueueStore:
             message.first_received_at = message.first_received_at or now
             message.visible_at = now + hide_s
         return taken
+
+    def _redrive(self, queue: _Queue, message: _Message) -> None:
+        """To the dead-letter queue, as it is (its id, body and receive count)."""
+        assert queue.dead_letter is not None
+        del queue.messages[message.message_id]
+        if message.receipt:
+            queue.stale[message.receipt] = message.message_id
+        message.visible_at = 0.0
+        self._queues[queue.dead_letter].messages[message.message_id] = message
 
     @staticmethod
     def _shape(m: _Message, system: Sequence[str], user: Sequence[str]) -> dict[str, Any]:
