@@ -8,6 +8,7 @@ memory only and say so.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -161,6 +162,24 @@ def test_the_redrive_policy_moves_a_message_after_five_receives(q: Q) -> None:
     assert q.counts() == (0, 0)
     [dead] = q.store.receive(q.dlq, 10, 30, wait_s=0)
     assert dead["MessageId"] == message["MessageId"] and dead["Body"] == "poison"
+
+
+def test_concurrent_receivers_never_share_a_hidden_message(q: Q) -> None:
+    q.store.send_batch(q.url, [{"Id": str(n), "MessageBody": str(n)} for n in range(20)])
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def drain() -> None:
+        while batch := q.store.receive(q.url, 3, 30, wait_s=0):
+            with lock:
+                seen.extend(str(m["MessageId"]) for m in batch)
+
+    threads = [threading.Thread(target=drain) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == len(set(seen)) == 20
 
 
 def test_a_missing_queue_is_not_found(q: Q) -> None:

@@ -119,7 +119,7 @@ class MemoryQueueStore:
                 if taken or remaining <= 0:
                     break
                 self._cond.wait(min(_POLL_S, remaining))  # expiry moves with the clock only
-        return [self._shape(m, system_attributes, message_attributes) for m in taken]
+            return [self._shape(m, system_attributes, message_attributes) for m in taken]
 
     def _take(self, queue: _Queue, count: int, visibility_s: int | None) -> list[_Message]:
         now = self._clock()
@@ -209,8 +209,6 @@ class MemoryQueueStore:
             try:
                 self.change_visibility(url, receipt, 0)
                 released += 1
-            except NotFoundError:
-                raise
             except QueueError:  # a failed entry of ChangeMessageVisibilityBatch
                 continue
         return released
@@ -229,8 +227,6 @@ class MemoryQueueStore:
             try:
                 self.delete(url, receipt)
                 deleted.add(entry_id)
-            except NotFoundError:
-                raise
             except QueueError:  # a failed entry of DeleteMessageBatch
                 continue
         return deleted
