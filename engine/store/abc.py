@@ -1,18 +1,20 @@
 """Every store's interface in one module (as APScheduler keeps its `abc.py`).
 
 Each interface has the AWS implementation beside its siblings in `engine/store/` and an
-in-memory twin in `engine/store/memory.py` with the same semantics; one contract suite
+in-memory twin in `engine/store/memory/` with the same semantics; one contract suite
 (`tests/integration/test_store_contract_*.py`) runs the same cases against both, so logic
 tested on memory holds on AWS.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from engine.store.leases import Checkpoint, PendingEmission
 from engine.store.objects import ObjectInfo, StoredObject
+from engine.store.queue import QueueRef
 
 
 class Objects(Protocol):
@@ -46,4 +48,103 @@ class Objects(Protocol):
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         """Every object under `prefix` after `start_after`, in UTF-8 byte order of keys."""
+        ...
+
+
+class LeaseHolder(Protocol):
+    """One holder at a time of `key` until its expiry (the stream consumer, a reconcile lock):
+    `engine/store/leases.py` `Lease`, `engine/store/memory/leases.py` `MemoryLease`."""
+
+    key: str
+    owner: str
+    ttl_s: float
+
+    def try_acquire(self, status: Mapping[str, Any] | None = None) -> bool:
+        """Take or renew: True when free, expired or already ours; else False (no error)."""
+        ...
+
+    def release(self, status: Mapping[str, Any] | None = None) -> None:
+        """Free it at once, only if still ours (a non-owner's release does nothing)."""
+        ...
+
+    def fence(self) -> dict[str, Any]:
+        """The condition a checkpoint write carries: `owner` still holds `key`."""
+        ...
+
+
+class CheckpointStore(Protocol):
+    """A stream consumer's checkpoints and pending emission; every write is fenced by the
+    lease (`LeaseLostError` once another owner holds it)."""
+
+    stream_arn: str
+
+    def load(self, shard_ids: list[str]) -> dict[str, Checkpoint]:
+        """The saved checkpoints among `shard_ids` (a shard never saved is absent)."""
+        ...
+
+    def load_pending(self) -> PendingEmission | None:
+        """The emission begun and not finished, None if there is none."""
+        ...
+
+    def begin(self, pending: PendingEmission, lease: LeaseHolder) -> None:
+        """Record an emission before its rows are written (replacing any other)."""
+        ...
+
+    def drop_pending(self, lease: LeaseHolder) -> None:
+        """Forget a begun emission whose rows were never stored."""
+        ...
+
+    def save(
+        self, updates: Mapping[str, Checkpoint], lease: LeaseHolder, *, settle: bool = False
+    ) -> None:
+        """Store checkpoints; with `settle`, also remove the pending emission."""
+        ...
+
+
+class Queue(Protocol):
+    """An SQS queue as the consume loop (`engine/store/consume.py`) and the senders use it:
+    `engine/store/queue.py` `QueueStore`, `engine/store/memory/queue.py` `MemoryQueueStore`.
+    A received message stays hidden for its visibility timeout (or until it is changed); each
+    receive gives a new receipt handle; delete only after success."""
+
+    def url(self, name: str) -> str:
+        """The queue's URL; `NotFoundError` if there is no such queue."""
+        ...
+
+    def lookup(self, name: str) -> QueueRef: ...
+
+    def attributes(self, url: str, name: str = "") -> dict[str, str]:
+        """Including QueueArn, ApproximateNumberOfMessages(NotVisible)."""
+        ...
+
+    def receive(
+        self,
+        url: str,
+        count: int,
+        visibility_s: int | None,
+        wait_s: int = 1,
+        system_attributes: Sequence[str] = ("All",),
+        message_attributes: Sequence[str] = ("All",),
+    ) -> list[dict[str, Any]]:
+        """Up to `count` visible messages, hidden for `visibility_s` from now."""
+        ...
+
+    def change_visibility(self, url: str, receipt: str, seconds: int) -> None:
+        """Hide a received message `seconds` from now (0: visible at once)."""
+        ...
+
+    def delete(self, url: str, receipt: str) -> None: ...
+
+    def send(self, url: str, body: str, attributes: dict[str, Any] | None = None) -> None: ...
+
+    def release(self, url: str, receipts: list[str]) -> int:
+        """Make received messages visible at once; how many were."""
+        ...
+
+    def send_batch(self, url: str, entries: list[dict[str, Any]]) -> set[str]:
+        """The `Id`s sent."""
+        ...
+
+    def delete_batch(self, url: str, receipts: dict[str, str]) -> set[str]:
+        """The ids (id → receipt handle) deleted."""
         ...

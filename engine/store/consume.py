@@ -6,7 +6,8 @@ True; one it returned False for stays on the queue (sooner, if `retry_in` says w
 it succeeds or the redrive policy moves it to the DLQ; one whose handler raised stays too,
 and the error ends the loop. While a handler works, the heartbeat extends the message's
 visibility `heartbeat_s` after it was received or last extended, so a slow message is never
-handed to a second consumer. No AWS call is made here: every one goes through `QueueStore`.
+handed to a second consumer. No AWS call is made here: every one goes through the `Queue`
+(`QueueStore` on SQS, `MemoryQueueStore` in tests).
 
 It sits in the store package, below both capabilities, because it is the queue's
 consumption contract (visibility, receipts, delete-after-success) and nothing else; the
@@ -25,7 +26,7 @@ from typing import Any
 from loguru import logger
 
 from engine.exceptions import QueueError
-from engine.store.queue import QueueStore
+from engine.store.abc import Queue
 
 Message = dict[str, Any]
 RECEIVE_BACKOFF_S = 2.0
@@ -53,7 +54,7 @@ class QueueConsumer:
 
     def __init__(
         self,
-        queue: QueueStore,
+        queue: Queue,
         url: str,
         handle: Callable[[Message], bool],
         polling: Polling,

@@ -40,6 +40,8 @@ from engine.store.values import plain
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from engine.store.abc import LeaseHolder
+
 _ser, _de = TypeSerializer(), TypeDeserializer()
 LEASE_ERRORS = ErrorMap("DynamoDB leases", StoreError, conditional=True)
 
@@ -275,7 +277,7 @@ class Checkpoints:
         }
         return PendingEmission(str(item["name"]), positions)
 
-    def begin(self, pending: PendingEmission, lease: Lease) -> None:
+    def begin(self, pending: PendingEmission, lease: LeaseHolder) -> None:
         """Phase one: record the emission before its rows are written (replacing any other)."""
         item: dict[str, Any] = {
             **_key(pending_key(self.stream_arn)),
@@ -296,12 +298,12 @@ class Checkpoints:
         }
         self._transact([lease.fence(), {"Put": {"TableName": self.table, "Item": item}}], lease)
 
-    def drop_pending(self, lease: Lease) -> None:
+    def drop_pending(self, lease: LeaseHolder) -> None:
         """Forget a begun emission whose rows were never stored."""
         self._transact([lease.fence(), self._settled()], lease)
 
     def save(
-        self, updates: Mapping[str, Checkpoint], lease: Lease, *, settle: bool = False
+        self, updates: Mapping[str, Checkpoint], lease: LeaseHolder, *, settle: bool = False
     ) -> None:
         """Store checkpoints, each transaction fenced by the lease (LeaseLostError if not ours);
         with `settle`, the last one also removes the pending emission (phase two)."""
@@ -332,7 +334,7 @@ class Checkpoints:
     def _settled(self) -> dict[str, Any]:
         return {"Delete": {"TableName": self.table, "Key": _key(pending_key(self.stream_arn))}}
 
-    def _transact(self, writes: list[Any], lease: Lease) -> None:
+    def _transact(self, writes: list[Any], lease: LeaseHolder) -> None:
         try:
             self._call(
                 "TransactWriteItems",

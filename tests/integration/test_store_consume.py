@@ -1,10 +1,12 @@
-"""The one SQS loop (engine/store/consume.py) against moto over HTTP: a slow message is kept
-invisible by the heartbeat, a failed one stays for redelivery, a message is deleted only
-after its handler succeeded; and SQS faults surface as the project's QueueError."""
+"""The one SQS loop (engine/store/consume.py) against moto over HTTP and against the in-memory
+queue: a slow message is kept invisible by the heartbeat, a failed one stays for redelivery, a
+message is deleted only after its handler succeeded; and (on moto, through botocore's hooks)
+SQS faults surface as the project's QueueError."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +14,9 @@ import pytest
 from engine.aws import AwsClients
 from engine.exceptions import NotFoundError, QueueError
 from engine.settings import Settings
+from engine.store.abc import Queue
 from engine.store.consume import Polling, QueueConsumer
+from engine.store.memory import MemoryQueueStore
 from engine.store.queue import QueueStore
 from tests.integration.faults import Faults
 
@@ -20,18 +24,22 @@ WAIT_S = 30.0  # a bound on waiting for something that should happen at once: ne
 
 
 class Calls:
-    """Every SQS operation the client sends, in order (an after-call hook)."""
+    """Every SQS operation the client sends, in order (an after-call hook, or `record`)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any = None) -> None:
         self.ops: list[str] = []
         self.lock = threading.Lock()
         self.visibility = threading.Semaphore(0)
-        client.meta.events.register("after-call.sqs.*", self._after)
+        if client is not None:
+            client.meta.events.register("after-call.sqs.*", self._after)
 
     def _after(self, model: Any, **_: Any) -> None:
+        self.record(model.name)
+
+    def record(self, op: str) -> None:
         with self.lock:
-            self.ops.append(model.name)
-        if model.name == "ChangeMessageVisibility":
+            self.ops.append(op)
+        if op == "ChangeMessageVisibility":
             self.visibility.release()
 
     def note(self, event: str) -> None:
@@ -48,7 +56,47 @@ def work_queue(settings: Settings, *bodies: str) -> tuple[AwsClients, QueueStore
     return clients, store, url, Calls(clients.sqs)
 
 
-def counts(store: QueueStore, url: str) -> tuple[int, int]:
+Work = Callable[..., tuple[Queue, str, Calls]]
+
+
+class RecordedMemoryQueue(MemoryQueueStore):
+    """The in-memory queue, noting the SQS operation each call stands for."""
+
+    def __init__(self, calls: Calls) -> None:
+        super().__init__()
+        self.calls = calls
+
+    def receive(self, url: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        self.calls.record("ReceiveMessage")
+        return super().receive(url, *args, **kwargs)
+
+    def change_visibility(self, url: str, receipt: str, seconds: int) -> None:
+        super().change_visibility(url, receipt, seconds)
+        self.calls.record("ChangeMessageVisibility")
+
+    def delete(self, url: str, receipt: str) -> None:
+        super().delete(url, receipt)
+        self.calls.record("DeleteMessage")
+
+
+@pytest.fixture(params=["sqs", "memory"])
+def work(request: pytest.FixtureRequest) -> Work:
+    """Builds a work queue holding `bodies`: the store, its URL and the calls it makes."""
+
+    def build(*bodies: str) -> tuple[Queue, str, Calls]:
+        if request.param == "sqs":
+            _, store, url, calls = work_queue(request.getfixturevalue("settings"), *bodies)
+            return store, url, calls
+        memory = RecordedMemoryQueue(Calls())
+        url = memory.create("docsync-work", visibility_s=60)
+        for body in bodies:
+            memory.send(url, body)
+        return memory, url, memory.calls
+
+    return build
+
+
+def counts(store: Queue, url: str) -> tuple[int, int]:
     """(visible, in flight) as SQS reports them."""
     attributes = store.attributes(url)
     return (
@@ -57,8 +105,8 @@ def counts(store: QueueStore, url: str) -> tuple[int, int]:
     )
 
 
-def test_the_heartbeat_keeps_a_slow_message_from_a_second_consumer(settings: Settings) -> None:
-    _, store, url, calls = work_queue(settings, "slow")
+def test_the_heartbeat_keeps_a_slow_message_from_a_second_consumer(work: Work) -> None:
+    store, url, calls = work("slow")
     polling = Polling(batch=1, wait_s=1, visibility_s=2, heartbeat_s=0.5)
     seen_by_other: list[dict[str, Any]] = []
 
@@ -75,8 +123,8 @@ def test_the_heartbeat_keeps_a_slow_message_from_a_second_consumer(settings: Set
     assert counts(store, url) == (0, 0)  # and then it was deleted
 
 
-def test_a_failed_message_stays_on_the_queue_for_redelivery(settings: Settings) -> None:
-    _, store, url, calls = work_queue(settings, "fails")
+def test_a_failed_message_stays_on_the_queue_for_redelivery(work: Work) -> None:
+    store, url, calls = work("fails")
     stop = threading.Event()
     deliveries: list[str] = []
 
@@ -95,8 +143,8 @@ def test_a_failed_message_stays_on_the_queue_for_redelivery(settings: Settings) 
     assert sum(counts(store, url)) == 1
 
 
-def test_a_handler_that_raises_ends_the_loop_and_leaves_the_message(settings: Settings) -> None:
-    _, store, url, calls = work_queue(settings, "boom")
+def test_a_handler_that_raises_ends_the_loop_and_leaves_the_message(work: Work) -> None:
+    store, url, calls = work("boom")
 
     def broken(message: dict[str, Any]) -> bool:
         raise RuntimeError("worker bug")
@@ -108,8 +156,8 @@ def test_a_handler_that_raises_ends_the_loop_and_leaves_the_message(settings: Se
     assert counts(store, url) == (0, 1)  # in flight: back after its visibility timeout
 
 
-def test_a_message_is_deleted_only_after_its_handler_succeeded(settings: Settings) -> None:
-    _, store, url, calls = work_queue(settings, "a", "b", "c")
+def test_a_message_is_deleted_only_after_its_handler_succeeded(work: Work) -> None:
+    store, url, calls = work("a", "b", "c")
     handled: list[str] = []
 
     def ok(message: dict[str, Any]) -> bool:

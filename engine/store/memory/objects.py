@@ -1,9 +1,4 @@
-"""In-memory twins of the stores, with the AWS semantics the engine relies on.
-
-For logic tests that need no server, and for the contract suite that holds each twin to its
-AWS store's behaviour (`engine/store/abc.py`). Thread-safe: the engine's writers, listeners
-and reconcilers run in threads, and their races are what the logic tests exercise.
-"""
+"""The object store's twin: one S3 bucket in memory (`engine/store/abc.py` `Objects`)."""
 
 from __future__ import annotations
 
