@@ -39,8 +39,9 @@ from reconciler.run import Mode, Reconciler
 def metrics_flush(engine: Engine, periodic: bool = False) -> Iterator[None]:
     """The command's cost (capacity per operation kind) and reads, into the cache table's
     metrics items for `docsync stats`: a one-shot command makes ONE extra UpdateItem at exit
-    (none in a dry run, or when it consumed nothing); `periodic` also flushes meanwhile."""
-    if engine.settings.dry_run:
+    (none in a dry run, with the cache off, or when it consumed nothing); `periodic` also
+    flushes meanwhile."""
+    if engine.settings.dry_run or not engine.settings.cache_enabled:
         yield
         return
     from engine.streams.config import load_stream_settings
