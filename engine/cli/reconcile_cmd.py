@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -23,6 +25,7 @@ from engine.app import Engine
 from engine.cli.group import TYPE_CHOICE, common, with_settings
 from engine.cli.output import console, emit, table
 from engine.exceptions import InventoryError
+from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
 from reconciler.run import Mode, Reconciler
 
@@ -30,6 +33,33 @@ from reconciler.run import Mode, Reconciler
 # needs them: every `docsync` start imports this module, as it did before the group.
 
 # -- what each subcommand does (the deprecated flags run the same functions) ------------------
+
+
+@contextmanager
+def metrics_flush(engine: Engine, periodic: bool = False) -> Iterator[None]:
+    """The command's cost (capacity per operation kind) and reads, into the cache table's
+    metrics items for `docsync stats`: a one-shot command makes ONE extra UpdateItem at exit
+    (none in a dry run, with the cache off, or when it consumed nothing); `periodic` also
+    flushes meanwhile."""
+    if engine.settings.dry_run or not engine.settings.cache_enabled:
+        yield
+        return
+    from engine.streams.config import load_stream_settings
+
+    conf = load_stream_settings(engine.settings.config_file)
+    flusher = MetricsFlusher(
+        engine.cache,
+        engine.reader.stats,
+        interval_s=conf.flush_interval_s,
+        window_s=conf.metrics_window_s,
+        ttl_days=conf.metrics_ttl_days,
+    )
+    if periodic:
+        flusher.start()
+    try:
+        yield
+    finally:
+        flusher.stop()  # the last (or only) flush; a failure is logged, never raised
 
 
 def run_report(
@@ -52,23 +82,24 @@ def run_report(
         if inventory_uri
         else None
     )
-    if sys.stderr.isatty():
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=True,
-        ) as progress:
-            task = progress.add_task(f"reconcile {mode}", total=None)
-            result = reconciler.run(
-                mode,
-                types,
-                on_shard_done=lambda _s: progress.advance(task),
-                inventory=inventory,
-            )
-    else:
-        result = reconciler.run(mode, types, inventory=inventory)
+    with metrics_flush(engine):  # what the run cost, once it is over
+        if sys.stderr.isatty():
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+            ) as progress:
+                task = progress.add_task(f"reconcile {mode}", total=None)
+                result = reconciler.run(
+                    mode,
+                    types,
+                    on_shard_done=lambda _s: progress.advance(task),
+                    inventory=inventory,
+                )
+        else:
+            result = reconciler.run(mode, types, inventory=inventory)
     data: dict[str, Any] = result.as_dict()
     data["report"] = reports.save(engine, result, report_dir or settings.report_dir)
     emit(data, fmt, lambda d: console().print(reports.to_text(d)))
@@ -85,7 +116,9 @@ def run_enqueue(engine: Engine, fmt: str, mode: Mode, type_names: tuple[str, ...
 def run_work(engine: Engine, fmt: str) -> None:
     from reconciler import tasks
 
-    emit({"tasks_done": tasks.work(engine, drain=True)}, fmt)
+    with metrics_flush(engine):
+        done = tasks.work(engine, drain=True)
+    emit({"tasks_done": done}, fmt)
 
 
 def run_collect(engine: Engine, fmt: str, run_id: str, fail_on_drift: bool) -> None:
@@ -135,7 +168,8 @@ def run_schedule(engine: Engine) -> None:
     scheduler = build(engine, blocking=True)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
     console().print(f"reconcile schedule: {[str(j.trigger) for j in scheduler.get_jobs()]}")
-    scheduler.start()
+    with metrics_flush(engine, periodic=True):
+        scheduler.start()
 
 
 # -- the options the subcommands share --------------------------------------------------------

@@ -9,15 +9,19 @@ held does nothing and says so. The report is saved under the reserved prefix lik
 
 The figures the alarms watch (ReconcileRuns, DriftFound, DriftRepaired) are recorded by the run
 itself (`Reconciler.run`) and flushed as EMF with only the Environment dimension
-(docs/metrics.md) before the handler returns, whatever happened.
+(docs/metrics.md) before the handler returns, whatever happened. So are the AWS calls' figures
+(`awsmetrics.to_emf`, service "reconcile"): the dashboard's capacity-per-kind widget then covers
+what a reconcile costs, as it does the listener and the stream consumer.
 """
 
 from __future__ import annotations
 
 from typing import Any, get_args
 
+from aws_lambda_powertools.metrics import Metrics
 from loguru import logger
 
+from engine import awsmetrics
 from engine.lambdas.runtime import engine as lambda_engine
 from engine.lambdas.runtime import flush_alarm_metrics
 from reconciler.run import Mode
@@ -25,6 +29,7 @@ from reconciler.schedule import locked_run
 from reconciler.tasks import enqueue
 
 MODES: tuple[str, ...] = get_args(Mode)
+metrics = Metrics(namespace="docsync", service="reconcile")
 
 
 def _mode(event: dict[str, Any]) -> Mode:
@@ -40,7 +45,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         return _handle(event if isinstance(event, dict) else {})
     finally:
+        flush_aws_metrics(metrics)
         flush_alarm_metrics()
+
+
+def flush_aws_metrics(target: Metrics) -> None:
+    """This invocation's AWS figures (capacity per kind among them) as one EMF line; none when
+    there are none (outside Lambda the figures are not kept: awsmetrics' EMF)."""
+    awsmetrics.to_emf(target)
+    if target.metric_set:
+        target.flush_metrics()
 
 
 def _handle(event: dict[str, Any]) -> dict[str, Any]:

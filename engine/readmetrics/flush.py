@@ -1,6 +1,8 @@
 """Hit/miss across instances: each process flushes what its reader counted since the last
 flush as ONE atomic UpdateItem (ADD) into a reserved metrics item of the cache table (item.py),
 through the cache store, so the limiter and the breaker apply to it as to every cache call.
+The same update carries the capacity units the process consumed per operation kind
+(capacity.py), so `docsync stats` can add up what a reconcile or the read path cost.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from engine import keys, metrics
+from engine.readmetrics import capacity
 from engine.readmetrics.item import flush_update
 from engine.readmetrics.stats import ReadStats
 
@@ -47,21 +50,24 @@ class MetricsFlusher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
-        self._pending: tuple[str, int, ReadStats.Delta] | None = None
+        self._pending: tuple[str, int, ReadStats.Delta, capacity.Capacity] | None = None
         self.flushes = 0
 
     def flush(self) -> ReadStats.Delta | None:
-        """One flush now; returns what it carried (None when there was nothing to carry)."""
+        """One flush now; returns the reads it carried (None when there was nothing to carry:
+        no reads and no capacity but the flushes' own)."""
         with self._flush_lock:
             if self._pending is None:
                 delta = self.stats.take_delta()
-                if delta.empty():
+                units = capacity.TAKER.take()
+                if delta.empty() and not capacity.worth_a_flush(units):
+                    capacity.TAKER.give_back(units)
                     return None
                 window = keys.tumbling_start(self._clock(), self.window_s)
-                self._pending = (uuid.uuid4().hex, window, delta)
-            flush_id, window, delta = self._pending
+                self._pending = (uuid.uuid4().hex, window, delta, units)
+            flush_id, window, delta, units = self._pending
             try:
-                self._write(flush_id, window, delta)
+                self._write(flush_id, window, delta, units)
             except Exception:
                 metrics.METRICS_FLUSHES.labels("failed").inc()
                 raise
@@ -70,10 +76,18 @@ class MetricsFlusher:
             metrics.METRICS_FLUSHES.labels("ok").inc()
             return delta
 
-    def _write(self, flush_id: str, window: int, delta: ReadStats.Delta) -> None:
+    def _write(
+        self,
+        flush_id: str,
+        window: int,
+        delta: ReadStats.Delta,
+        units: capacity.Capacity | None = None,
+    ) -> None:
         # A refused condition means this very flush landed already (a retried request).
         self._cache.add_read_metrics(
-            flush_update(flush_id, window, self.window_s, self.ttl_s, delta)
+            flush_update(
+                flush_id, window, self.window_s, self.ttl_s, delta, capacity.adds(units or {})
+            )
         )
 
     # -- periodic --------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 counters an image of it holds (what the flusher writes and the consumers read, in one place).
 
 The item (`_docsync#metrics#<window start>`) holds counters and latency bucket counts for one
-window, has a TTL and no GSI key attribute (it is in no index, so neither queries nor the
-reconciler ever see it). Its stream records carry old and new images: new − old is exactly one
-flush, whichever process made it (cluster.py adds them up).
+window, and the capacity units each operation kind consumed (capacity.py). It has a TTL and no
+GSI key attribute (it is in no index, so neither queries nor the reconciler ever see it). Its stream
+records carry old and new images: new − old is exactly one flush, whichever process made it
+(cluster.py adds them up).
 """
 
 from __future__ import annotations
@@ -50,13 +51,20 @@ def delta_of_image(image: Mapping[str, Any] | None) -> ReadStats.Delta:
 
 
 def flush_update(
-    flush_id: str, window: int, window_s: int, ttl_s: int, delta: ReadStats.Delta
+    flush_id: str,
+    window: int,
+    window_s: int,
+    ttl_s: int,
+    delta: ReadStats.Delta,
+    capacity: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The UpdateItem of one flush (all but the table): ADD the delta, and the flush id, on
-    the condition that the id is not there yet (a retry of a flush that landed is refused)."""
+    """The UpdateItem of one flush (all but the table): ADD the delta, the capacity units
+    (`cap_<kind>_<side>`, capacity.py's `adds`) and the flush id, on the condition that the id
+    is not there yet (a retry of a flush that landed is refused)."""
     adds: dict[str, Any] = {name: getattr(delta, name) for name in _COUNTERS}
     adds["lat_sum_ms"] = round(delta.latency_sum_ms, 3)
     adds.update({f"lat_b{i}": n for i, n in enumerate(delta.buckets) if n})
+    adds.update(capacity or {})
     adds["flushes"] = 1
     names = {f"#a{i}": name for i, name in enumerate(adds)}
     values: dict[str, Any] = {f":a{i}": {"N": str(v)} for i, v in enumerate(adds.values())}

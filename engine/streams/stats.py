@@ -8,7 +8,8 @@
 - changes per document, time in each status and between statuses: the history table (one
   scan; engine/streams/trends.py), for what completed in the range;
 - the busiest GSI partitions: the analytics rows' writes per partition (streams/hotspots.py);
-- capacity per operation kind: this process's consumed-capacity counters (engine/awsmetrics.py).
+- capacity per operation kind: the same metrics items (every instance's flushes carry the
+  units it consumed per kind, engine/readmetrics/capacity.py), for the range.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.aws import AwsClients
-from engine.awsmetrics import KINDS, capacity_by_kind
+from engine.awsmetrics import KINDS
 from engine.exceptions import StoreError
 from engine.keys import tumbling_start
+from engine.readmetrics import capacity
 from engine.readmetrics.buckets import LAG_S
 from engine.readmetrics.cluster import ClusterReads
 from engine.readmetrics.histogram import Histogram
@@ -43,16 +45,16 @@ from engine.streams.trends import trends
 
 def read_metrics(
     clients: AwsClients, table: str, window_s: int, since: datetime, until: datetime
-) -> ReadStats.Delta:
-    """The sum of every metrics item whose window starts in [since, until]."""
+) -> tuple[ReadStats.Delta, capacity.Capacity]:
+    """The sum of every metrics item whose window starts in [since, until]: the reads, and the
+    capacity units per operation kind."""
     first = tumbling_start(since.timestamp(), window_s)
     keys = [
         {"pk": {"S": metrics_pk(w)}} for w in range(first, int(until.timestamp()) + 1, window_s)
     ]
-    total = delta_of_image(None)
-    for item in batch_get(clients.dynamodb, table, keys):
-        total = total + delta_of_image(plain(item))
-    return total
+    items = [plain(item) for item in batch_get(clients.dynamodb, table, keys)]
+    reads = sum((delta_of_image(item) for item in items), delta_of_image(None))
+    return reads, capacity.total(*(capacity.of_image(item) for item in items))
 
 
 def consumer_state(clients: AwsClients, settings: Settings) -> dict[str, Any] | None:
@@ -92,9 +94,8 @@ def gather(
     history: bool = True,
 ) -> dict[str, Any]:
     until = until or datetime.now(UTC)
-    reads = ClusterReads(
-        read_metrics(clients, settings.table, config.metrics_window_s, since, until)
-    )
+    total, units = read_metrics(clients, settings.table, config.metrics_window_s, since, until)
+    reads = ClusterReads(total)
     sink = build_sink(settings, config, clients, producer="stats")
     earliest = tumbling_start(since.timestamp(), config.window_s)
     rows = [
@@ -134,7 +135,7 @@ def gather(
         "consumer": consumer,
         "windows": [_compact(row) for row in merged[:windows]],
         "hot_partitions": busiest(merged),
-        "capacity_by_kind": capacity_figures(),
+        "capacity_by_kind": capacity_figures(units),
         "history": _history(settings, clients, since, until) if history else None,
         "sources": {
             "read_metrics": f"dynamodb:{settings.table} ({config.metrics_window_s} s items)",
@@ -144,17 +145,16 @@ def gather(
     }
 
 
-def capacity_figures() -> dict[str, Any]:
-    """Capacity units this process consumed, per operation kind (engine/awsmetrics.py): the
-    cost of what ran in it (the demo's workload, a library caller's). Cluster-wide figures:
-    the dashboard and each process's /metrics."""
-    kinds = capacity_by_kind()
+def capacity_figures(units: capacity.Capacity) -> dict[str, Any]:
+    """Capacity units per operation kind that every process flushed for the range (serve,
+    listen, the consumers, a reconcile's exit flush). Lambdas report theirs as EMF instead:
+    the dashboard's widget."""
     return {
-        "scope": "this process",
+        "scope": "cluster",
         **{
-            kind: {side: round(v, 3) for side, v in kinds[kind].items()}
+            kind: {side: round(v, 3) for side, v in units[kind].items()}
             for kind in KINDS
-            if kind in kinds
+            if kind in units
         },
     }
 
@@ -270,7 +270,7 @@ def _render_load(data: dict[str, Any], out: Console) -> None:
         out.print(view)
     capacity = {k: v for k, v in (data.get("capacity_by_kind") or {}).items() if k != "scope"}
     if capacity:
-        view = Table(title="capacity units by operation kind (this process)")
+        view = Table(title="capacity units by operation kind (every process's flushes)")
         for column in ("kind", "read", "write"):
             view.add_column(column)
         for kind, sides in capacity.items():

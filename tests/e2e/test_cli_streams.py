@@ -64,7 +64,7 @@ def test_consume_drain_then_stats(cli: Cli, ready: Engine) -> None:
         assert p["partition"].startswith(("change#", "change#draft#", "acme#change#"))
         hot[p["index"]] = hot.get(p["index"], 0) + p["writes"]
     assert hot == {"time-index": 10, "status-index": 10, "customer-index": 10}
-    assert stats["capacity_by_kind"]["scope"] == "this process"
+    assert stats["capacity_by_kind"]["scope"] == "cluster"
     text = docsync(cli, "stats", "--format", "text")
     assert "hit ratio" in text.stdout and "70.0%" in text.stdout
     assert "busiest GSI partitions" in text.stdout

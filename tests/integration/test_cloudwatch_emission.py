@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from engine import cloudwatch
+from engine import awsmetrics, cloudwatch
 from engine.app import Engine
 from engine.cloudwatch import BUFFER
 from engine.documents import parse_document
@@ -181,19 +181,49 @@ def test_the_shard_worker_lambda_prints_its_drift_under_the_functions_environmen
     monkeypatch.setenv("DOCSYNC_METRICS_NAMESPACE", NS)
     monkeypatch.setenv("DOCSYNC_METRICS_ENVIRONMENT", ENV)  # the template sets the stack name
     plant_missing(engine, 3)
-    shards = Reconciler(engine).plan(["change"])
-    task = {"kind": "reconcile-shard", "run_id": "r-1", "mode": "report", "of": len(shards)}
-    event = sqs_event(
-        *(
-            (f"m-{n}", json.dumps(task | {"index": n, "shard": asdict(shard)}))
-            for n, shard in enumerate(shards)
-        )
-    )
+    event = shard_tasks(engine)
     capsys.readouterr()
 
     assert reconcile_tasks.sqs_handler(event, None) == {"batchItemFailures": []}
 
     assert parse_emf(capsys.readouterr().out, NS, ENV) == {"DriftFound": [3.0]}
+
+
+def shard_tasks(engine: Engine) -> dict[str, Any]:
+    """The work queue's batch of one report run's shard tasks (the change type)."""
+    shards = Reconciler(engine).plan(["change"])
+    task = {"kind": "reconcile-shard", "run_id": "r-1", "mode": "report", "of": len(shards)}
+    return sqs_event(
+        *(
+            (f"m-{n}", json.dumps(task | {"index": n, "shard": asdict(shard)}))
+            for n, shard in enumerate(shards)
+        )
+    )
+
+
+@pytest.mark.usefixtures("lambda_env")
+def test_the_shard_worker_lambda_emits_the_capacity_of_the_reconcile_kind(
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The dashboard's capacity widget (`{docsync,service} dynamodb read capacity`) covers the
+    shard tasks: their Lambda prints the AWS calls' EMF under service `reconcile-tasks`."""
+    monkeypatch.setattr(awsmetrics.EMF, "enabled", True)  # as in Lambda
+    plant_missing(engine, 3)
+    event = shard_tasks(engine)
+    awsmetrics.EMF.take()
+    capsys.readouterr()
+
+    assert reconcile_tasks.sqs_handler(event, None) == {"batchItemFailures": []}
+
+    lines = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if '"service":"reconcile-tasks"' in line
+    ]
+    assert len(lines) == 1 and lines[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "docsync"
+    assert sum(lines[0]["dynamodb_read_capacity_reconcile"]) > 0  # moto: Query/Scan/GetItem
 
 
 def test_dynamodb_down_opens_the_breaker_reported_at_every_flush_while_open(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from engine import awsmetrics
 from engine.app import Engine
 from engine.documents import parse_document
 from engine.lambdas import reconcile, runtime
@@ -113,3 +114,24 @@ def test_enqueue_fans_the_run_out_as_shard_tasks(lambda_env: Settings, engine: E
 def test_a_bad_mode_is_refused_with_its_name(lambda_env: Settings) -> None:
     with pytest.raises(ValueError, match="'fix' is not one of report, repair"):
         reconcile.handler({"mode": "fix"}, None)
+
+
+def test_the_run_emits_its_capacity_for_the_dashboard(
+    lambda_env: Settings,
+    engine: Engine,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dashboard's widget searches `{docsync,service} dynamodb read capacity`: the reconcile
+    Lambda's line carries it for the reconcile kind, as the listener's and the stream's do."""
+    monkeypatch.setattr(awsmetrics.EMF, "enabled", True)  # as in Lambda
+    awsmetrics.EMF.take()
+    plant_missing(engine, 3)
+    capsys.readouterr()
+    assert reconcile.handler({"mode": "repair"}, None)["repaired"]["missing"] == 3
+    lines = [b for b in emf(capsys.readouterr().out) if b.get("service") == "reconcile"]
+    assert len(lines) == 1 and lines[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "docsync"
+    # moto answers GetItem, PutItem, Query, Scan and UpdateItem with ConsumedCapacity (not
+    # TransactWriteItems): the run's reads and lease writes are counted, under its kind.
+    assert sum(lines[0]["dynamodb_read_capacity_reconcile"]) > 0
+    assert awsmetrics.EMF.take() == {}  # flushed: the next invocation starts from zero

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from engine import keys
-from engine.awsmetrics import CONSUMED_CAPACITY, KINDS
+from engine.awsmetrics import KINDS
 from engine.documents import parse_document
 from engine.store.item import live_attributes
 from engine.store.objects import ObjectInfo
@@ -103,12 +103,10 @@ def test_busiest_ranks_by_peak_writes_per_second_across_windows() -> None:
     assert busiest([]) == []
 
 
-def test_stats_shows_capacity_per_operation_kind_of_this_process() -> None:
-    before = capacity_figures().get("reconcile", {"read": 0.0, "write": 0.0})
-    CONSUMED_CAPACITY.labels("docsync-cache", "", "Query", "read", "reconcile").inc(2.5)
-    CONSUMED_CAPACITY.labels("docsync-cache", "key-index", "Query", "read", "reconcile").inc(1)
-    figures = capacity_figures()
-    assert figures["scope"] == "this process"
-    assert figures["reconcile"]["read"] == before["read"] + 3.5
-    assert figures["reconcile"]["write"] == before["write"]
+def test_stats_shows_the_flushed_capacity_per_operation_kind() -> None:
+    units = {"reconcile": {"read": 3.5, "write": 0.0}, "read": {"read": 1.0, "write": 0.25}}
+    figures = capacity_figures(units)
+    assert figures["scope"] == "cluster"
+    assert figures["reconcile"] == {"read": 3.5, "write": 0.0}
     assert list(figures) == ["scope", *(k for k in KINDS if k in figures)]
+    assert capacity_figures({}) == {"scope": "cluster"}
