@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from loguru import logger
 
@@ -22,6 +22,9 @@ from engine.settings import Settings
 from engine.store.cache import CacheStore
 from engine.store.objects import ObjectStore
 from engine.sync import CacheSync, Hint
+
+if TYPE_CHECKING:
+    from engine.app import Engine
 
 Outcome = Literal[
     "applied",  # upserted or tombstoned
@@ -47,6 +50,14 @@ class EventApplier:
         self.sync = sync
         self._prefixes = settings.prefixes()
         self.l1: L1Cache | None = None  # forgets a document this process just applied
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> EventApplier:
+        """The listener's applier on the engine's stores, converge rules and L1. Built by the
+        listener's adapters, not by Engine: the core does not import the capabilities."""
+        applier = cls(engine.settings, engine.cache, engine.objects, engine.sync)
+        applier.l1 = engine.l1
+        return applier
 
     def target(self, event: ObjectEvent) -> tuple[str, str] | None:
         if event.bucket != self.settings.bucket or event.key.startswith(
