@@ -337,7 +337,7 @@ class TimedApplier(EventApplier):
     """The engine's applier, noting when each key's event was applied."""
 
     def __init__(self, base: EventApplier) -> None:
-        super().__init__(base.settings, base.cache, base.objects, base.sync)
+        super().__init__(base.settings, base.sync)
         self.applied_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
