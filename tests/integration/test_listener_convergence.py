@@ -177,7 +177,7 @@ def test_event_commits_a_crashed_pipeline_write(engine: Engine) -> None:
         tx="dead",
         etag=doc.etag,
         op="put",
-        stale_before=engine.sync._stale_before(),
+        stale_before=engine.sync.stale_before(),
         expected_version=None,
     )
     engine.objects.put("changes/CHG-a.json", doc.body)
@@ -247,7 +247,7 @@ def test_fresh_intent_with_other_content_defers_the_event(engine: Engine) -> Non
         tx="alive",
         etag="0" * 32,
         op="put",
-        stale_before=engine.sync._stale_before(),
+        stale_before=engine.sync.stale_before(),
         expected_version=None,
     )
     engine.objects.put("changes/CHG-a.json", body("CHG-a", 2))
