@@ -243,7 +243,7 @@ class Run:
 
 
 def engine_drain(h: Harness, clock: AckClock, workers: int, run: Run) -> None:
-    listener = SqsListener(h.engine.clients, h.engine.applier, workers=workers, wait_s=WAIT_S)
+    listener = SqsListener.for_engine(h.engine, workers=workers, wait_s=WAIT_S)
     clock.reset()
     started = time.perf_counter()
     try:
@@ -337,7 +337,7 @@ class TimedApplier(EventApplier):
     """The engine's applier, noting when each key's event was applied."""
 
     def __init__(self, base: EventApplier) -> None:
-        super().__init__(base.settings, base.cache, base.objects, base.sync)
+        super().__init__(base.settings, base.sync)
         self.applied_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -386,7 +386,7 @@ def bench_lag(h: Harness, count: int, rate: float, workers: int) -> dict[str, An
     prefixes = h.settings.prefixes()
     h.reset()
     h.counter.reset()
-    applier = TimedApplier(h.engine.applier)
+    applier = TimedApplier(EventApplier.for_engine(h.engine))
     listener = SqsListener(h.engine.clients, applier, workers=workers, wait_s=WAIT_S)
     listen_error: list[str] = []
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from engine import tracing
 from engine.aws import AwsClients, CallCounter
 from engine.breaker import CircuitBreaker
-from engine.events.apply import EventApplier
 from engine.l1 import L1Cache
 from engine.pipeline import WritePipeline
 from engine.ratelimit import TokenBucket
@@ -28,7 +27,6 @@ class Engine:
     objects: ObjectStore
     pipeline: WritePipeline
     reader: Reader
-    applier: EventApplier
     sync: CacheSync  # the convergence rules: listener, reconciler, repair and backfills
     l1: L1Cache | None = None
 
@@ -58,17 +56,13 @@ class Engine:
             else None
         )
         sync = CacheSync(settings, cache, objects)
-        reader = Reader(settings, cache, objects, cache_l1, sync=sync)
-        applier = EventApplier(settings, cache, objects, sync)
-        applier.l1 = cache_l1
         return cls(
             settings=settings,
             clients=clients,
             cache=cache,
             objects=objects,
             pipeline=WritePipeline(settings, cache, objects, l1=cache_l1),
-            reader=reader,
-            applier=applier,
+            reader=Reader(settings, cache, objects, cache_l1, sync=sync),
             sync=sync,
             l1=cache_l1,
         )

@@ -142,7 +142,7 @@ def _listener_section(
     engine.objects.delete(key)
     changed = parse_document(json.loads(direct[0].body) | {"title": "edited in the console"})
     engine.objects.put(f"{engine.settings.prefixes()[changed.type]}{changed.id}.json", changed.body)
-    listener = SqsListener(engine.clients, engine.applier, workers=8, wait_s=1)
+    listener = SqsListener.for_engine(engine, workers=8, wait_s=1)
     summary, ms = _timed(lambda: listener.run(drain=True))
     out.print(
         f"listen --drain: {summary.received} S3 notifications in {ms:.0f} ms → applied"

@@ -101,7 +101,8 @@ class CacheSync:
         self.objects = objects
         self._prefixes = settings.prefixes()
 
-    def _stale_before(self) -> datetime:
+    def stale_before(self) -> datetime:
+        """An intent begun before this moment is abandoned (its writer is taken for dead)."""
         return datetime.now(UTC) - timedelta(seconds=self.settings.inflight_grace_s)
 
     def look(self, type_name: str, doc_id: str, cached_etag: str | None = None) -> Look:
@@ -288,7 +289,7 @@ class CacheSync:
                 type_name,
                 doc_id,
                 attrs,
-                stale_before=self._stale_before(),
+                stale_before=self.stale_before(),
                 prev_customers=believed,
             )
             return "applied"
@@ -300,13 +301,13 @@ class CacheSync:
                     type_name,
                     doc_id,
                     attrs,
-                    stale_before=self._stale_before(),
+                    stale_before=self.stale_before(),
                     prev_customers=seen.stored_customers,
                 )
                 return "applied"
             except ConditionFailed as again:
                 seen = CacheItem.maybe(again.item)
-        if seen is not None and seen.intent and seen.intent.fresh(to_ms(self._stale_before())):
+        if seen is not None and seen.intent and seen.intent.fresh(to_ms(self.stale_before())):
             return "in_flight"
         if _state(seen) == attrs["state"] and _etag(seen) == attrs.get("etag"):
             return "stale"  # already says the same thing
@@ -325,7 +326,7 @@ class CacheSync:
                 type_name,
                 doc_id,
                 attrs,
-                stale_before=self._stale_before(),
+                stale_before=self.stale_before(),
                 prev_customers=_stored_customers(seen),
                 expect={"state": _state(seen), "etag": _etag(seen), "s3_last_modified": seen_at},
             )

@@ -66,7 +66,8 @@ def parse_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket or not key or key.endswith("/"):
         raise InventoryError(
-            f"--inventory wants the manifest's S3 URI, s3://BUCKET/…/manifest.json: got {uri!r}"
+            f"inventory wants the manifest's S3 URI, s3://BUCKET/…/manifest.json: got {uri!r}",
+            ["inventory"],
         )
     return bucket, key
 

@@ -45,7 +45,14 @@ EXIT_CODES: dict[type[DocsyncError], int] = {
 }
 
 # How the library's field names read on the command line, for messages that name them.
-FLAGS = {"since": "--since", "until": "--until"}
+FLAGS = {
+    "since": "--since",
+    "until": "--until",
+    "max_messages": "--max",  # docsync dlq redrive
+    "inventory": "--inventory",  # docsync reconcile
+}
+# A field's name as a word of the message, not part of a quoted value, a path or a URI.
+_FIELD = r"(?<![-\w/.'\"]){}(?![-\w/'\"])"
 
 
 def exit_code(exc: DocsyncError) -> int:
@@ -61,7 +68,7 @@ def message(exc: DocsyncError) -> str:
     text = str(exc)
     for field in getattr(exc, "fields", ()):
         if field in FLAGS:
-            text = re.sub(rf"(?<![-\w]){re.escape(field)}\b", FLAGS[field], text)
+            text = re.sub(_FIELD.format(re.escape(field)), FLAGS[field], text)
     return text
 
 

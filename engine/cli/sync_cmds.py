@@ -101,8 +101,8 @@ def listen_cmd(
     if metrics_port:
         serve(metrics_port)
     engine = Engine.build(settings)
-    listener = SqsListener(
-        engine.clients, engine.applier, workers=workers, wait_s=wait_s, visibility_s=visibility_s
+    listener = SqsListener.for_engine(
+        engine, workers=workers, wait_s=wait_s, visibility_s=visibility_s
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: listener.stop.set())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from loguru import logger
 
@@ -19,9 +19,10 @@ from engine.awsmetrics import kind_of
 from engine.events.parse import ObjectEvent
 from engine.l1 import L1Cache
 from engine.settings import Settings
-from engine.store.cache import CacheStore
-from engine.store.objects import ObjectStore
 from engine.sync import CacheSync, Hint
+
+if TYPE_CHECKING:
+    from engine.app import Engine
 
 Outcome = Literal[
     "applied",  # upserted or tombstoned
@@ -38,15 +39,20 @@ RETRY = {"in_flight"}
 
 
 class EventApplier:
-    def __init__(
-        self, settings: Settings, cache: CacheStore, objects: ObjectStore, sync: CacheSync
-    ) -> None:
+    """The listener's one step: `sync.converge` does the reads and the write; this maps an
+    S3 event to a key and a hint, and counts, logs and forgets (L1) what it applied."""
+
+    def __init__(self, settings: Settings, sync: CacheSync, l1: L1Cache | None = None) -> None:
         self.settings = settings
-        self.cache = cache
-        self.objects = objects
         self.sync = sync
         self._prefixes = settings.prefixes()
-        self.l1: L1Cache | None = None  # forgets a document this process just applied
+        self.l1 = l1  # forgets a document this process just applied
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> EventApplier:
+        """The listener's applier on the engine's converge rules and L1. Built by the
+        listener's adapters, not by Engine: the core does not import the capabilities."""
+        return cls(engine.settings, engine.sync, engine.l1)
 
     def target(self, event: ObjectEvent) -> tuple[str, str] | None:
         if event.bucket != self.settings.bucket or event.key.startswith(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -24,6 +24,9 @@ from engine.events.parse import TestEvent, parse_body
 from engine.exceptions import DocsyncError, MalformedEventError, QueueError
 from engine.store.consume import Polling, QueueConsumer
 from engine.store.queue import QueueStore
+
+if TYPE_CHECKING:
+    from engine.app import Engine
 
 
 @dataclass
@@ -76,6 +79,20 @@ class SqsListener:
         self.summary = ListenSummary()
         self._queue_url = ""
         self._dlq_url = ""
+
+    @classmethod
+    def for_engine(
+        cls, engine: Engine, *, workers: int | None = None, wait_s: int = 20, visibility_s: int = 60
+    ) -> SqsListener:
+        """The listener of `docsync listen`, `serve` and the demo: the engine's clients and an
+        applier built from the engine (`EventApplier.for_engine`)."""
+        return cls(
+            engine.clients,
+            EventApplier.for_engine(engine),
+            workers=workers,
+            wait_s=wait_s,
+            visibility_s=visibility_s,
+        )
 
     def _urls(self) -> None:
         if not self._queue_url:

@@ -17,11 +17,25 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from engine import awsmetrics
-from engine.events.apply import APPLIED, RETRY
+from engine.app import Engine
+from engine.events.apply import APPLIED, RETRY, EventApplier
 from engine.events.parse import ObjectEvent, TestEvent, parse_body, parse_notification
 from engine.lambdas.runtime import engine, flush_alarm_metrics
 
 metrics = Metrics(namespace="docsync", service="listener")
+
+
+_applier: tuple[Engine, EventApplier] | None = None
+
+
+def applier() -> EventApplier:
+    """The container's applier, built once from the runtime's engine (again if a test resets
+    the engine)."""
+    global _applier  # noqa: PLW0603 - one applier per Lambda container, built on first use
+    current = engine()
+    if _applier is None or _applier[0] is not current:
+        _applier = (current, EventApplier.for_engine(current))
+    return _applier[1]
 
 
 class RetryLaterError(Exception):
@@ -31,7 +45,7 @@ class RetryLaterError(Exception):
 def _apply_all(events: list[ObjectEvent]) -> None:
     failures = []
     for event in events:
-        outcome = engine().applier.apply(event)
+        outcome = applier().apply(event)
         metrics.add_metric(name=f"events_{outcome}", unit=MetricUnit.Count, value=1)
         if outcome in APPLIED:
             metrics.add_metric(name="events_applied_total", unit=MetricUnit.Count, value=1)

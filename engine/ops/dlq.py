@@ -23,7 +23,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from engine.events.parse import TestEvent, parse_body
-from engine.exceptions import ConfigError, MalformedEventError, MoveTaskUnsupportedError
+from engine.exceptions import (
+    InvalidRequestError,
+    MalformedEventError,
+    MoveTaskUnsupportedError,
+)
 from engine.settings import Settings
 from engine.store.queue import QueueRef, QueueStore, queue_name
 
@@ -195,7 +199,10 @@ def redrive(
     method: Method = "auto",
 ) -> dict[str, Any]:
     if max_messages is not None and method == "move-task":
-        raise ConfigError("--max cannot bound a move task (SQS moves the whole queue): use copy")
+        raise InvalidRequestError(
+            "max_messages cannot bound a move task (SQS moves the whole queue): use copy",
+            ["max_messages"],
+        )
     dlq = store.lookup(settings.dlq)
     visible = approximate(store.attributes(dlq.url, dlq.name))["visible"]
     budget = visible if max_messages is None else max_messages

@@ -30,7 +30,7 @@ class ListenerPart:
 
     def __init__(self, engine: Engine, wait_s: int | None = None) -> None:
         wait = wait_s or listener_wait_s(engine.settings.read_timeout_s)
-        self.listener = SqsListener(engine.clients, engine.applier, wait_s=wait)
+        self.listener = SqsListener.for_engine(engine, wait_s=wait)
 
     def run(self) -> None:
         self.listener.run()

@@ -166,35 +166,28 @@ class CacheStore:
 
     def key_index(self, partition: str) -> Iterator[dict[str, Any]]:
         """Live entries of one key-index partition, in S3 key order, page by page."""
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "IndexName": keys.KEY_INDEX,
-                "KeyConditionExpression": "kpk = :p",
-                "ExpressionAttributeValues": {":p": {"S": partition}},
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = self._call("Query", self._ddb.query, **kwargs)
-            for item in response.get("Items", []):
-                yield deserialize(item)
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                return
+        return self._items(
+            "Query",
+            self._ddb.query,
+            IndexName=keys.KEY_INDEX,
+            KeyConditionExpression="kpk = :p",
+            ExpressionAttributeValues={":p": {"S": partition}},
+        )
 
     def scan_all(self) -> Iterator[dict[str, Any]]:
         """Every item (tests and small tables only)."""
-        start: dict[str, Any] | None = None
+        return self._items("Scan", self._ddb.scan, ConsistentRead=True)
+
+    def _items(self, op: str, fn: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item a Query or Scan returns, page after page (one call a page, lazily)."""
         while True:
-            kwargs: dict[str, Any] = {"ConsistentRead": True}
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = self._call("Scan", self._ddb.scan, **kwargs)
+            response = self._call(op, fn, **kwargs)
             for item in response.get("Items", []):
                 yield deserialize(item)
             start = response.get("LastEvaluatedKey")
             if not start:
                 return
+            kwargs["ExclusiveStartKey"] = start
 
     # -- the write pipeline's three steps ---------------------------------------------------
 

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from engine import keys
 from engine.app import Engine
 from engine.documents import Document, parse_document
+from engine.events.apply import EventApplier
 from engine.exceptions import CacheUnavailableError, ObjectStoreError, WriteConflictError
 from engine.reader import Query
 from engine.settings import Settings
@@ -364,7 +365,7 @@ def test_events_and_backfill_keep_the_index_exact(engine: Engine) -> None:
         size=info.size,
         version_id=None,
     )
-    assert engine.applier.apply(event) == "applied"
+    assert EventApplier.for_engine(engine).apply(event) == "applied"
     assert_index_exact(engine)
     assert "CHG-007" not in visible(engine, "acme")
     assert "CHG-007" in visible(engine, "hooli")
@@ -411,7 +412,7 @@ def test_an_invalid_object_over_a_cached_document_drops_its_index_entries(engine
         size=info.size,
         version_id=None,
     )
-    assert engine.applier.apply(event) == "invalid"
+    assert EventApplier.for_engine(engine).apply(event) == "invalid"
     assert (engine.cache.get_item("change", "CHG-008") or {}).get("state") == "deleted"
     assert_index_exact(engine)
     assert index_items(engine) == {}

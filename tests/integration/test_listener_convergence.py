@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from engine import keys
 from engine.app import Engine
 from engine.documents import parse_document
+from engine.events.apply import EventApplier
 from engine.events.parse import ObjectEvent, TestEvent, parse_body
 from engine.events.worker import SqsListener
 from engine.exceptions import NotFoundError
@@ -112,7 +113,7 @@ def test_random_writes_with_shuffled_duplicated_events_converge(
                     return
                 time.sleep(0.005)
                 continue
-            engine.applier.apply(event)
+            EventApplier.for_engine(engine).apply(event)
 
     threads = [
         threading.Thread(target=worker, args=(random.Random(seed + n),)) for n in range(workers)
@@ -157,9 +158,9 @@ def test_late_create_event_does_not_resurrect_a_deleted_document(engine: Engine)
     engine.clients.s3.delete_object(Bucket=engine.settings.bucket, Key=key)
     delete_events = drain_events(engine)
     for event in delete_events:
-        assert engine.applier.apply(event) == "applied"
+        assert EventApplier.for_engine(engine).apply(event) == "applied"
     for event in create_events:  # late, after the delete
-        assert engine.applier.apply(event) == "duplicate"
+        assert EventApplier.for_engine(engine).apply(event) == "duplicate"
     # an applier that read the object before the delete and writes only now
     doc = parse_document(old.body)
     assert engine.sync.upsert(doc, old, "event") == "stale"
@@ -176,11 +177,11 @@ def test_event_commits_a_crashed_pipeline_write(engine: Engine) -> None:
         tx="dead",
         etag=doc.etag,
         op="put",
-        stale_before=engine.sync._stale_before(),
+        stale_before=engine.sync.stale_before(),
         expected_version=None,
     )
     engine.objects.put("changes/CHG-a.json", doc.body)
-    outcomes = [engine.applier.apply(e) for e in drain_events(engine)]
+    outcomes = [EventApplier.for_engine(engine).apply(e) for e in drain_events(engine)]
     assert outcomes == ["committed"]
     item = engine.cache.get_item("change", "CHG-a")
     assert item is not None and item["state"] == "live" and "p_tx" not in item
@@ -195,7 +196,7 @@ def test_event_costs_three_calls_and_a_duplicate_two_without_a_download(
     engine.pipeline.put(parse_document(json.loads(body("CHG-a", 1))))
     (own,) = drain_events(engine)
     counter.reset()
-    assert engine.applier.apply(own) == "duplicate"
+    assert EventApplier.for_engine(engine).apply(own) == "duplicate"
     assert counter.counts == {"dynamodb.GetItem": 1, "s3.GetObject": 1}
 
     time.sleep(1.05)  # a later second: a same-second overwrite needs a HEAD re-check (+2 calls)
@@ -204,14 +205,14 @@ def test_event_costs_three_calls_and_a_duplicate_two_without_a_download(
     )
     (changed,) = drain_events(engine)
     counter.reset()
-    assert engine.applier.apply(changed) == "applied"
+    assert EventApplier.for_engine(engine).apply(changed) == "applied"
     # the entry read is plainly older: the whole image in one PutItem, conditional on its version
     assert counter.counts == {
         "dynamodb.GetItem": 1,
         "s3.GetObject": 1,
         "dynamodb.TransactWriteItems": 1,  # the image and its customer-index entries
     }
-    assert engine.applier.apply(changed) == "duplicate"  # redelivered
+    assert EventApplier.for_engine(engine).apply(changed) == "duplicate"  # redelivered
     assert_cache_equals_s3(engine)
 
 
@@ -221,7 +222,7 @@ def test_an_apply_that_read_an_old_entry_never_replaces_a_newer_one(engine: Engi
     key = "changes/CHG-a.json"
     engine.objects.put(key, body("CHG-a", 1))
     for event in drain_events(engine):
-        engine.applier.apply(event)
+        EventApplier.for_engine(engine).apply(event)
     read_by_a = engine.cache.get("change", "CHG-a")
     time.sleep(1.05)  # S3's LastModified has second precision
     engine.objects.put(key, body("CHG-a", 2))
@@ -229,7 +230,7 @@ def test_an_apply_that_read_an_old_entry_never_replaces_a_newer_one(engine: Engi
     time.sleep(1.05)
     engine.objects.put(key, body("CHG-a", 3))
     for event in drain_events(engine):
-        engine.applier.apply(event)
+        EventApplier.for_engine(engine).apply(event)
     doc = parse_document(downloaded_by_a.body)
     assert engine.sync.upsert(doc, downloaded_by_a, "event", current=read_by_a, read=True) == (
         "stale"
@@ -246,11 +247,11 @@ def test_fresh_intent_with_other_content_defers_the_event(engine: Engine) -> Non
         tx="alive",
         etag="0" * 32,
         op="put",
-        stale_before=engine.sync._stale_before(),
+        stale_before=engine.sync.stale_before(),
         expected_version=None,
     )
     engine.objects.put("changes/CHG-a.json", body("CHG-a", 2))
-    assert [engine.applier.apply(e) for e in drain_events(engine)] == ["in_flight"]
+    assert [EventApplier.for_engine(engine).apply(e) for e in drain_events(engine)] == ["in_flight"]
 
 
 def test_keys_outside_prefixes_reserved_and_invalid_are_skipped(engine: Engine) -> None:
@@ -258,7 +259,7 @@ def test_keys_outside_prefixes_reserved_and_invalid_are_skipped(engine: Engine) 
     engine.objects.put("changes/not a valid id.json", b"{}")
     engine.objects.put("changes/CHG-x.json", b"garbage")
     engine.objects.put("changes/CHG-y.json", body("CHG-z", 1))  # id does not match the key
-    outcomes = sorted(engine.applier.apply(e) for e in drain_events(engine))
+    outcomes = sorted(EventApplier.for_engine(engine).apply(e) for e in drain_events(engine))
     # _docsync/ is outside the notification prefixes: S3 does not even send it
     assert outcomes == ["ignored", "invalid", "invalid"]
     assert list(engine.cache.scan_all()) == []
@@ -273,7 +274,7 @@ def test_worker_drain_applies_and_acknowledges(settings: Settings) -> None:
     sqs = engine.clients.sqs
     url = sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="{not json")
-    listener = SqsListener(engine.clients, engine.applier, workers=4, wait_s=1)
+    listener = SqsListener.for_engine(engine, workers=4, wait_s=1)
     summary: dict[str, Any] = listener.run(drain=True).as_dict()
     assert summary["received"] == 8  # test event + 6 notifications + 1 malformed
     assert summary["outcomes"]["malformed"] == 1

@@ -7,6 +7,7 @@ import time
 
 from engine.app import Engine
 from engine.documents import parse_document
+from engine.events.apply import EventApplier
 from engine.events.worker import SqsListener
 from engine.settings import Settings
 from tests.conftest import make_settings, snapshot
@@ -14,9 +15,7 @@ from tests.integration.test_listener_convergence import body, drain_events
 
 
 def listen(engine: Engine) -> dict[str, object]:
-    return (
-        SqsListener(engine.clients, engine.applier, workers=4, wait_s=1).run(drain=True).as_dict()
-    )
+    return SqsListener.for_engine(engine, workers=4, wait_s=1).run(drain=True).as_dict()
 
 
 def live_etag(engine: Engine, doc_id: str) -> str | None:
@@ -89,7 +88,7 @@ def test_odd_keys_are_decoded_and_ignored_when_not_documents(engine: Engine) -> 
         engine.objects.put(key, body("CHG-1", 1))
     events = drain_events(engine)
     assert sorted(e.key for e in events) == sorted(odd)
-    assert {engine.applier.apply(e) for e in events} == {"ignored"}
+    assert {EventApplier.for_engine(engine).apply(e) for e in events} == {"ignored"}
 
 
 def test_dry_run_listener_changes_nothing(settings: Settings) -> None:
@@ -101,9 +100,7 @@ def test_dry_run_listener_changes_nothing(settings: Settings) -> None:
     url = sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
     depth = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     dry = Engine.build(make_settings(str(settings.endpoint_url), dry_run=True))
-    summary = SqsListener(dry.clients, dry.applier, workers=2, wait_s=1, visibility_s=2).run(
-        drain=True
-    )
+    summary = SqsListener.for_engine(dry, workers=2, wait_s=1, visibility_s=2).run(drain=True)
     assert summary.received >= 3
     assert snapshot(engine) == before
     # nothing was acknowledged either: the messages come back after their visibility timeout

@@ -178,7 +178,7 @@ def test_repair_racing_writers_and_listeners_never_goes_backwards(engine: Engine
                 )
             time.sleep(0.01)
 
-    listener = SqsListener(engine.clients, engine.applier, workers=3, wait_s=1, visibility_s=5)
+    listener = SqsListener.for_engine(engine, workers=3, wait_s=1, visibility_s=5)
     threads = [
         threading.Thread(target=writer),
         threading.Thread(target=listener.run),
@@ -191,7 +191,7 @@ def test_repair_racing_writers_and_listeners_never_goes_backwards(engine: Engine
     listener.stop.set()
     for t in threads:
         t.join(timeout=60)
-    SqsListener(engine.clients, engine.applier, workers=3, wait_s=1).run(drain=True)
+    SqsListener.for_engine(engine, workers=3, wait_s=1).run(drain=True)
     Reconciler(engine).run("repair")
     for doc_id in ids:
         head = engine.objects.head(f"changes/{doc_id}.json")

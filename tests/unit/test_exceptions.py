@@ -121,3 +121,25 @@ def test_the_cli_writes_the_fields_of_a_range_error_as_its_flags() -> None:
     )
     untouched = InvalidTimeError("invalid time 'since-ish': use ISO-8601", ["time"])
     assert message(untouched) == str(untouched)
+
+
+def test_the_library_names_no_flag_of_the_cli() -> None:
+    """`docsync dlq redrive --max` and `docsync reconcile --inventory`: the library's errors name
+    the field (max_messages, inventory); the CLI words it as the flag, and leaves the given value
+    alone even when the value contains the field's name."""
+    from engine.ops.dlq import redrive
+    from reconciler.inventory import parse_uri
+
+    with pytest.raises(InvalidRequestError) as clash:
+        redrive(None, None, max_messages=1, method="move-task")  # type: ignore[arg-type]
+    assert clash.value.fields == ["max_messages"] and "--" not in str(clash.value)
+    assert message(clash.value) == (
+        "--max cannot bound a move task (SQS moves the whole queue): use copy"
+    )
+    with pytest.raises(InventoryError) as bad:
+        parse_uri("inventory/manifest.json")
+    assert bad.value.fields == ["inventory"] and "--" not in str(bad.value)
+    assert message(bad.value) == (
+        "--inventory wants the manifest's S3 URI, s3://BUCKET/…/manifest.json:"
+        " got 'inventory/manifest.json'"
+    )
