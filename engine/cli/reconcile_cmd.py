@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -23,9 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from engine.app import Engine
 from engine.cli.group import TYPE_CHOICE, common, with_settings
+from engine.cli.metrics_flush import metrics_flush
 from engine.cli.output import console, emit, table
 from engine.exceptions import InventoryError
-from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings
 from reconciler.run import Mode, Reconciler
 
@@ -33,33 +31,6 @@ from reconciler.run import Mode, Reconciler
 # needs them: every `docsync` start imports this module, as it did before the group.
 
 # -- what each subcommand does (the deprecated flags run the same functions) ------------------
-
-
-@contextmanager
-def metrics_flush(engine: Engine, periodic: bool = False) -> Iterator[None]:
-    """The command's cost (capacity per operation kind) and reads, into the cache table's
-    metrics items for `docsync stats`: a one-shot command makes ONE extra UpdateItem at exit
-    (none in a dry run, with the cache off, or when it consumed nothing); `periodic` also
-    flushes meanwhile."""
-    if engine.settings.dry_run or not engine.settings.cache_enabled:
-        yield
-        return
-    from engine.streams.config import load_stream_settings
-
-    conf = load_stream_settings(engine.settings.config_file)
-    flusher = MetricsFlusher(
-        engine.cache,
-        engine.reader.stats,
-        interval_s=conf.flush_interval_s,
-        window_s=conf.metrics_window_s,
-        ttl_days=conf.metrics_ttl_days,
-    )
-    if periodic:
-        flusher.start()
-    try:
-        yield
-    finally:
-        flusher.stop()  # the last (or only) flush; a failure is logged, never raised
 
 
 def run_report(

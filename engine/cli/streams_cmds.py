@@ -9,8 +9,10 @@ from typing import Any
 import click
 
 from engine import keys
+from engine.app import Engine
 from engine.aws import AwsClients
 from engine.cli.group import common, with_settings
+from engine.cli.metrics_flush import metrics_flush
 from engine.cli.output import console, emit, table
 from engine.settings import Settings
 from engine.streams.config import load_stream_settings
@@ -51,7 +53,8 @@ def consume_cmd(
     consumer = LocalConsumer(settings, config, AwsClients(settings))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: consumer.stop.set())
-    summary = consumer.run(drain=drain).as_dict()
+    with metrics_flush(Engine.build(settings), periodic=not drain):  # its capacity, for stats
+        summary = consumer.run(drain=drain).as_dict()
 
     def text(d: dict[str, Any]) -> None:
         table("consume" + (" (dry run)" if settings.dry_run else ""), ["count", "value"], _flat(d))

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from engine import keys
 from engine.app import Engine
 from engine.cli.group import TYPE_CHOICE, common, with_settings
+from engine.cli.metrics_flush import metrics_flush
 from engine.cli.output import emit, table
 from engine.documents import TYPES
 from engine.settings import Settings
@@ -106,7 +107,8 @@ def listen_cmd(
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: listener.stop.set())
-    summary = listener.run(drain=drain)
+    with metrics_flush(engine, periodic=True):  # its capacity, for `docsync stats`
+        summary = listener.run(drain=drain)
     emit(
         summary.as_dict(),
         fmt,

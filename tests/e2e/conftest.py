@@ -26,6 +26,7 @@ from engine.documents import parse_document
 from engine.infra import Infrastructure
 from engine.keys import INDEX_PK
 from engine.local_moto import TEST_CREDENTIALS, EmbeddedMoto
+from engine.readmetrics.item import RESERVED_PK
 from engine.settings import Settings, load_settings
 
 DOCSYNC = Path(sys.executable).parent / "docsync"
@@ -139,8 +140,9 @@ class Aws:
         return out
 
     def items(self, table: str = TABLE) -> dict[str, dict[str, Any]]:
-        """Every cache entry by pk, deserialized (customer-index entries: `index_items`)."""
-        return {pk: i for pk, i in self.all_items(table).items() if not pk.startswith(INDEX_PK)}
+        """Every cache entry by pk, deserialized (customer-index entries: `index_items`; the
+        read-metrics items that CLI processes flush are no documents' entries either)."""
+        return {pk: i for pk, i in self.all_items(table).items() if not pk.startswith(RESERVED_PK)}
 
     def index_items(self, table: str = TABLE) -> dict[str, dict[str, Any]]:
         """The customer-index entries by pk."""

@@ -49,3 +49,16 @@ def test_stats_adds_up_the_capacity_every_process_flushed(
     assert (stats["hits"], stats["misses"]) == (3, 0)
     again = docsync(cli, "stats", "--format", "json").json()["capacity_by_kind"]
     assert again["reconcile"] == units["reconcile"]  # `stats` itself flushes nothing
+
+
+def test_a_drained_listener_leaves_its_capacity_for_stats(
+    cli: Cli, ready: Engine, aws: Aws
+) -> None:
+    """`docsync listen` (not only `serve`) flushes what it consumed, under the listener kind."""
+    for doc_id in PLANTED[:3]:  # direct writes: S3 notifies the queue, the listener applies
+        body = json.dumps(document("change", doc_id)).encode()
+        aws.s3.put_object(Bucket=BUCKET, Key=key_of("change", doc_id), Body=body)
+    summary = cli("listen", "--drain", "--wait", "1", "--format", "json").json()
+    assert summary["applied"] == 3
+    units = docsync(cli, "stats", "--format", "json").json()["capacity_by_kind"]
+    assert units["listener"]["read"] > 0  # its GetItems (moto counts those), flushed at exit
