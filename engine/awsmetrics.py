@@ -418,20 +418,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def kind_of(kind: str, span: str | None = None, attrs: tuple[str, ...] = ()) -> Callable[[F], F]:
     """Decorator form of `operation_kind` for an entry point (one line at the caller); with
-    `span`, the call is also a tracing span with the arguments named in `attrs`."""
+    `span`, the call is also a tracing span with the arguments named in `attrs`. Where each
+    argument sits is read from the signature once, here, not bound per call."""
 
     def decorate(fn: F) -> F:
-        signature = inspect.signature(fn) if span is not None else None
+        read = tracing.argument_reader(inspect.signature(fn), attrs) if span else None
+        fixed = {"docsync.kind": kind}
+
+        def call(args: Any, kwargs: Any) -> Any:
+            tracer = tracing.tracer() if read is not None else None
+            if tracer is None:
+                return fn(*args, **kwargs)
+            assert read is not None
+            with tracer.start_as_current_span(span, attributes={**fixed, **read(args, kwargs)}):
+                return fn(*args, **kwargs)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with operation_kind(kind):
-                if signature is None or not tracing.enabled():
-                    return fn(*args, **kwargs)
-                found = tracing.attributes_of(signature, attrs, args, kwargs)
-                assert span is not None
-                with tracing.span(span, {"docsync.kind": kind, **found}):
-                    return fn(*args, **kwargs)
+            if _KIND.get() != "other":  # an outer entry point owns the calls
+                return call(args, kwargs)
+            token = _KIND.set(kind)
+            try:
+                return call(args, kwargs)
+            finally:
+                _KIND.reset(token)
 
         return wrapper  # type: ignore[return-value]
 
