@@ -7,8 +7,9 @@ Two transports, both reported:
 - `moto`: the same operation against the embedded moto server, as the other benchmarks run.
 
 Rounds are interleaved (off, metrics, metrics + tracing, in rotating order) and the median
-per-operation time of each variant is compared. Tracing exports through a BatchSpanProcessor
-to an exporter that drops the spans (the OTLP hop is not timed).
+per-operation time of each variant is compared; the rounds' min-max is reported beside it.
+Tracing exports through a BatchSpanProcessor to an exporter that drops the spans (the OTLP
+hop is not timed).
 
 Run alone: .venv/bin/python bench/adapter_overhead.py [--ops 300 --rounds 7]
 """
@@ -129,6 +130,11 @@ def measure(settings: Settings, kind: str, ops: int, rounds: int, canned: bool) 
         "operation": kind,
         "transport": "canned" if canned else "moto",
         "us_per_op": {v: round(m * 1e6, 1) for v, m in medians.items()},
+        # the rounds' fastest and slowest: on a shared machine the spread says how far to
+        # trust a ratio of a few per cent
+        "spread_us": {
+            v: [round(min(s) * 1e6, 1), round(max(s) * 1e6, 1)] for v, s in per_op.items() if s
+        },
         "overhead": {v: round(m / base - 1, 4) for v, m in medians.items() if v != "off"},
     }
 
@@ -146,12 +152,21 @@ def report(settings: Settings, kind: str, ops: int = 300, rounds: int = 7) -> li
                 us.get("metrics+tracing", float("nan")),
                 f"{r['overhead']['metrics']:+.1%}",
                 f"{r['overhead'].get('metrics+tracing', float('nan')):+.1%}",
+                " / ".join(f"{lo:.0f}-{hi:.0f}" for lo, hi in r["spread_us"].values()),
             ]
         )
     print_table(
         f"Adapter overhead on a cache-{'hit get' if kind == 'get' else 'write put'}"
         f" ({rounds} interleaved rounds × {ops})",
-        ["operation", "off µs", "metrics µs", "+tracing µs", "metrics", "metrics+tracing"],
+        [
+            "operation",
+            "off µs",
+            "metrics µs",
+            "+tracing µs",
+            "metrics",
+            "metrics+tracing",
+            "rounds' min-max µs",
+        ],
         rows,
     )
     canned = results[0]["overhead"]

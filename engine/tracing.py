@@ -6,7 +6,7 @@ every AWS call gets a span (opentelemetry-instrumentation-botocore, with the see
 attributes added by a request hook: table, index, key, limit, condition and update
 expressions, batch and transaction sizes — never an item), every HTTP request of `serve`
 (opentelemetry-instrumentation-fastapi), and every engine operation (put, get, query,
-apply, reconcile shard, stream batch: `span_of`, used by `awsmetrics.kind_of`).
+apply, reconcile shard, stream batch: `awsmetrics.kind_of`, with `argument_reader`).
 
 The packages are the optional extra `tracing` (`pip install docsync[tracing]`); without
 them this module imports cleanly and every span is a no-op costing one `is None` test.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -114,18 +114,35 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any
         yield current
 
 
-def attributes_of(
-    signature: inspect.Signature, names: tuple[str, ...], args: Any, kwargs: Any
-) -> dict[str, Any]:
+def tracer() -> Any:
+    """The SDK tracer while tracing is on, else None (one test on the hot path)."""
+    return _tracer
+
+
+def argument_reader(
+    signature: inspect.Signature, names: tuple[str, ...]
+) -> Callable[[Any, Any], dict[str, Any]]:
     """Span attributes from the named arguments of a call: plain values as they are, a
-    document as its type and id, a dataclass as its plain fields. Never a body."""
-    bound = signature.bind_partial(*args, **kwargs).arguments
-    out: dict[str, Any] = {}
-    for name in names:
-        if name not in bound or bound[name] is None:
-            continue
-        out.update(_flatten(f"docsync.{name}", bound[name]))
-    return out
+    document as its type and id, a dataclass as its plain fields. Never a body. Each
+    argument's position comes from `signature` once, not from binding every call; an
+    argument left to its default is not an attribute (as `bind_partial` had it)."""
+    params = list(signature.parameters)
+    spots = [(name, params.index(name) if name in params else -1) for name in names]
+
+    def read(args: Any, kwargs: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, position in spots:
+            if name in kwargs:
+                value = kwargs[name]
+            elif 0 <= position < len(args):
+                value = args[position]
+            else:
+                continue
+            if value is not None:
+                out.update(_flatten(f"docsync.{name}", value))
+        return out
+
+    return read
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:
