@@ -16,17 +16,12 @@ from typing import Any
 import pytest
 
 from engine import keys
-from engine.breaker import CircuitBreaker
 from engine.documents import Document, parse_document
-from engine.infra import cache_table_spec
-from engine.ratelimit import TokenBucket
 from engine.store.base import ConditionFailed
 from engine.store.cache import CacheStore
-from engine.store.errors import is_outage
 from engine.store.item import live_attributes
-from engine.store.memory_cache import MemoryDynamoDB
 from engine.store.objects import ObjectInfo
-from tests.conftest import make_settings
+from tests.memory_stores import memory_cache, memory_settings
 
 NOW = datetime.now(UTC)
 # every document of a case in one month (the current one), whatever the date
@@ -34,19 +29,10 @@ MONTH_START = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 MONTH = keys.month_bucket(MONTH_START)
 
 
-def memory_cache() -> CacheStore:
-    """The real CacheStore on the in-memory client, with the table `docsync init` creates."""
-    settings = make_settings("http://memory.invalid")
-    breaker = CircuitBreaker(1000, 1.0, is_outage)
-    limiter = TokenBucket(10_000, 10_000, 1.0)
-    client: Any = MemoryDynamoDB(cache_table_spec(settings))
-    return CacheStore(client, settings.table, limiter, breaker)
-
-
 @pytest.fixture(params=["moto", "memory"])
 def cache(request: pytest.FixtureRequest) -> CacheStore:
     if request.param == "memory":
-        return memory_cache()
+        return memory_cache(memory_settings())
     store: CacheStore = request.getfixturevalue("engine").cache
     return store
 
