@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.store.objects import ObjectInfo, StoredObject
 
@@ -47,3 +47,25 @@ class Objects(Protocol):
     def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         """Every object under `prefix` after `start_after`, in UTF-8 byte order of keys."""
         ...
+
+
+class CacheTable(Protocol):
+    """The DynamoDB client operations `CacheStore` calls, with boto3's keyword arguments and
+    wire-format answers. Its twin is a client (`memory_cache.MemoryDynamoDB`), not a second
+    CacheStore: the real store's conditions, transactions and index writes run on both."""
+
+    def get_item(self, **kwargs: Any) -> Any: ...
+
+    def put_item(self, **kwargs: Any) -> Any: ...
+
+    def update_item(self, **kwargs: Any) -> Any: ...
+
+    def delete_item(self, **kwargs: Any) -> Any: ...
+
+    def query(self, **kwargs: Any) -> Any: ...
+
+    def scan(self, **kwargs: Any) -> Any: ...
+
+    def batch_get_item(self, **kwargs: Any) -> Any: ...
+
+    def transact_write_items(self, **kwargs: Any) -> Any: ...

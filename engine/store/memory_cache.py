@@ -25,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from engine.store.abc import CacheTable
 from engine.store.ddb_expr import Item, apply_update, matches
 
 
@@ -99,10 +100,10 @@ class MemoryDynamoDB:
 
     # -- single-item operations ----------------------------------------------------------
 
-    def get_item(self, TableName: str, Key: Item, **_: Any) -> dict[str, Any]:
+    def get_item(self, **params: Any) -> dict[str, Any]:
         with self._lock:
-            table = self._table(TableName)
-            item = table.items.get(table.key_of(Key))
+            table = self._table(params["TableName"])
+            item = table.items.get(table.key_of(params["Key"]))
             return {"Item": copy.deepcopy(item)} if item is not None else {}
 
     def put_item(self, **params: Any) -> dict[str, Any]:
@@ -189,10 +190,10 @@ class MemoryDynamoDB:
             ordered = _ordered(list(table.items.values()), table.hash, None, True)
             return _page(table, None, ordered, table.hash, None, params)
 
-    def batch_get_item(self, RequestItems: dict[str, Any], **_: Any) -> dict[str, Any]:
+    def batch_get_item(self, **params: Any) -> dict[str, Any]:
         responses: dict[str, list[Item]] = {}
         with self._lock:
-            for name, request in RequestItems.items():
+            for name, request in params["RequestItems"].items():
                 table = self._table(name)
                 found = (table.items.get(table.key_of(k)) for k in request["Keys"])
                 responses[name] = [copy.deepcopy(i) for i in found if i is not None]
@@ -200,11 +201,11 @@ class MemoryDynamoDB:
 
     # -- transactions --------------------------------------------------------------------
 
-    def transact_write_items(self, TransactItems: list[dict[str, Any]], **_: Any) -> Any:
+    def transact_write_items(self, **request: Any) -> Any:
         """All or nothing: every condition is checked against the state before any write."""
         with self._lock:
             plan: list[tuple[str, _Table, str, dict[str, Any]]] = []
-            for entry in TransactItems:
+            for entry in request["TransactItems"]:
                 ((kind, params),) = entry.items()
                 table = self._table(params["TableName"])
                 key = params["Item"] if kind == "Put" else params["Key"]
@@ -305,3 +306,7 @@ def _page(
 
 def _hash_of(table: _Table, index: str | None) -> str | None:
     return table.indexes[index][0] if index else None
+
+
+def _conforms(client: MemoryDynamoDB) -> CacheTable:
+    return client  # mypy checks the twin against the protocol here
