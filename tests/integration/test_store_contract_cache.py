@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from engine import keys
 from engine.documents import Document, parse_document
+from engine.readmetrics.item import delta_of_image, flush_update, metrics_pk, zero
 from engine.store.base import ConditionFailed
 from engine.store.cache import CacheStore
 from engine.store.item import live_attributes
@@ -273,3 +275,15 @@ def test_batch_get_and_scan(cache: CacheStore) -> None:
     assert {"change#CHG-1", "change#CHG-2"} <= pks and len(pks) == 4  # + 2 index entries
     cache.drop("change", "CHG-2")
     assert cache.get("change", "CHG-2") is None
+
+
+def test_read_metrics_add_up_and_a_retried_flush_is_refused(cache: CacheStore) -> None:
+    """ADD of numbers and string sets, `if_not_exists`, `contains` in the condition."""
+    window = 1_000_000
+    delta = replace(zero(), hits=3, misses=1, latency_sum_ms=2.5)
+    assert cache.add_read_metrics(flush_update("f1", window, 60, 3600, delta))
+    assert cache.add_read_metrics(flush_update("f2", window, 60, 3600, delta))
+    assert not cache.add_read_metrics(flush_update("f1", window, 60, 3600, delta))
+    image = next(i for i in cache.scan_all() if i["pk"] == metrics_pk(window))
+    assert delta_of_image(image) == replace(zero(), hits=6, misses=2, latency_sum_ms=5.0)
+    assert image["flush_ids"] == {"f1", "f2"} and image["flushes"] == 2
