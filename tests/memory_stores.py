@@ -9,6 +9,7 @@ ObjectStoreError the S3 store raises) or `crash`es after the store applied it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import EndpointConnectionError
@@ -22,7 +23,7 @@ from engine.reader import Reader
 from engine.settings import Settings
 from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
-from engine.store.memory import MemoryObjectStore
+from engine.store.memory import MemoryObjectStore, s3_clock
 from engine.store.memory_cache import MemoryDynamoDB
 from engine.sync import CacheSync
 from tests.conftest import make_settings
@@ -87,6 +88,16 @@ class Faults:
         return call
 
 
+class S3Clock:
+    """S3's clock for the memory bucket: now, or `at` when a test dates objects back."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.at if self.at is not None else s3_clock()
+
+
 @dataclass
 class MemoryEngine:
     """What `Engine.build` wires, on the twins (no clients, no L1)."""
@@ -98,6 +109,7 @@ class MemoryEngine:
     reader: Reader
     sync: CacheSync
     faults: Faults
+    s3_clock: S3Clock
 
     @classmethod
     def build(cls, **overrides: Any) -> MemoryEngine:
@@ -105,11 +117,12 @@ class MemoryEngine:
         faults = Faults()
         client = faults.wrap("dynamodb", MemoryDynamoDB(cache_table_spec(settings)), DDB_OPS)
         cache = memory_cache(settings, client)
-        objects: Any = faults.wrap("s3", MemoryObjectStore(settings.bucket), S3_OPS)
+        clock = S3Clock()
+        objects: Any = faults.wrap("s3", MemoryObjectStore(settings.bucket, clock=clock), S3_OPS)
         sync = CacheSync(settings, cache, objects)
         reader = Reader(settings, cache, objects, None, sync=sync)
         pipeline = WritePipeline(settings, cache, objects)
-        return cls(settings, cache, objects, pipeline, reader, sync, faults)
+        return cls(settings, cache, objects, pipeline, reader, sync, faults, clock)
 
     def snapshot(self) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         items = sorted(self.cache.scan_all(), key=lambda i: str(i["pk"]))
