@@ -19,7 +19,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 Item = dict[str, Any]  # an item in DynamoDB's wire format: {"attr": {"S": "x"}, ...}
 _de, _se = TypeDeserializer(), TypeSerializer()
-_TOKEN = re.compile(r"\s*(<>|<=|>=|[=<>(),+\-]|[#:]?[A-Za-z_][A-Za-z0-9_.\-]*)")
+_TOKEN = re.compile(r"\s*(<>|<=|>=|[=<>(),+\-]|[#:]?[A-Za-z_][A-Za-z0-9_]*)")
 _MISSING = object()
 _COMPARE = {"=", "<>", "<", "<=", ">", ">="}
 
