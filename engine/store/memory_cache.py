@@ -1,0 +1,312 @@
+"""An in-memory DynamoDB client, for the cache store's logic tests and its contract suite.
+
+A twin at the level of the client rather than of `CacheStore`: the real `CacheStore` (its
+conditions, transactions and index writes) runs unchanged on top of it, so a test on memory
+exercises the same code as one on moto (`CacheStore(MemoryDynamoDB(...), table, ...)`).
+
+What it models: the operations the cache store calls (GetItem, PutItem, UpdateItem,
+DeleteItem, Query on the table and its GSIs, Scan, BatchGetItem, TransactWriteItems) with
+conditional writes (`ReturnValuesOnConditionCheckFailure`), all-or-nothing transactions with
+their `CancellationReasons`, GSIs as sorted views built from the table's CreateTable spec
+(sparse, projected, range keys in UTF-8 byte order), Limit/ExclusiveStartKey/
+ScanIndexForward/Select=COUNT, and filters applied after Limit. Expressions: `ddb_expr.py`.
+
+What it does not: GSIs are strongly consistent here (eventually consistent on AWS), no 1 MB
+page or 400 KB item limits, no throughput/throttling or transaction conflicts, TTL never
+deletes, no streams, and the last page of a query that hit Limit exactly still returns a
+LastEvaluatedKey (as DynamoDB does; moto does not).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from engine.store.abc import CacheTable
+from engine.store.ddb_expr import Item, apply_update, matches
+
+
+def _error(code: str, message: str, op: str, **extra: Any) -> ClientError:
+    response: dict[str, Any] = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+        **extra,
+    }
+    return ClientError(response, op)  # type: ignore[arg-type]
+
+
+def _key_bytes(value: dict[str, Any]) -> tuple[int, Any]:
+    """DynamoDB's order of key values: strings and binary by bytes, numbers by value."""
+    if "S" in value:
+        return (0, value["S"].encode())
+    if "N" in value:
+        from decimal import Decimal
+
+        return (1, Decimal(value["N"]))
+    return (2, bytes(value["B"]))
+
+
+class _Table:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.name = spec["TableName"]
+        self.hash = next(k["AttributeName"] for k in spec["KeySchema"] if k["KeyType"] == "HASH")
+        self.indexes: dict[str, tuple[str, str | None, dict[str, Any]]] = {}
+        for gsi in spec.get("GlobalSecondaryIndexes", []):
+            schema = {k["KeyType"]: k["AttributeName"] for k in gsi["KeySchema"]}
+            self.indexes[gsi["IndexName"]] = (
+                schema["HASH"],
+                schema.get("RANGE"),
+                gsi["Projection"],
+            )
+        self.items: dict[str, Item] = {}
+
+    def key_of(self, key: Item) -> str:
+        if set(key) != {self.hash}:
+            raise _error("ValidationException", "The provided key does not match", "Key")
+        return str(key[self.hash]["S"])
+
+    def project(self, item: Item, index: str | None) -> Item:
+        if index is None:
+            return copy.deepcopy(item)
+        hash_key, range_key, projection = self.indexes[index]
+        if projection["ProjectionType"] == "ALL":
+            return copy.deepcopy(item)
+        keep = {self.hash, hash_key, range_key, *projection.get("NonKeyAttributes", [])}
+        return {k: copy.deepcopy(v) for k, v in item.items() if k in keep}
+
+
+class MemoryDynamoDB:
+    """The DynamoDB client operations the cache store uses, on tables held in memory.
+    Thread-safe: one lock makes every call (and every transaction) atomic."""
+
+    def __init__(self, *specs: dict[str, Any]) -> None:
+        self._lock = threading.RLock()
+        self._tables: dict[str, _Table] = {}
+        for spec in specs:
+            self.create_table(**spec)
+
+    def create_table(self, **spec: Any) -> dict[str, Any]:
+        with self._lock:
+            self._tables[spec["TableName"]] = _Table(spec)
+        return {"TableDescription": {"TableName": spec["TableName"], "TableStatus": "ACTIVE"}}
+
+    def _table(self, name: str) -> _Table:
+        if name not in self._tables:
+            raise _error("ResourceNotFoundException", f"table {name} not found", "DescribeTable")
+        return self._tables[name]
+
+    # -- single-item operations ----------------------------------------------------------
+
+    def get_item(self, **params: Any) -> dict[str, Any]:
+        with self._lock:
+            table = self._table(params["TableName"])
+            item = table.items.get(table.key_of(params["Key"]))
+            return {"Item": copy.deepcopy(item)} if item is not None else {}
+
+    def put_item(self, **params: Any) -> dict[str, Any]:
+        with self._lock:
+            table = self._table(params["TableName"])
+            item = params["Item"]
+            pk = table.key_of({table.hash: item[table.hash]})
+            old = self._check("PutItem", table, pk, params)
+            table.items[pk] = copy.deepcopy(item)
+            return _returned(params, old, item, set(item))
+
+    def update_item(self, **params: Any) -> dict[str, Any]:
+        with self._lock:
+            table = self._table(params["TableName"])
+            pk = table.key_of(params["Key"])
+            old = self._check("UpdateItem", table, pk, params)
+            new, updated = self._updated(table, old, params)
+            table.items[pk] = new
+            return _returned(params, old, new, updated)
+
+    def delete_item(self, **params: Any) -> dict[str, Any]:
+        with self._lock:
+            table = self._table(params["TableName"])
+            pk = table.key_of(params["Key"])
+            old = self._check("DeleteItem", table, pk, params)
+            table.items.pop(pk, None)
+            return _returned(params, old, None, set())
+
+    def _check(self, op: str, table: _Table, pk: str, params: dict[str, Any]) -> Item | None:
+        """The current item, if the operation's condition holds; else the op's refusal."""
+        old = table.items.get(pk)
+        if self._holds(old, params):
+            return old
+        extra = {}
+        if params.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and old is not None:
+            extra["Item"] = copy.deepcopy(old)
+        raise _error(
+            "ConditionalCheckFailedException", "The conditional request failed", op, **extra
+        )
+
+    @staticmethod
+    def _holds(old: Item | None, params: dict[str, Any]) -> bool:
+        return matches(
+            params.get("ConditionExpression"),
+            old,
+            params.get("ExpressionAttributeNames"),
+            params.get("ExpressionAttributeValues"),
+        )
+
+    @staticmethod
+    def _updated(table: _Table, old: Item | None, params: dict[str, Any]) -> tuple[Item, set[str]]:
+        base = copy.deepcopy(old) if old is not None else copy.deepcopy(params["Key"])
+        return apply_update(
+            params["UpdateExpression"],
+            base,
+            params.get("ExpressionAttributeNames"),
+            params.get("ExpressionAttributeValues"),
+        )
+
+    # -- reads of many items -------------------------------------------------------------
+
+    def query(self, **params: Any) -> dict[str, Any]:
+        with self._lock:
+            table = self._table(params["TableName"])
+            index = params.get("IndexName")
+            if index is None:
+                hash_key, range_key = table.hash, None
+            else:
+                hash_key, range_key, _ = table.indexes[index]
+            names = params.get("ExpressionAttributeNames")
+            values = params.get("ExpressionAttributeValues")
+            view = [
+                item
+                for item in table.items.values()
+                if hash_key in item and (range_key is None or range_key in item)
+                if matches(params["KeyConditionExpression"], item, names, values)
+            ]
+            ordered = _ordered(view, table.hash, range_key, params.get("ScanIndexForward", True))
+            return _page(table, index, ordered, table.hash, range_key, params)
+
+    def scan(self, **params: Any) -> dict[str, Any]:
+        with self._lock:
+            table = self._table(params["TableName"])
+            ordered = _ordered(list(table.items.values()), table.hash, None, True)
+            return _page(table, None, ordered, table.hash, None, params)
+
+    def batch_get_item(self, **params: Any) -> dict[str, Any]:
+        responses: dict[str, list[Item]] = {}
+        with self._lock:
+            for name, request in params["RequestItems"].items():
+                table = self._table(name)
+                found = (table.items.get(table.key_of(k)) for k in request["Keys"])
+                responses[name] = [copy.deepcopy(i) for i in found if i is not None]
+        return {"Responses": responses, "UnprocessedKeys": {}}
+
+    # -- transactions --------------------------------------------------------------------
+
+    def transact_write_items(self, **request: Any) -> Any:
+        """All or nothing: every condition is checked against the state before any write."""
+        with self._lock:
+            plan: list[tuple[str, _Table, str, dict[str, Any]]] = []
+            for entry in request["TransactItems"]:
+                ((kind, params),) = entry.items()
+                table = self._table(params["TableName"])
+                key = params["Item"] if kind == "Put" else params["Key"]
+                plan.append((kind, table, table.key_of({table.hash: key[table.hash]}), params))
+            targets = [(t.name, pk) for _kind, t, pk, _params in plan]
+            if len(set(targets)) != len(targets):
+                raise _error(
+                    "ValidationException",
+                    "Transaction request cannot include multiple operations on one item",
+                    "TransactWriteItems",
+                )
+            reasons: list[dict[str, Any]] = []
+            for _kind, table, pk, params in plan:
+                current = table.items.get(pk)
+                if self._holds(current, params):
+                    reasons.append({"Code": "None"})
+                    continue
+                reason: dict[str, Any] = {"Code": "ConditionalCheckFailed", "Message": "failed"}
+                if params.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                    reason["Item"] = copy.deepcopy(current)
+                reasons.append(reason)
+            if any(r["Code"] != "None" for r in reasons):
+                raise _error(
+                    "TransactionCanceledException",
+                    "Transaction cancelled, please refer cancellation reasons for specific"
+                    f" reasons [{', '.join(r['Code'] for r in reasons)}]",
+                    "TransactWriteItems",
+                    CancellationReasons=reasons,
+                )
+            for kind, table, pk, params in plan:
+                if kind == "Put":
+                    table.items[pk] = copy.deepcopy(params["Item"])
+                elif kind == "Update":
+                    table.items[pk] = self._updated(table, table.items.get(pk), params)[0]
+                elif kind == "Delete":
+                    table.items.pop(pk, None)
+            return {}
+
+
+def _returned(
+    params: dict[str, Any], old: Item | None, new: Item | None, updated: set[str]
+) -> dict[str, Any]:
+    wanted = params.get("ReturnValues", "NONE")
+    if wanted == "ALL_OLD" and old:
+        return {"Attributes": copy.deepcopy(old)}
+    if wanted == "ALL_NEW" and new:
+        return {"Attributes": copy.deepcopy(new)}
+    if wanted == "UPDATED_NEW" and new:
+        return {"Attributes": {k: copy.deepcopy(new[k]) for k in updated if k in new}}
+    if wanted == "UPDATED_OLD" and old:
+        return {"Attributes": {k: copy.deepcopy(old[k]) for k in updated if k in old}}
+    return {}
+
+
+def _sort_key(item: Item, table_hash: str, range_key: str | None) -> tuple[Any, ...]:
+    head = (_key_bytes(item[range_key]),) if range_key else ()
+    return (*head, _key_bytes(item[table_hash]))
+
+
+def _ordered(items: list[Item], table_hash: str, range_key: str | None, forward: bool) -> Any:
+    return sorted(items, key=lambda i: _sort_key(i, table_hash, range_key), reverse=not forward)
+
+
+def _page(
+    table: _Table,
+    index: str | None,
+    ordered: list[Item],
+    table_hash: str,
+    range_key: str | None,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """One page: resume after ExclusiveStartKey, stop at Limit (items read, before the
+    filter), then filter, then project or count."""
+    start = params.get("ExclusiveStartKey")
+    if start:
+        mark = _sort_key(start, table_hash, range_key)
+        forward = params.get("ScanIndexForward", True)
+        ordered = [
+            i for i in ordered if (_sort_key(i, table_hash, range_key) > mark) == bool(forward)
+        ]
+        ordered = [i for i in ordered if _sort_key(i, table_hash, range_key) != mark]
+    limit = params.get("Limit")
+    read = ordered[:limit] if limit else ordered
+    names = params.get("ExpressionAttributeNames")
+    values = params.get("ExpressionAttributeValues")
+    kept = [i for i in read if matches(params.get("FilterExpression"), i, names, values)]
+    response: dict[str, Any] = {"Count": len(kept), "ScannedCount": len(read)}
+    if params.get("Select") != "COUNT":
+        response["Items"] = [table.project(i, index) for i in kept]
+    if limit and len(read) == limit and read:
+        last = read[-1]
+        key_attrs = {table_hash, *(a for a in (range_key, _hash_of(table, index)) if a)}
+        response["LastEvaluatedKey"] = {k: copy.deepcopy(last[k]) for k in key_attrs}
+    if params.get("ReturnConsumedCapacity", "NONE") != "NONE":
+        response["ConsumedCapacity"] = {"TableName": table.name, "CapacityUnits": len(read) / 2}
+    return response
+
+
+def _hash_of(table: _Table, index: str | None) -> str | None:
+    return table.indexes[index][0] if index else None
+
+
+def _conforms(client: MemoryDynamoDB) -> CacheTable:
+    return client  # mypy checks the twin against the protocol here

@@ -1,0 +1,130 @@
+"""The engine's core on the in-memory twins: the real CacheStore on `MemoryDynamoDB`, and
+`MemoryObjectStore` for S3, for logic tests that need no moto server.
+
+`Faults` here is the memory counterpart of `tests/integration/faults.py`: a call `fail`s
+before it reaches the store (DynamoDB: a connection error the seam translates; S3: the
+ObjectStoreError the S3 store raises) or `crash`es after the store applied it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import EndpointConnectionError
+
+from engine.breaker import CircuitBreaker
+from engine.exceptions import ObjectStoreError
+from engine.infra import cache_table_spec
+from engine.pipeline import WritePipeline
+from engine.ratelimit import TokenBucket
+from engine.reader import Reader
+from engine.settings import Settings
+from engine.store.cache import CacheStore
+from engine.store.errors import is_outage
+from engine.store.memory import MemoryObjectStore, s3_clock
+from engine.store.memory_cache import MemoryDynamoDB
+from engine.sync import CacheSync
+from tests.conftest import make_settings
+from tests.integration.faults import SimulatedCrash
+
+DDB_OPS = {
+    "get_item": "GetItem",
+    "put_item": "PutItem",
+    "update_item": "UpdateItem",
+    "delete_item": "DeleteItem",
+    "query": "Query",
+    "scan": "Scan",
+    "batch_get_item": "BatchGetItem",
+    "transact_write_items": "TransactWriteItems",
+}
+S3_OPS = {"put": "PutObject", "get": "GetObject", "head": "HeadObject", "delete": "DeleteObject"}
+
+
+def memory_settings(**overrides: Any) -> Settings:
+    return make_settings("http://memory.invalid", **overrides)
+
+
+def memory_cache(settings: Settings, client: Any = None) -> CacheStore:
+    """The real CacheStore on the in-memory client, with the table `docsync init` creates."""
+    breaker = CircuitBreaker(settings.breaker_fail_max, settings.breaker_reset_s, is_outage)
+    limiter = TokenBucket(10_000, 10_000, 1.0)
+    client = client if client is not None else MemoryDynamoDB(cache_table_spec(settings))
+    return CacheStore(client, settings.table, limiter, breaker)
+
+
+class Faults:
+    def __init__(self) -> None:
+        self.plan: dict[tuple[str, str], list[str]] = {}
+
+    def fail(self, service: str, operation: str, times: int = 1) -> None:
+        self.plan.setdefault((service, operation), []).extend(["fail"] * times)
+
+    def crash_after(self, service: str, operation: str) -> None:
+        self.plan.setdefault((service, operation), []).append("crash")
+
+    def clear(self) -> None:
+        self.plan.clear()
+
+    def wrap(self, service: str, target: Any, ops: dict[str, str]) -> Any:
+        for method, operation in ops.items():
+            setattr(target, method, self._guarded(service, operation, getattr(target, method)))
+        return target
+
+    def _guarded(self, service: str, operation: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            planned = self.plan.get((service, operation))
+            step = planned.pop(0) if planned else None
+            if step == "fail":
+                if service == "s3":
+                    raise ObjectStoreError(f"S3 {operation} failed: injected")
+                raise EndpointConnectionError(endpoint_url="memory://dynamodb")
+            result = fn(*args, **kwargs)
+            if step == "crash":
+                raise SimulatedCrash(f"{service}.{operation}")
+            return result
+
+        return call
+
+
+class S3Clock:
+    """S3's clock for the memory bucket: now, or `at` when a test dates objects back."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.at if self.at is not None else s3_clock()
+
+
+@dataclass
+class MemoryEngine:
+    """What `Engine.build` wires, on the twins (no clients, no L1)."""
+
+    settings: Settings
+    cache: CacheStore
+    objects: MemoryObjectStore
+    pipeline: WritePipeline
+    reader: Reader
+    sync: CacheSync
+    faults: Faults
+    s3_clock: S3Clock
+
+    @classmethod
+    def build(cls, **overrides: Any) -> MemoryEngine:
+        settings = memory_settings(**overrides)
+        faults = Faults()
+        client = faults.wrap("dynamodb", MemoryDynamoDB(cache_table_spec(settings)), DDB_OPS)
+        cache = memory_cache(settings, client)
+        clock = S3Clock()
+        objects: Any = faults.wrap("s3", MemoryObjectStore(settings.bucket, clock=clock), S3_OPS)
+        sync = CacheSync(settings, cache, objects)
+        reader = Reader(settings, cache, objects, None, sync=sync)
+        pipeline = WritePipeline(settings, cache, objects)
+        return cls(settings, cache, objects, pipeline, reader, sync, faults, clock)
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        items = sorted(self.cache.scan_all(), key=lambda i: str(i["pk"]))
+        bodies = {i.key: self.objects.get(i.key).body for i in self.objects.list("")}
+        return items, bodies
