@@ -24,7 +24,7 @@ from engine.settings import Settings
 from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
 from engine.store.memory import MemoryObjectStore, s3_clock
-from engine.store.memory_cache import MemoryDynamoDB
+from engine.store.memory.cache import MemoryDynamoDB
 from engine.sync import CacheSync
 from tests.conftest import make_settings
 from tests.integration.faults import SimulatedCrash

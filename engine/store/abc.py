@@ -152,7 +152,7 @@ class Queue(Protocol):
 
 class CacheTable(Protocol):
     """The DynamoDB client operations `CacheStore` calls, with boto3's keyword arguments and
-    wire-format answers. Its twin is a client (`memory_cache.MemoryDynamoDB`), not a second
+    wire-format answers. Its twin is a client (`memory/cache.py` `MemoryDynamoDB`), not a second
     CacheStore: the real store's conditions, transactions and index writes run on both."""
 
     def get_item(self, **kwargs: Any) -> Any: ...

@@ -1,5 +1,5 @@
 """One contract, two DynamoDB backends under the real `CacheStore`: moto (over HTTP) and the
-in-memory client (`engine/store/memory_cache.py`).
+in-memory client (`engine/store/memory/cache.py`).
 
 Every case runs against both, so a logic test on `MemoryDynamoDB` relies only on behaviour
 the cache store has on DynamoDB: conditional writes that refuse with the item, the

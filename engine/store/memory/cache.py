@@ -9,7 +9,7 @@ DeleteItem, Query on the table and its GSIs, Scan, BatchGetItem, TransactWriteIt
 conditional writes (`ReturnValuesOnConditionCheckFailure`), all-or-nothing transactions with
 their `CancellationReasons`, GSIs as sorted views built from the table's CreateTable spec
 (sparse, projected, range keys in UTF-8 byte order), Limit/ExclusiveStartKey/
-ScanIndexForward/Select=COUNT, and filters applied after Limit. Expressions: `ddb_expr.py`.
+ScanIndexForward/Select=COUNT, and filters applied after Limit. Expressions: `expressions.py`.
 
 What it does not: GSIs are strongly consistent here (eventually consistent on AWS), no 1 MB
 page or 400 KB item limits, no throughput/throttling or transaction conflicts, TTL never
@@ -26,7 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from engine.store.abc import CacheTable
-from engine.store.ddb_expr import Item, apply_update, matches
+from engine.store.memory.expressions import Item, apply_update, matches
 
 
 def _error(code: str, message: str, op: str, **extra: Any) -> ClientError:

@@ -1,4 +1,4 @@
-"""The expression evaluator of the in-memory DynamoDB (engine/store/ddb_expr.py): the
+"""The expression evaluator of the in-memory DynamoDB (engine/store/memory/expressions.py): the
 semantics the contract suite relies on, and a loud refusal of anything it does not model."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.store.ddb_expr import apply_update, matches, wire
+from engine.store.memory.expressions import apply_update, matches, wire
 
 ITEM = {k: wire(v) for k, v in {"pk": "a", "n": 2, "s": "é", "tags": {"x"}, "l": []}.items()}
 

@@ -1,4 +1,4 @@
-"""A small evaluator for the DynamoDB expressions the engine builds (for `memory_cache.py`).
+"""A small evaluator for the DynamoDB expressions the engine builds (for `memory/cache.py`).
 
 Why not reuse one: `boto3.dynamodb.conditions` only *builds* expressions, and moto's parser
 is a test dependency the engine must not import at run time. So this covers exactly the
