@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
+from botocore.loaders import Loader, create_loader
 from loguru import logger
 
 from engine import awsmetrics, retries
@@ -86,6 +88,24 @@ def _dry_run_guard(
     return http, {"ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": {}, "DryRun": True}}
 
 
+_LOADER: Loader | None = None
+_LOADER_LOCK = threading.Lock()
+
+
+def _session(region: str | None, **credentials: str) -> boto3.session.Session:
+    """A boto3 session over one process-wide botocore data loader: the service models are read
+    from disk and parsed once per process, not once per session (about 25 ms a client; a CLI
+    command or a test builds several sessions)."""
+    global _LOADER  # noqa: PLW0603 - one loader per process, made on first use
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = create_loader()
+        loader = _LOADER
+    core = botocore.session.Session()
+    core.register_component("data_loader", loader)
+    return boto3.session.Session(botocore_session=core, region_name=region, **credentials)
+
+
 class AwsClients:
     """The clients of one process, built lazily and shared by all threads (boto3 clients are)."""
 
@@ -98,7 +118,7 @@ class AwsClients:
         self.settings = settings
         self.counter = counter
         self._clock = clock
-        self._session = boto3.session.Session(region_name=settings.region)
+        self._session = _session(settings.region)
         self._config = Config(
             region_name=settings.region,
             retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
@@ -113,10 +133,8 @@ class AwsClients:
         self._recorder: Recorder | None = None
         self._replayer: Replayer | None = None
         if settings.replay is not None:  # a replay needs no credentials: nothing is sent
-            self._session = boto3.session.Session(
-                region_name=settings.region,
-                aws_access_key_id="replay",
-                aws_secret_access_key="replay",
+            self._session = _session(
+                settings.region, aws_access_key_id="replay", aws_secret_access_key="replay"
             )
 
     def endpoint_for(self, service: str) -> str | None:
