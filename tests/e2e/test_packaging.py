@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from engine.settings import Settings
+from engine.settings import ServeSettings
 
 # one worker builds the zip once for the whole module (make test runs with --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("packaging")
@@ -231,7 +231,7 @@ def test_dockerfile_runs_docsync_serve_as_non_root_with_a_healthcheck() -> None:
     health = " ".join(args for word, args in final if word == "HEALTHCHECK")
     assert "/healthz" in health
     assert '"/healthz"' in (ROOT / "engine" / "serve" / "app.py").read_text()
-    port = Settings.model_fields["serve_port"].default
+    port = ServeSettings.model_fields["port"].default
     assert f"'{port}'" in health
     env = " ".join(args for word, args in final if word == "ENV")
     assert "DOCSYNC_SERVE_HOST=0.0.0.0" in env  # the default 127.0.0.1 is unreachable outside

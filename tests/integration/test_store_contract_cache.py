@@ -134,7 +134,7 @@ def test_begin_refuses_the_same_content_and_a_fresh_rival_with_the_item(
         begin(cache, doc(title="v3"))
     assert rival.value.item is not None and rival.value.item["p_tx"] == tx
     # a stale intent no longer blocks (its writer is presumed dead)
-    took, _ = begin(cache, doc(title="v3"), stale_before=NOW + timedelta(minutes=5))
+    took, _ = begin(cache, doc(title="v3"), stale_before=datetime.now(UTC) + timedelta(minutes=5))
     raw = cache.get_item("change", d.id)
     assert raw is not None and raw["p_tx"] == took and raw["p_version"] == 2
 
@@ -144,7 +144,7 @@ def test_expected_version(cache: CacheStore) -> None:
     with pytest.raises(ConditionFailed) as absent:
         begin(cache, d, expected_version=1)
     assert absent.value.item is None
-    begin(cache, d, expected_version=0, stale_before=NOW + timedelta(minutes=5))
+    begin(cache, d, expected_version=0, stale_before=datetime.now(UTC) + timedelta(minutes=5))
 
 
 def test_rollback_restores_the_committed_image_or_removes_a_first_write(
