@@ -23,6 +23,29 @@ from engine.documents import Document
 from engine.store.objects import ObjectInfo
 
 INLINE_BODY_LIMIT = 350_000  # DynamoDB items are capped at 400 KB; above this, S3 only
+PK = "pk"  # the table's key: `type#id` (a document), or a reserved `_docsync#…` item
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds; DynamoDB's TTL deletes past it (lazily)
+# Each GSI's (hash, range) key attributes. Only committed live entries hold them (sparse
+# indexes), and only index entries hold `cpk` (engine/keys.py: what the values are).
+GSI_KEYS = {
+    keys.CUSTOMER_INDEX: ("cpk", "tsk"),
+    keys.TIME_INDEX: ("tpk", "tsk"),
+    keys.STATUS_INDEX: ("spk", "tsk"),
+    keys.KEY_INDEX: ("kpk", "s3_key"),
+}
+# What the key index projects beside its keys: what the reconciler reads of an entry
+# (`CacheItem` for a document's row, `IndexEntry` for a customer-index entry).
+KEY_INDEX_PROJECTION = (
+    "etag",
+    "size",
+    "s3_last_modified",
+    "sequencer",
+    "state",
+    TTL_ATTRIBUTE,
+    "p_tx",
+    "p_at",
+    "customers",  # the reconciler checks a document's customer-index entries against them
+)
 PENDING = ("p_tx", "p_etag", "p_op", "p_at", "p_version", "p_cust")
 INDEX_KEYS = ("tpk", "tsk", "spk", "kpk")
 TEXT_ATTRIBUTES = (
@@ -183,6 +206,13 @@ class CacheItem:
             extra=MappingProxyType({k: v for k, v in item.items() if k not in _KNOWN}),
             **values,
         )
+
+    @classmethod
+    def from_image(cls, image: Mapping[str, Any] | None, pk: str | None) -> CacheItem | None:
+        """A stream record's image, under its record's key (None: no image, or no key)."""
+        if image is None or pk is None:
+            return None
+        return cls.from_item({**image, PK: pk})
 
     @classmethod
     def maybe(cls, item: Mapping[str, Any] | None) -> CacheItem | None:
