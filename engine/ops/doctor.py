@@ -13,8 +13,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.infra import STREAM_VIEW, TTL_ATTRIBUTE
+from engine.infra import STREAM_VIEW
 from engine.settings import Settings
+from engine.store.item import TTL_ATTRIBUTE
 
 Status = Literal["ok", "warn", "fail"]
 INIT = "docsync init"
