@@ -10,7 +10,7 @@ from typing import Any
 from engine import keys
 from engine.exceptions import MonthShardsChangedError
 from engine.store.cache import CacheStore
-from engine.store.item import CacheItem, IndexEntry
+from engine.store.item import GSI_KEYS, CacheItem, IndexEntry
 from engine.store.objects import ObjectInfo, ObjectStore
 from reconciler.shards import Shard, start_after
 
@@ -54,7 +54,7 @@ def check_month_shards(
     for type_name in types:
         for month in keys.months_desc(since, until):
             for partition in keys.stray_buckets(type_name, month, shards):
-                if cache.holds_any(keys.TIME_INDEX, "tpk", partition):
+                if cache.holds_any(keys.TIME_INDEX, GSI_KEYS[keys.TIME_INDEX][0], partition):
                     raise MonthShardsChangedError(
                         f"the cache holds entries in month bucket {partition!r}, which"
                         f" month_shards = {shards} never reads: the setting changed on a live"

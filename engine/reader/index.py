@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import keys
 from engine.store.cache import CacheStore
+from engine.store.item import GSI_KEYS
 
 if TYPE_CHECKING:
     from engine.reader.queries import Query
@@ -115,6 +116,7 @@ class IndexReads:
         """One partition's rows after the cursor, page by page (`need`: the rows the page still
         needs, of which this shard is asked its share)."""
         index, attr, part, low, high, status = where
+        sort_key = GSI_KEYS[index][1]
         start: dict[str, Any] | None = None
         while True:
             items, start = self.cache.query_page(
@@ -129,7 +131,7 @@ class IndexReads:
                 start_key=start,
             )
             for item in items:
-                position = (str(item["tsk"]), type_name)
+                position = (str(item[sort_key]), type_name)
                 if after is None or position < after:
                     yield position, item
             if not start:
@@ -149,10 +151,10 @@ def partitions(
     """(index, partition attribute, partitions, status filter) for one type and month: the
     customer index when a customer is asked (status filtered among that customer's entries),
     else the status or the time index; one partition per month shard."""
+    index, part, status = keys.TIME_INDEX, f"{type_name}#{month}", None
     if query.customer is not None:
+        index, status = keys.CUSTOMER_INDEX, query.status
         part = keys.customer_partition(query.customer, type_name, month)
-        return keys.CUSTOMER_INDEX, "cpk", keys.shard_buckets(part, shards), query.status
-    if query.status is not None:
-        part = f"{type_name}#{query.status}#{month}"
-        return keys.STATUS_INDEX, "spk", keys.shard_buckets(part, shards), None
-    return keys.TIME_INDEX, "tpk", keys.shard_buckets(f"{type_name}#{month}", shards), None
+    elif query.status is not None:
+        index, part = keys.STATUS_INDEX, f"{type_name}#{query.status}#{month}"
+    return index, GSI_KEYS[index][0], keys.shard_buckets(part, shards), status

@@ -33,6 +33,7 @@ from engine.reader.gets import Source, parse_body
 from engine.reader.index import IndexReads, Position
 from engine.settings import Settings
 from engine.store.cache import CacheStore
+from engine.store.item import CacheItem, IndexEntry
 from engine.store.objects import ObjectStore
 from engine.timing import timed
 
@@ -174,37 +175,32 @@ class Queries:
         collects the TTL of every document served (an L1 page expires with the first)."""
         page: list[tuple[Position, dict[str, Any]]] = []
         while len(page) <= limit:
-            batch = self._take(rows, limit - len(page))
+            batch = [
+                (position, _entry_or_item(raw))
+                for position, raw in self._take(rows, limit - len(page))
+            ]
             if not batch:
                 break
-            entries = [item for _, item in batch if "doc" in item]
-            docs = {str(d["pk"]): d for d in self._documents_of(entries, now)}
-            for position, item in batch:
-                served = docs.get(str(item["doc"])) if "doc" in item else item
+            entries = [row for _, row in batch if isinstance(row, IndexEntry)]
+            docs = {d.pk: d for d in self._documents_of(entries, now)}
+            for position, row in batch:
+                served = docs.get(str(row.doc)) if isinstance(row, IndexEntry) else row
                 if served is None:
                     continue
-                expiry.append(float(served.get("expires_at", 0)))
-                page.append((position, self._item_document(position[1], served)))
+                expiry.append(float(served.expires_at or 0))
+                page.append((position, self._item_document(served)))
         return page
 
-    def _documents_of(self, entries: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    def _documents_of(self, entries: list[IndexEntry], now: datetime) -> list[CacheItem]:
         """The documents of customer-index entries (one BatchGetItem per 100), each only if
-        it is still the committed, live, unexpired image the entry was written with (same
-        ETag, still listing the customer): an entry left by drift is never served."""
+        its entry still `matches` it: an entry left by drift is never served."""
         if not entries:
             return []
-        docs = self.cache.batch_get([str(e["doc"]) for e in entries])
+        docs = self.cache.batch_get([str(e.doc) for e in entries])
         served = []
         for entry in entries:
-            doc = docs.get(str(entry["doc"]))
-            if (
-                doc is not None
-                and doc.get("state") == "live"
-                and int(doc.get("expires_at", 0)) > now.timestamp()
-                and doc.get("etag") == entry.get("etag")
-                and doc.get("tsk") == entry.get("tsk")
-                and entry.get("customer") in (doc.get("customers") or [])
-            ):
+            doc = CacheItem.maybe(docs.get(str(entry.doc)))
+            if doc is not None and entry.matches(doc, now):
                 served.append(doc)
         return served
 
@@ -248,10 +244,10 @@ class Queries:
             fields.update(source="s3", total=total)
             return total, "s3"
 
-    def _item_document(self, type_name: str, item: dict[str, Any]) -> dict[str, Any]:
-        key = str(item["s3_key"])
-        if "body" in item:
-            return parse_body(str(item["body"]).encode(), key)
+    def _item_document(self, item: CacheItem) -> dict[str, Any]:
+        key = str(item.s3_key)
+        if item.body is not None:
+            return parse_body(item.body, key)
         return parse_body(self.objects.get(key).body, key)
 
     def _s3_rows(
@@ -288,3 +284,8 @@ class Queries:
 
 def _l1_query_key(query: Query) -> tuple[Any, ...]:
     return (tuple(sorted(query.types)), query.customer, query.status, query.since, query.until)
+
+
+def _entry_or_item(raw: dict[str, Any]) -> IndexEntry | CacheItem:
+    """A customer-index entry (its document still to be read) or a document's own item."""
+    return IndexEntry.from_item(raw) if IndexEntry.holds(raw) else CacheItem.from_item(raw)

@@ -451,7 +451,7 @@ class CacheStore:
         *,
         stale_before: datetime,
         prev_customers: list[str],
-        expect: dict[str, Any] | None = None,
+        expect: CacheItem | None = None,
     ) -> None:
         """Write a committed image (live or tombstone) and drop any stale intent.
 
@@ -461,8 +461,9 @@ class CacheStore:
 
         Refused (ConditionFailed with the current item) while another write's intent is fresh,
         and, by default, unless the entry's recorded S3 position (`s3_last_modified`) is older.
-        With `expect`, a compare-and-swap instead: only if `state`, `etag` and
-        `s3_last_modified` are still exactly what the caller saw (used after re-checking S3).
+        With `expect` (the entry as the caller saw it), a compare-and-swap instead: only if its
+        `state`, `etag` and `s3_last_modified` are still exactly those (used after re-checking
+        S3).
         """
         sets = {k: v for k, v in attrs.items() if v is not None}
         removes = [k for k, v in attrs.items() if v is None and k != "pk"]
@@ -478,12 +479,12 @@ class CacheStore:
             )
         else:
             names.update({"#st": "state", "#et": "etag"})
-            values.update({":xst": expect.get("state"), ":xlm": expect.get("s3_last_modified")})
+            values.update({":xst": expect.state, ":xlm": expect.s3_last_modified_ms})
             condition = f"{no_fresh_intent} AND #st = :xst AND #lm = :xlm"
-            if expect.get("etag") is None:
+            if expect.etag is None:
                 condition += " AND attribute_not_exists(#et)"
             else:
-                values[":xet"] = expect["etag"]
+                values[":xet"] = expect.etag
                 condition += " AND #et = :xet"
         names["#cu"] = "customers"
         if prev_customers:

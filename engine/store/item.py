@@ -300,6 +300,8 @@ class IndexEntry:
     customer: str
     etag: str | None
     expires_at: int
+    doc: str | None = None  # its document's pk (not in the key index's projection)
+    tsk: str | None = None  # its document's sort key when written (idem)
 
     @staticmethod
     def holds(item: Mapping[str, Any]) -> bool:
@@ -308,7 +310,24 @@ class IndexEntry:
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> IndexEntry:
         doc_key, _, customer = str(item["s3_key"]).rpartition(keys.INDEX_KEY_SEP)
-        return cls(doc_key, customer, _text(item.get("etag")), _int(item.get("expires_at")) or 0)
+        return cls(
+            doc_key,
+            customer,
+            _text(item.get("etag")),
+            _int(item.get("expires_at")) or 0,
+            _text(item.get("doc")),
+            _text(item.get("tsk")),
+        )
+
+    def matches(self, doc: CacheItem, now: datetime) -> bool:
+        """Its document is still the committed, live, unexpired image it was written with
+        (same ETag and sort key, still listing the customer): else it is drift, never served."""
+        return (
+            doc.servable(now)
+            and doc.etag == self.etag
+            and doc.tsk == self.tsk
+            and self.customer in (doc.customers or ())
+        )
 
 
 # -- the attribute builders (the images the stores write; None: remove the attribute) ------
@@ -324,9 +343,11 @@ def live_attributes(
     inline_limit: int = INLINE_BODY_LIMIT,
     sequencer: str | None = None,
     month_shards: int = 1,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """The committed image of a live document, index keys included (its month buckets split
-    `month_shards` ways: see `keys.month_shard`)."""
+    `month_shards` ways: see `keys.month_shard`). `actor`: who wrote it (the pipeline's own
+    commits only; without one, the attribute is left as it is)."""
     month = keys.month_bucket(doc.modified_at)
     tsk = keys.time_sort_key(doc.modified_at, doc.id)
     inline = len(doc.body) <= inline_limit
@@ -352,6 +373,7 @@ def live_attributes(
         "tsk": tsk,
         "spk": keys.status_partition(doc.type, doc.status, month, doc.id, month_shards),
         "kpk": keys.key_shard(prefix, doc.id),
+        **({"actor": actor} if actor else {}),
     }
 
 
@@ -373,6 +395,11 @@ def tombstone_attributes(
         "expires_at": keys.expires_at(deleted_at, ttl_days),
         **dict.fromkeys(("body", "body_in_s3", "etag", "size", "customers", *INDEX_KEYS)),
     }
+
+
+def at_position(attrs: Mapping[str, Any], ms: int) -> dict[str, Any]:
+    """An image built above, with its recorded S3 position moved to `ms` (epoch ms)."""
+    return {**attrs, "s3_last_modified": ms}
 
 
 def index_entries(type_name: str, doc_id: str, image: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import pytest
 from engine.store.item import CacheItem
 from engine.sync import UNREAD, _replaceable
 
-NEW = {"state": "live", "s3_last_modified": 2_000}
+NEW_POSITION = 2_000  # the S3 position of the image being written
 
 
 def item(**attrs: Any) -> CacheItem:
@@ -29,4 +29,4 @@ def item(**attrs: Any) -> CacheItem:
     ],
 )
 def test_replaceable(seen: Any, expected: int | None) -> None:
-    assert _replaceable(seen, NEW) == expected
+    assert _replaceable(seen, NEW_POSITION) == expected
