@@ -242,8 +242,8 @@ class Infrastructure:
         self.control.add_index(
             self.s.table,
             [
-                {"AttributeName": "cpk", "AttributeType": "S"},
-                {"AttributeName": "tsk", "AttributeType": "S"},
+                {"AttributeName": name, "AttributeType": "S"}
+                for name in GSI_KEYS[keys.CUSTOMER_INDEX]
             ],
             _customer_gsi(self.s),
         )
