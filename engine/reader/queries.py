@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -30,12 +30,14 @@ from engine.exceptions import (
 )
 from engine.l1 import L1Cache
 from engine.reader.gets import Source, parse_body
-from engine.reader.index import IndexReads, Position
+from engine.reader.index import IndexReads, Position, Row
 from engine.settings import Settings
 from engine.store.cache import CacheStore
 from engine.store.item import CacheItem, IndexEntry
 from engine.store.objects import ObjectStore
 from engine.timing import timed
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +154,7 @@ class Queries:
             )
 
     @staticmethod
-    def _take(
-        rows: Iterator[tuple[Position, dict[str, Any]]], limit: int
-    ) -> list[tuple[Position, dict[str, Any]]]:
+    def _take(rows: Iterator[T], limit: int) -> list[T]:
         taken = []
         for row in rows:
             taken.append(row)
@@ -164,7 +164,7 @@ class Queries:
 
     def _resolve(
         self,
-        rows: Iterator[tuple[Position, dict[str, Any]]],
+        rows: Iterator[Row],
         limit: int,
         now: datetime,
         expiry: list[float],
@@ -175,10 +175,7 @@ class Queries:
         collects the TTL of every document served (an L1 page expires with the first)."""
         page: list[tuple[Position, dict[str, Any]]] = []
         while len(page) <= limit:
-            batch = [
-                (position, _entry_or_item(raw))
-                for position, raw in self._take(rows, limit - len(page))
-            ]
+            batch = self._take(rows, limit - len(page))
             if not batch:
                 break
             entries = [row for _, row in batch if isinstance(row, IndexEntry)]
@@ -199,7 +196,7 @@ class Queries:
         docs = self.cache.batch_get([str(e.doc) for e in entries])
         served = []
         for entry in entries:
-            doc = CacheItem.maybe(docs.get(str(entry.doc)))
+            doc = docs.get(str(entry.doc))
             if doc is not None and entry.matches(doc, now):
                 served.append(doc)
         return served
@@ -284,8 +281,3 @@ class Queries:
 
 def _l1_query_key(query: Query) -> tuple[Any, ...]:
     return (tuple(sorted(query.types)), query.customer, query.status, query.since, query.until)
-
-
-def _entry_or_item(raw: dict[str, Any]) -> IndexEntry | CacheItem:
-    """A customer-index entry (its document still to be read) or a document's own item."""
-    return IndexEntry.from_item(raw) if IndexEntry.holds(raw) else CacheItem.from_item(raw)

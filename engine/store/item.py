@@ -330,6 +330,11 @@ class IndexEntry:
         )
 
 
+def from_index(item: Mapping[str, Any]) -> CacheItem | IndexEntry:
+    """An item an index returned: a customer-index entry, or a document's own item."""
+    return IndexEntry.from_item(item) if IndexEntry.holds(item) else CacheItem.from_item(item)
+
+
 # -- the attribute builders (the images the stores write; None: remove the attribute) ------
 
 
