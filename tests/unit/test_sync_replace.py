@@ -52,6 +52,18 @@ class Writes:
         self.clock.at = at
         self.objects.put(KEY, body("CHG-1", n))
 
+    def intent(self) -> None:
+        """A writer's step 1 for other content (fresh: its commit or rollback is to come)."""
+        self.cache.begin(
+            "change",
+            "CHG-1",
+            tx=uuid.uuid4().hex,
+            etag="other",
+            op="put",
+            stale_before=NOW - timedelta(minutes=5),
+            expected_version=None,
+        )
+
     def converge(self) -> list[str]:
         self.kinds.clear()
         self.sync.converge("change", "CHG-1", "event")
@@ -101,29 +113,13 @@ def test_an_entry_with_an_intent_is_never_replaced() -> None:
     w = Writes()
     w.s3(1, NOW - timedelta(minutes=1))
     w.converge()
-    w.cache.begin(
-        "change",
-        "CHG-1",
-        tx=uuid.uuid4().hex,
-        etag="other",
-        op="put",
-        stale_before=NOW - timedelta(minutes=5),
-        expected_version=None,
-    )
+    w.intent()
     w.s3(2, NOW)
     assert "Put" not in w.converge()
 
 
 def test_an_intent_on_a_new_entry_is_never_replaced() -> None:
     w = Writes()
-    w.cache.begin(
-        "change",
-        "CHG-1",
-        tx=uuid.uuid4().hex,
-        etag="other",
-        op="put",
-        stale_before=NOW - timedelta(minutes=5),
-        expected_version=None,
-    )
+    w.intent()
     w.s3(1, NOW)
     assert "Put" not in w.converge()
