@@ -63,7 +63,7 @@ def l1_engine(
     if clock is None:
         return engine
     # The same wiring, with an L1 on the test's clock (through the constructors' own seams).
-    l1 = L1Cache(s.l1_max_bytes, s.l1_max_staleness_s, clock=clock)
+    l1 = L1Cache(s.l1.max_bytes, s.l1.max_staleness_s, clock=clock)
     return dataclasses.replace(
         engine,
         pipeline=WritePipeline(s, engine.cache, engine.objects, l1=l1),
