@@ -42,7 +42,7 @@ from engine.local_moto import TEST_CREDENTIALS
 from engine.logs import configure_logging
 from engine.sample import sample_documents
 from engine.settings import Settings, load_settings
-from engine.store.item import deserialize, index_entries, serialize
+from engine.store.item import CacheItem, deserialize, index_entries, serialize
 from engine.store.objects import ObjectInfo
 from reconciler.diff import Rules, merge
 from reconciler.run import Reconciler
@@ -314,7 +314,7 @@ def client_cpu(size: int) -> dict[str, Any]:
         for n in range(size)
     ]
     started = time.perf_counter()
-    cache = [_row(deserialize(item)) for item in raw_items]
+    cache = [_row(CacheItem.from_wire(item)) for item in raw_items]
     map_s = time.perf_counter() - started
     s3 = [ObjectInfo(c.key, str(c.etag), 600, now) for c in cache]
     started = time.perf_counter()
@@ -351,21 +351,22 @@ class _SyntheticBucket:
             if key.encode() > start_after.encode() and key.startswith(prefix):
                 yield ObjectInfo(key, _synthetic_etag(key), 600, self.now)
 
-    def key_index(self, partition: str) -> Iterator[dict[str, Any]]:
+    def key_index(self, partition: str) -> Iterator[CacheItem]:
         char = partition[len(self.prefix) :]
         lm, expires = int(self.now.timestamp() * 1000), int(self.now.timestamp()) + 86_400
         for key in self.keys_from(char):
             if key[len(self.prefix)] != char:
                 return
-            yield {
-                "pk": f"change#{key[len(self.prefix) : -len('.json')]}",
-                "s3_key": key,
-                "etag": _synthetic_etag(key),
-                "size": 600,
-                "s3_last_modified": lm,
-                "expires_at": expires,
-                "state": "live",
-            }
+            yield CacheItem(
+                type="change",
+                id=key[len(self.prefix) : -len(".json")],
+                s3_key=key,
+                etag=_synthetic_etag(key),
+                size=600,
+                s3_last_modified_ms=lm,
+                expires_at=expires,
+                state="live",
+            )
 
 
 def _synthetic_etag(key: str) -> str:

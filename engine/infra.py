@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from engine import keys
@@ -15,21 +16,10 @@ from engine.aws import AwsClients
 from engine.exceptions import NotFoundError, StoreError
 from engine.settings import Settings
 from engine.store.control import ControlStore, UnsupportedError
+from engine.store.item import GSI_KEYS, KEY_INDEX_PROJECTION, PK, TTL_ATTRIBUTE
 
 NOTIFY_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:LifecycleExpiration:*"]
 MAX_MESSAGE_BYTES = 262_144  # S3 notifications reach 64 KB; smaller limits lose them
-KEY_INDEX_ATTRS = [
-    "etag",
-    "size",
-    "s3_last_modified",
-    "sequencer",
-    "state",
-    "expires_at",
-    "p_tx",
-    "p_at",
-    "customers",  # the reconciler checks a document's customer-index entries against them
-]
-TTL_ATTRIBUTE = "expires_at"
 DLQ_RETENTION_S = 14 * 86400  # the longest SQS allows: a DLQ outlives its sources' messages
 STREAM_VIEW = "NEW_AND_OLD_IMAGES"
 
@@ -38,7 +28,10 @@ def cache_table_spec(settings: Settings) -> dict[str, Any]:
     """CreateTable arguments of the cache table: `init` creates it from these, and `doctor`
     compares a deployed table against them."""
 
-    def gsi(name: str, hash_key: str, range_key: str, projection: dict[str, Any]) -> Any:
+    def gsi(name: str, hash_key: str, range_key: str) -> Any:
+        projection: dict[str, Any] = {"ProjectionType": "ALL"}
+        if name == keys.KEY_INDEX:  # the reconciler's pass reads only what it compares
+            projection = {"ProjectionType": "INCLUDE", "NonKeyAttributes": [*KEY_INDEX_PROJECTION]}
         return {
             "IndexName": name,
             "KeySchema": [
@@ -51,21 +44,13 @@ def cache_table_spec(settings: Settings) -> dict[str, Any]:
     return {
         "TableName": settings.table,
         "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}],
         "AttributeDefinitions": [
             {"AttributeName": name, "AttributeType": "S"}
-            for name in ("pk", "tpk", "tsk", "spk", "kpk", "s3_key", "cpk")
+            for name in dict.fromkeys((PK, *chain(*GSI_KEYS.values())))
         ],
         "GlobalSecondaryIndexes": [
-            gsi(keys.CUSTOMER_INDEX, "cpk", "tsk", {"ProjectionType": "ALL"}),
-            gsi(keys.TIME_INDEX, "tpk", "tsk", {"ProjectionType": "ALL"}),
-            gsi(keys.STATUS_INDEX, "spk", "tsk", {"ProjectionType": "ALL"}),
-            gsi(
-                keys.KEY_INDEX,
-                "kpk",
-                "s3_key",
-                {"ProjectionType": "INCLUDE", "NonKeyAttributes": KEY_INDEX_ATTRS},
-            ),
+            gsi(name, *key_attributes) for name, key_attributes in GSI_KEYS.items()
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": STREAM_VIEW},
         "Tags": _tags(settings),
@@ -257,8 +242,8 @@ class Infrastructure:
         self.control.add_index(
             self.s.table,
             [
-                {"AttributeName": "cpk", "AttributeType": "S"},
-                {"AttributeName": "tsk", "AttributeType": "S"},
+                {"AttributeName": name, "AttributeType": "S"}
+                for name in GSI_KEYS[keys.CUSTOMER_INDEX]
             ],
             _customer_gsi(self.s),
         )

@@ -167,10 +167,8 @@ class WritePipeline:
                 source="write",
                 ttl_days=self.settings.cache_ttl_days,
                 month_shards=self.settings.month_shards,
+                actor=actor or self.settings.actor,
             )
-            who = actor or self.settings.actor
-            if who:
-                attrs["actor"] = who
             version, previous = self._intent(doc.type, doc.id, begun)
             try:
                 self.cache.commit_live(doc.type, doc.id, tx, attrs, version, previous)

@@ -34,7 +34,9 @@ from engine.store.base import ConditionFailed
 from engine.store.cache import CacheStore
 from engine.store.item import (
     INLINE_BODY_LIMIT,
+    PK,
     CacheItem,
+    at_position,
     live_attributes,
     to_ms,
     tombstone_attributes,
@@ -263,7 +265,9 @@ class CacheSync:
         wanted: ObjectInfo | None,
         seen_before: CacheItem | Unread | None = UNREAD,
     ) -> SyncOutcome:
-        replaceable = _replaceable(seen_before, attrs)
+        image = CacheItem.from_item({PK: keys.cache_pk(type_name, doc_id), **attrs})
+        position = image.s3_last_modified_ms or 0
+        replaceable = _replaceable(seen_before, position)
         if replaceable is not None:
             assert not isinstance(seen_before, Unread)
             try:
@@ -280,7 +284,7 @@ class CacheSync:
         # Unread: assume the entry lists the customers being written (a refill); if it does
         # not, the write is refused with the entry, and the path below decides on it.
         believed = (
-            list(attrs.get("customers") or [])
+            image.stored_customers
             if isinstance(seen_before, Unread)
             else _stored_customers(seen_before)
         )
@@ -309,7 +313,7 @@ class CacheSync:
                 seen = CacheItem.maybe(again.item)
         if seen is not None and seen.intent and seen.intent.fresh(to_ms(self.stale_before())):
             return "in_flight"
-        if _state(seen) == attrs["state"] and _etag(seen) == attrs.get("etag"):
+        if _state(seen) == image.state and _etag(seen) == image.etag:
             return "stale"  # already says the same thing
         now = self.objects.head(key)
         still_true = (
@@ -320,7 +324,7 @@ class CacheSync:
         # The recorded position never goes backwards: it is a clock for later comparisons
         # (a tombstone's may come from this host's clock, ahead of S3's second-precision one).
         seen_at = seen.s3_last_modified_ms if seen is not None else None
-        attrs = attrs | {"s3_last_modified": max(int(attrs["s3_last_modified"]), seen_at or 0)}
+        attrs = at_position(attrs, max(position, seen_at or 0))
         try:
             self.cache.sync(
                 type_name,
@@ -328,7 +332,7 @@ class CacheSync:
                 attrs,
                 stale_before=self.stale_before(),
                 prev_customers=_stored_customers(seen),
-                expect={"state": _state(seen), "etag": _etag(seen), "s3_last_modified": seen_at},
+                expect=seen or CacheItem(type=type_name, id=doc_id),  # absent: as seen
             )
         except ConditionFailed:
             return "stale"  # changed again meanwhile; its own event will bring it here
@@ -336,7 +340,7 @@ class CacheSync:
         return "applied"
 
 
-def _replaceable(seen: CacheItem | Unread | None, attrs: dict[str, Any]) -> int | None:
+def _replaceable(seen: CacheItem | Unread | None, position: int) -> int | None:
     """The version a whole-image replace may be conditioned on (0: the entry was absent), or
     None when only the general conditional update can decide (unread, an intent, not older).
 
@@ -349,7 +353,7 @@ def _replaceable(seen: CacheItem | Unread | None, attrs: dict[str, Any]) -> int 
         return 0
     if seen.intent is not None or seen.version is None:
         return None
-    if (seen.s3_last_modified_ms or 0) >= int(attrs["s3_last_modified"]):
+    if (seen.s3_last_modified_ms or 0) >= position:
         return None
     return seen.version
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from engine import keys
 from engine.exceptions import MonthShardsChangedError
@@ -54,7 +53,7 @@ def check_month_shards(
     for type_name in types:
         for month in keys.months_desc(since, until):
             for partition in keys.stray_buckets(type_name, month, shards):
-                if cache.holds_any(keys.TIME_INDEX, "tpk", partition):
+                if cache.holds_any(keys.TIME_INDEX, partition):
                     raise MonthShardsChangedError(
                         f"the cache holds entries in month bucket {partition!r}, which"
                         f" month_shards = {shards} never reads: the setting changed on a live"
@@ -63,19 +62,18 @@ def check_month_shards(
                     )
 
 
-def _with_index(items: Iterable[Mapping[str, Any]]) -> Iterator[CacheRow]:
+def _with_index(items: Iterable[CacheItem | IndexEntry]) -> Iterator[CacheRow]:
     """Fold each document's index entries (they follow it in key order) into its row; entries
     whose document is not live become a row of their own (`live=False`), under its key."""
     row: CacheRow | None = None
     entries: list[tuple[str, str | None, int]] = []
     for item in items:
-        if IndexEntry.holds(item):
-            entry = IndexEntry.from_item(item)
-            if row is None or row.key != entry.doc_key:
+        if isinstance(item, IndexEntry):
+            if row is None or row.key != item.doc_key:
                 if row is not None:
                     yield replace(row, index=tuple(entries))
-                row, entries = CacheRow(entry.doc_key, None, None, None, 0, None, live=False), []
-            entries.append((entry.customer, entry.etag, entry.expires_at))
+                row, entries = CacheRow(item.doc_key, None, None, None, 0, None, live=False), []
+            entries.append((item.customer, item.etag, item.expires_at))
             continue
         if row is not None:
             yield replace(row, index=tuple(entries))
@@ -84,8 +82,7 @@ def _with_index(items: Iterable[Mapping[str, Any]]) -> Iterator[CacheRow]:
         yield replace(row, index=tuple(entries))
 
 
-def _row(raw: Mapping[str, Any]) -> CacheRow:
-    item = CacheItem.from_item(raw)
+def _row(item: CacheItem) -> CacheRow:
     return CacheRow(
         key=str(item.s3_key),
         etag=item.etag,

@@ -18,6 +18,12 @@ from engine.exceptions import InvalidDocumentError, InvalidRequestError
 from engine.reader import Query
 from engine.settings import Settings
 
+ACTOR = click.option(
+    "--actor",
+    default=None,
+    help="Who writes, recorded in the document's history (default: DOCSYNC_ACTOR).",
+)
+
 
 def _read_documents(stream: IO[str], type_name: str) -> list[Document]:
     """One JSON object, or JSON Lines. All are validated before any is written."""
@@ -55,11 +61,7 @@ def _read_documents(stream: IO[str], type_name: str) -> list[Document]:
     help="Optimistic lock: fail unless the cached version is this (0 = must not exist).",
 )
 @click.argument("source", type=click.File("r", encoding="utf-8"))
-@click.option(
-    "--actor",
-    default=None,
-    help="Who writes, recorded in the document's history (default: DOCSYNC_ACTOR).",
-)
+@ACTOR
 @common(mutating=True)
 @with_settings
 def put_cmd(
@@ -124,11 +126,7 @@ def get_cmd(settings: Settings, fmt: str, type_name: str, doc_id: str, version: 
 @click.option("--type", "type_name", type=TYPE_CHOICE, required=True)
 @click.option("--expected-version", type=int, default=None)
 @click.argument("doc_id")
-@click.option(
-    "--actor",
-    default=None,
-    help="Who writes, recorded in the document's history (default: DOCSYNC_ACTOR).",
-)
+@ACTOR
 @common(mutating=True)
 @with_settings
 def delete_cmd(

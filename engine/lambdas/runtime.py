@@ -34,10 +34,16 @@ def engine() -> Engine:
     return _engine
 
 
+def use_engine(value: Engine | None) -> None:
+    """For tests: a given engine (one with a call recorder, say), or None to build one from
+    the environment again."""
+    global _engine  # noqa: PLW0603
+    _engine = value
+
+
 def reset_engine() -> None:
     """For tests: forget the cached engine so new settings take effect."""
-    global _engine  # noqa: PLW0603
-    _engine = None
+    use_engine(None)
 
 
 def flush_alarm_metrics() -> None:

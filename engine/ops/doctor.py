@@ -13,8 +13,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.infra import STREAM_VIEW, TTL_ATTRIBUTE
+from engine.infra import STREAM_VIEW
 from engine.settings import Settings
+from engine.store.item import TTL_ATTRIBUTE
 
 Status = Literal["ok", "warn", "fail"]
 INIT = "docsync init"
@@ -156,27 +157,16 @@ def _check_gsi(
 def check_stream(settings: Settings, table: dict[str, Any]) -> Check:
     name = str(table.get("TableName", settings.table))
     stream = table.get("StreamSpecification") or {}
-    enable = aws_cli(
-        settings,
-        "dynamodb",
-        "update-table",
-        "--table-name",
-        name,
-        "--stream-specification",
-        f"StreamEnabled=true,StreamViewType={STREAM_VIEW}",
-    )
+
+    def stream_spec(value: str) -> str:
+        cmd = ("dynamodb", "update-table", "--table-name", name, "--stream-specification", value)
+        return aws_cli(settings, *cmd)
+
+    enable = stream_spec(f"StreamEnabled=true,StreamViewType={STREAM_VIEW}")
     if not stream.get("StreamEnabled"):
         return Check("cache-table.stream", "fail", "the table has no stream", enable)
     if stream.get("StreamViewType") != STREAM_VIEW:
-        disable = aws_cli(
-            settings,
-            "dynamodb",
-            "update-table",
-            "--table-name",
-            name,
-            "--stream-specification",
-            "StreamEnabled=false",
-        )
+        disable = stream_spec("StreamEnabled=false")
         return Check(
             "cache-table.stream",
             "fail",

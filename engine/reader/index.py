@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import keys
 from engine.store.cache import CacheStore
+from engine.store.item import CacheItem, IndexEntry
 
 if TYPE_CHECKING:
     from engine.reader.queries import Query
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 MAX_SK = "\uffff"
 # (sort key, type) orders the merged result; newest first means descending.
 Position = tuple[str, str]
-Row = tuple[Position, dict[str, Any]]
+Row = tuple[Position, CacheItem | IndexEntry]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,6 @@ class IndexReads:
         return sum(
             self.cache.count(
                 index,
-                attr,
                 part,
                 keys.iso(since),
                 keys.iso(until) + "#" + MAX_SK,
@@ -61,7 +61,7 @@ class IndexReads:
             )
             for type_name in query.types
             for month in keys.months_desc(since, until)
-            for index, attr, parts, status in [partitions(type_name, query, month, self.shards)]
+            for index, parts, status in [partitions(type_name, query, month, self.shards)]
             for part in parts
         )
 
@@ -82,11 +82,11 @@ class IndexReads:
         page = min(query.limit + 1, self.page_max)
         taken = [0]  # a page never needs more than `page` rows of one type: ask for the rest
         for month in keys.months_desc(since, until):
-            index, attr, parts, status = partitions(type_name, query, month, self.shards)
+            index, parts, status = partitions(type_name, query, month, self.shards)
             shards = [
                 self._shard_rows(
                     type_name,
-                    (index, attr, part, low, high, status),
+                    (index, part, low, high, status),
                     after,
                     now,
                     lambda: max(1, page - taken[0]),
@@ -106,7 +106,7 @@ class IndexReads:
     def _shard_rows(
         self,
         type_name: str,
-        where: tuple[str, str, str, str, str, str | None],
+        where: tuple[str, str, str, str, str | None],
         after: Position | None,
         now: datetime,
         need: Callable[[], int],
@@ -114,12 +114,11 @@ class IndexReads:
     ) -> Iterator[Row]:
         """One partition's rows after the cursor, page by page (`need`: the rows the page still
         needs, of which this shard is asked its share)."""
-        index, attr, part, low, high, status = where
+        index, part, low, high, status = where
         start: dict[str, Any] | None = None
         while True:
             items, start = self.cache.query_page(
                 index,
-                attr,
                 part,
                 low,
                 high,
@@ -129,7 +128,7 @@ class IndexReads:
                 start_key=start,
             )
             for item in items:
-                position = (str(item["tsk"]), type_name)
+                position = (str(item.tsk), type_name)
                 if after is None or position < after:
                     yield position, item
             if not start:
@@ -145,14 +144,14 @@ def share(rows: int, shards: int) -> int:
 
 def partitions(
     type_name: str, query: Query, month: str, shards: int
-) -> tuple[str, str, list[str], str | None]:
-    """(index, partition attribute, partitions, status filter) for one type and month: the
+) -> tuple[str, list[str], str | None]:
+    """(index, partitions, status filter) for one type and month: the
     customer index when a customer is asked (status filtered among that customer's entries),
     else the status or the time index; one partition per month shard."""
+    index, part, status = keys.TIME_INDEX, f"{type_name}#{month}", None
     if query.customer is not None:
+        index, status = keys.CUSTOMER_INDEX, query.status
         part = keys.customer_partition(query.customer, type_name, month)
-        return keys.CUSTOMER_INDEX, "cpk", keys.shard_buckets(part, shards), query.status
-    if query.status is not None:
-        part = f"{type_name}#{query.status}#{month}"
-        return keys.STATUS_INDEX, "spk", keys.shard_buckets(part, shards), None
-    return keys.TIME_INDEX, "tpk", keys.shard_buckets(f"{type_name}#{month}", shards), None
+    elif query.status is not None:
+        index, part = keys.STATUS_INDEX, f"{type_name}#{query.status}#{month}"
+    return index, keys.shard_buckets(part, shards), status

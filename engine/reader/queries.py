@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -30,11 +30,14 @@ from engine.exceptions import (
 )
 from engine.l1 import L1Cache
 from engine.reader.gets import Source, parse_body
-from engine.reader.index import IndexReads, Position
+from engine.reader.index import IndexReads, Position, Row
 from engine.settings import Settings
 from engine.store.cache import CacheStore
+from engine.store.item import CacheItem, IndexEntry
 from engine.store.objects import ObjectStore
 from engine.timing import timed
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +154,7 @@ class Queries:
             )
 
     @staticmethod
-    def _take(
-        rows: Iterator[tuple[Position, dict[str, Any]]], limit: int
-    ) -> list[tuple[Position, dict[str, Any]]]:
+    def _take(rows: Iterator[T], limit: int) -> list[T]:
         taken = []
         for row in rows:
             taken.append(row)
@@ -163,7 +164,7 @@ class Queries:
 
     def _resolve(
         self,
-        rows: Iterator[tuple[Position, dict[str, Any]]],
+        rows: Iterator[Row],
         limit: int,
         now: datetime,
         expiry: list[float],
@@ -177,34 +178,26 @@ class Queries:
             batch = self._take(rows, limit - len(page))
             if not batch:
                 break
-            entries = [item for _, item in batch if "doc" in item]
-            docs = {str(d["pk"]): d for d in self._documents_of(entries, now)}
-            for position, item in batch:
-                served = docs.get(str(item["doc"])) if "doc" in item else item
+            entries = [row for _, row in batch if isinstance(row, IndexEntry)]
+            docs = {d.pk: d for d in self._documents_of(entries, now)}
+            for position, row in batch:
+                served = docs.get(str(row.doc)) if isinstance(row, IndexEntry) else row
                 if served is None:
                     continue
-                expiry.append(float(served.get("expires_at", 0)))
-                page.append((position, self._item_document(position[1], served)))
+                expiry.append(float(served.expires_at or 0))
+                page.append((position, self._item_document(served)))
         return page
 
-    def _documents_of(self, entries: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    def _documents_of(self, entries: list[IndexEntry], now: datetime) -> list[CacheItem]:
         """The documents of customer-index entries (one BatchGetItem per 100), each only if
-        it is still the committed, live, unexpired image the entry was written with (same
-        ETag, still listing the customer): an entry left by drift is never served."""
+        its entry still `matches` it: an entry left by drift is never served."""
         if not entries:
             return []
-        docs = self.cache.batch_get([str(e["doc"]) for e in entries])
+        docs = self.cache.batch_get([str(e.doc) for e in entries])
         served = []
         for entry in entries:
-            doc = docs.get(str(entry["doc"]))
-            if (
-                doc is not None
-                and doc.get("state") == "live"
-                and int(doc.get("expires_at", 0)) > now.timestamp()
-                and doc.get("etag") == entry.get("etag")
-                and doc.get("tsk") == entry.get("tsk")
-                and entry.get("customer") in (doc.get("customers") or [])
-            ):
+            doc = docs.get(str(entry.doc))
+            if doc is not None and entry.matches(doc, now):
                 served.append(doc)
         return served
 
@@ -248,10 +241,10 @@ class Queries:
             fields.update(source="s3", total=total)
             return total, "s3"
 
-    def _item_document(self, type_name: str, item: dict[str, Any]) -> dict[str, Any]:
-        key = str(item["s3_key"])
-        if "body" in item:
-            return parse_body(str(item["body"]).encode(), key)
+    def _item_document(self, item: CacheItem) -> dict[str, Any]:
+        key = str(item.s3_key)
+        if item.body is not None:
+            return parse_body(item.body, key)
         return parse_body(self.objects.get(key).body, key)
 
     def _s3_rows(

@@ -25,9 +25,12 @@ from engine.exceptions import CacheUnavailableError, StoreError
 from engine.ratelimit import TokenBucket
 from engine.store.base import ConditionFailed, ErrorMap, StoreCall
 from engine.store.item import (
+    GSI_KEYS,
     PENDING,
     CacheItem,
+    IndexEntry,
     deserialize,
+    from_index,
     index_entries,
     now_ms,
     serialize,
@@ -85,7 +88,6 @@ class CacheStore:
     def query_page(
         self,
         index: str,
-        partition_attr: str,
         partition: str,
         low: str,
         high: str,
@@ -94,21 +96,21 @@ class CacheStore:
         now: datetime,
         status: str | None = None,
         start_key: dict[str, Any] | None = None,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One page of an index, newest first, never expired (TTL deletes lazily).
-        `status`: a filter (the customer index holds every status of a customer)."""
-        kwargs = _range_query(index, partition_attr, partition, low, high, now, status)
+    ) -> tuple[list[CacheItem | IndexEntry], dict[str, Any] | None]:
+        """One page of an index, newest first, never expired (TTL deletes lazily): documents'
+        items, or customer-index entries. `status`: a filter (the customer index holds every
+        status of a customer)."""
+        kwargs = _range_query(index, partition, low, high, now, status)
         kwargs.update(ScanIndexForward=False, Limit=limit)
         if start_key:
             kwargs["ExclusiveStartKey"] = start_key
         response = self._call("Query", self._ddb.query, **kwargs)
-        items = [deserialize(i) for i in response.get("Items", [])]
+        items = [from_index(deserialize(i)) for i in response.get("Items", [])]
         return items, response.get("LastEvaluatedKey")
 
     def count(
         self,
         index: str,
-        partition_attr: str,
         partition: str,
         low: str,
         high: str,
@@ -118,7 +120,7 @@ class CacheStore:
     ) -> int:
         """How many unexpired entries one partition holds in the range (Select=COUNT: items
         are read, and billed, but not returned; one call per 1 MB read)."""
-        kwargs = _range_query(index, partition_attr, partition, low, high, now, status)
+        kwargs = _range_query(index, partition, low, high, now, status)
         kwargs["Select"] = "COUNT"
         total = 0
         while True:
@@ -129,23 +131,23 @@ class CacheStore:
                 return total
             kwargs["ExclusiveStartKey"] = start
 
-    def holds_any(self, index: str, partition_attr: str, partition: str) -> bool:
+    def holds_any(self, index: str, partition: str) -> bool:
         """Whether one index partition holds any item at all (one Query, Limit=1, COUNT)."""
         response = self._call(
             "Query",
             self._ddb.query,
             IndexName=index,
             KeyConditionExpression="#p = :p",
-            ExpressionAttributeNames={"#p": partition_attr},
+            ExpressionAttributeNames={"#p": GSI_KEYS[index][0]},
             ExpressionAttributeValues={":p": {"S": partition}},
             Select="COUNT",
             Limit=1,
         )
         return int(response.get("Count", 0)) > 0
 
-    def batch_get(self, pks: list[str]) -> dict[str, dict[str, Any]]:
+    def batch_get(self, pks: list[str]) -> dict[str, CacheItem]:
         """Items by pk (strongly consistent), 100 keys per BatchGetItem, unprocessed retried."""
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, CacheItem] = {}
         unique = list(dict.fromkeys(pks))
         for start in range(0, len(unique), 100):
             request: dict[str, Any] = {
@@ -159,20 +161,22 @@ class CacheStore:
                     "BatchGetItem", self._ddb.batch_get_item, table=False, RequestItems=request
                 )
                 for raw in response.get("Responses", {}).get(self.table, []):
-                    item = deserialize(raw)
-                    found[str(item["pk"])] = item
+                    item = CacheItem.from_wire(raw)
+                    found[item.pk] = item
                 request = dict(response.get("UnprocessedKeys") or {})
         return found
 
-    def key_index(self, partition: str) -> Iterator[dict[str, Any]]:
-        """Live entries of one key-index partition, in S3 key order, page by page."""
-        return self._items(
+    def key_index(self, partition: str) -> Iterator[CacheItem | IndexEntry]:
+        """Live entries of one key-index partition, in S3 key order, page by page (each
+        document's customer-index entries right after it)."""
+        items = self._items(
             "Query",
             self._ddb.query,
             IndexName=keys.KEY_INDEX,
             KeyConditionExpression="kpk = :p",
             ExpressionAttributeValues={":p": {"S": partition}},
         )
+        return (from_index(item) for item in items)
 
     def scan_all(self) -> Iterator[dict[str, Any]]:
         """Every item (tests and small tables only)."""
@@ -451,7 +455,7 @@ class CacheStore:
         *,
         stale_before: datetime,
         prev_customers: list[str],
-        expect: dict[str, Any] | None = None,
+        expect: CacheItem | None = None,
     ) -> None:
         """Write a committed image (live or tombstone) and drop any stale intent.
 
@@ -461,8 +465,9 @@ class CacheStore:
 
         Refused (ConditionFailed with the current item) while another write's intent is fresh,
         and, by default, unless the entry's recorded S3 position (`s3_last_modified`) is older.
-        With `expect`, a compare-and-swap instead: only if `state`, `etag` and
-        `s3_last_modified` are still exactly what the caller saw (used after re-checking S3).
+        With `expect` (the entry as the caller saw it), a compare-and-swap instead: only if its
+        `state`, `etag` and `s3_last_modified` are still exactly those (used after re-checking
+        S3).
         """
         sets = {k: v for k, v in attrs.items() if v is not None}
         removes = [k for k, v in attrs.items() if v is None and k != "pk"]
@@ -478,12 +483,12 @@ class CacheStore:
             )
         else:
             names.update({"#st": "state", "#et": "etag"})
-            values.update({":xst": expect.get("state"), ":xlm": expect.get("s3_last_modified")})
+            values.update({":xst": expect.state, ":xlm": expect.s3_last_modified_ms})
             condition = f"{no_fresh_intent} AND #st = :xst AND #lm = :xlm"
-            if expect.get("etag") is None:
+            if expect.etag is None:
                 condition += " AND attribute_not_exists(#et)"
             else:
-                values[":xet"] = expect["etag"]
+                values[":xet"] = expect.etag
                 condition += " AND #et = :xet"
         names["#cu"] = "customers"
         if prev_customers:
@@ -528,14 +533,14 @@ class CacheStore:
 
 def _range_query(
     index: str,
-    partition_attr: str,
     partition: str,
     low: str,
     high: str,
     now: datetime,
     status: str | None,
 ) -> dict[str, Any]:
-    names = {"#p": partition_attr, "#s": "tsk", "#e": "expires_at"}
+    hash_key, range_key = GSI_KEYS[index]
+    names = {"#p": hash_key, "#s": range_key, "#e": "expires_at"}
     values: dict[str, Any] = {
         ":p": {"S": partition},
         ":lo": {"S": low},

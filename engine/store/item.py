@@ -23,6 +23,29 @@ from engine.documents import Document
 from engine.store.objects import ObjectInfo
 
 INLINE_BODY_LIMIT = 350_000  # DynamoDB items are capped at 400 KB; above this, S3 only
+PK = "pk"  # the table's key: `type#id` (a document), or a reserved `_docsync#…` item
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds; DynamoDB's TTL deletes past it (lazily)
+# Each GSI's (hash, range) key attributes. Only committed live entries hold them (sparse
+# indexes), and only index entries hold `cpk` (engine/keys.py: what the values are).
+GSI_KEYS = {
+    keys.CUSTOMER_INDEX: ("cpk", "tsk"),
+    keys.TIME_INDEX: ("tpk", "tsk"),
+    keys.STATUS_INDEX: ("spk", "tsk"),
+    keys.KEY_INDEX: ("kpk", "s3_key"),
+}
+# What the key index projects beside its keys: what the reconciler reads of an entry
+# (`CacheItem` for a document's row, `IndexEntry` for a customer-index entry).
+KEY_INDEX_PROJECTION = (
+    "etag",
+    "size",
+    "s3_last_modified",
+    "sequencer",
+    "state",
+    TTL_ATTRIBUTE,
+    "p_tx",
+    "p_at",
+    "customers",  # the reconciler checks a document's customer-index entries against them
+)
 PENDING = ("p_tx", "p_etag", "p_op", "p_at", "p_version", "p_cust")
 INDEX_KEYS = ("tpk", "tsk", "spk", "kpk")
 TEXT_ATTRIBUTES = (
@@ -185,6 +208,13 @@ class CacheItem:
         )
 
     @classmethod
+    def from_image(cls, image: Mapping[str, Any] | None, pk: str | None) -> CacheItem | None:
+        """A stream record's image, under its record's key (None: no image, or no key)."""
+        if image is None or pk is None:
+            return None
+        return cls.from_item({**image, PK: pk})
+
+    @classmethod
     def maybe(cls, item: Mapping[str, Any] | None) -> CacheItem | None:
         """`from_item`, or None where there is no item (a refused write's `exc.item`)."""
         return cls.from_item(item) if item else None
@@ -270,6 +300,8 @@ class IndexEntry:
     customer: str
     etag: str | None
     expires_at: int
+    doc: str | None = None  # its document's pk (not in the key index's projection)
+    tsk: str | None = None  # its document's sort key when written (idem)
 
     @staticmethod
     def holds(item: Mapping[str, Any]) -> bool:
@@ -278,7 +310,29 @@ class IndexEntry:
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> IndexEntry:
         doc_key, _, customer = str(item["s3_key"]).rpartition(keys.INDEX_KEY_SEP)
-        return cls(doc_key, customer, _text(item.get("etag")), _int(item.get("expires_at")) or 0)
+        return cls(
+            doc_key,
+            customer,
+            _text(item.get("etag")),
+            _int(item.get("expires_at")) or 0,
+            _text(item.get("doc")),
+            _text(item.get("tsk")),
+        )
+
+    def matches(self, doc: CacheItem, now: datetime) -> bool:
+        """Its document is still the committed, live, unexpired image it was written with
+        (same ETag and sort key, still listing the customer): else it is drift, never served."""
+        return (
+            doc.servable(now)
+            and doc.etag == self.etag
+            and doc.tsk == self.tsk
+            and self.customer in (doc.customers or ())
+        )
+
+
+def from_index(item: Mapping[str, Any]) -> CacheItem | IndexEntry:
+    """An item an index returned: a customer-index entry, or a document's own item."""
+    return IndexEntry.from_item(item) if IndexEntry.holds(item) else CacheItem.from_item(item)
 
 
 # -- the attribute builders (the images the stores write; None: remove the attribute) ------
@@ -294,9 +348,11 @@ def live_attributes(
     inline_limit: int = INLINE_BODY_LIMIT,
     sequencer: str | None = None,
     month_shards: int = 1,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """The committed image of a live document, index keys included (its month buckets split
-    `month_shards` ways: see `keys.month_shard`)."""
+    `month_shards` ways: see `keys.month_shard`). `actor`: who wrote it (the pipeline's own
+    commits only; without one, the attribute is left as it is)."""
     month = keys.month_bucket(doc.modified_at)
     tsk = keys.time_sort_key(doc.modified_at, doc.id)
     inline = len(doc.body) <= inline_limit
@@ -322,6 +378,7 @@ def live_attributes(
         "tsk": tsk,
         "spk": keys.status_partition(doc.type, doc.status, month, doc.id, month_shards),
         "kpk": keys.key_shard(prefix, doc.id),
+        **({"actor": actor} if actor else {}),
     }
 
 
@@ -343,6 +400,11 @@ def tombstone_attributes(
         "expires_at": keys.expires_at(deleted_at, ttl_days),
         **dict.fromkeys(("body", "body_in_s3", "etag", "size", "customers", *INDEX_KEYS)),
     }
+
+
+def at_position(attrs: Mapping[str, Any], ms: int) -> dict[str, Any]:
+    """An image built above, with its recorded S3 position moved to `ms` (epoch ms)."""
+    return {**attrs, "s3_last_modified": ms}
 
 
 def index_entries(type_name: str, doc_id: str, image: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -198,7 +198,8 @@ class StreamProcessor:
         if record.event_name == "REMOVE":
             if record.ttl_expiry:
                 name = type_name or "unknown"
-                state = str((record.old or {}).get("state", "unknown"))
+                old = record.old_item
+                state = (old.state if old is not None else None) or "unknown"
                 out.ttl_expiries[(name, state)] += 1
                 window = self.windows.at(record.created_at, name)
                 window.counts["records"] += 1
@@ -208,12 +209,12 @@ class StreamProcessor:
             else:
                 out.removed += 1
             return
-        new = _item(record.new, pk)
+        new = record.new_item
         if type_name is None or new is None or (new.state is None and new.intent is None):
             out.ignored += 1
             return
         self.windows.at(record.created_at, type_name).counts["records"] += 1
-        self._change(type_name, record, _item(record.old, pk), new, out)
+        self._change(type_name, record, record.old_item, new, out)
 
     def _change(
         self,
@@ -247,7 +248,7 @@ class StreamProcessor:
             status = image.status if image is not None else None
             out.changes[(type_name, kind)] += 1
             window.change(kind, customers, status or None)
-            touched = partitions_of(type_name, image.as_item()) if image is not None else []
+            touched = partitions_of(image) if image is not None else []
             out.partitions.update(touched)
             window.partitions.update(touched)
         if kind == "updates" and old_status != new.status:
@@ -299,10 +300,3 @@ class StreamProcessor:
             },
             "cluster": self.cluster.as_dict(),
         }
-
-
-def _item(image: Mapping[str, Any] | None, pk: str | None) -> CacheItem | None:
-    """A record's image as a cache item (None: no image)."""
-    if image is None or pk is None:
-        return None
-    return CacheItem.from_item({**image, "pk": pk})

@@ -25,35 +25,35 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from engine.readmetrics.item import is_reserved
+from engine.store.item import CacheItem
 from engine.streams.records import ChangeRecord
 
 Change = Literal["create", "update", "delete"]
 DAY_S = 86_400
 
 
-def _iso_ms(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _iso_ms(ms: int | None) -> str | None:
+    if ms is None:
         return None
-    stamp = datetime.fromtimestamp(float(value) / 1000, UTC)
+    stamp = datetime.fromtimestamp(ms / 1000, UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def change_of(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Change | None:
+def change_of(old: CacheItem | None, new: CacheItem) -> Change | None:
     """The change one committed image makes over the previous one (None: not a change)."""
-    state = new.get("state")
-    before = old or {}
+    state = new.state
     if state not in ("live", "deleted"):
         return None  # an intent on a new entry: nothing committed yet
-    if old is not None and before.get("version") == new.get("version"):
+    if old is not None and old.version == new.version:
         return None  # an intent, a rollback, or a write that changed nothing
-    if new.get("sync_source") == "backfill":
+    if new.sync_source == "backfill":
         return None
-    old_state = before.get("state")
+    old_state = old.state if old is not None else None
     if state == "deleted":
         return "delete" if old_state != "deleted" else None
-    if old_state != "live":
+    if old is None or old_state != "live":
         return "create"
-    if before.get("etag") == new.get("etag") and before.get("status") == new.get("status"):
+    if old.etag == new.etag and old.status == new.status:
         return None
     return "update"
 
@@ -61,41 +61,35 @@ def change_of(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Change |
 def history_entry(record: ChangeRecord, history_days: int) -> dict[str, Any] | None:
     """The history item one stream record makes, or None when it is no committed change."""
     pk = record.pk
-    if (
-        record.event_name == "REMOVE"
-        or record.new is None
-        or pk is None
-        or "#" not in pk
-        or is_reserved(pk)
-    ):
+    if record.event_name == "REMOVE" or pk is None or "#" not in pk or is_reserved(pk):
         return None
-    new, old = record.new, record.old
+    new, old = record.new_item, record.old_item
+    if new is None:
+        return None
     change = change_of(old, new)
-    if change is None or not isinstance(new.get("version"), int):
+    if change is None or new.version is None:
         return None
-    type_name, _, doc_id = pk.partition("#")
-    shown = new if change != "delete" else (old or {})  # a tombstone keeps no status
-    synced = new.get("synced_at")
-    at_s = int(synced) // 1000 if isinstance(synced, int | float) else 0
+    shown = new if change != "delete" else old  # a tombstone keeps no status
+    synced = new.synced_at
     entry: dict[str, Any] = {
         "pk": pk,
-        "version": int(new["version"]),
-        "type": type_name,
-        "id": doc_id,
+        "version": new.version,
+        "type": new.type,
+        "id": new.id,
         "change": change,
-        "status_from": (old or {}).get("status") if change != "create" else None,
-        "status_to": new.get("status") if change != "delete" else None,
-        "customers": [str(c) for c in shown.get("customers") or []],
-        "etag": new.get("etag") if change != "delete" else None,
-        "s3_last_modified": _iso_ms(new.get("s3_last_modified")),
-        "sync_source": new.get("sync_source"),
+        "status_from": old.status if old is not None and change != "create" else None,
+        "status_to": new.status if change != "delete" else None,
+        "customers": list(shown.customers or ()) if shown is not None else [],
+        "etag": new.etag if change != "delete" else None,
+        "s3_last_modified": _iso_ms(new.s3_last_modified_ms),
+        "sync_source": new.sync_source,
         "at": _iso_ms(synced),
-        "expires_at": at_s + history_days * DAY_S,
+        "expires_at": (synced or 0) // 1000 + history_days * DAY_S,
     }
-    if new.get("sync_source") == "write" and new.get("actor"):
-        entry["actor"] = str(new["actor"])
-    if new.get("s3_version_id"):
-        entry["s3_version_id"] = str(new["s3_version_id"])
+    if new.sync_source == "write" and new.actor:
+        entry["actor"] = new.actor
+    if new.s3_version_id:
+        entry["s3_version_id"] = new.s3_version_id
     return {k: v for k, v in entry.items() if v is not None and v != []}
 
 

@@ -15,21 +15,22 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine import keys
+from engine.store.item import CacheItem
 
 LIMIT_WRITES_PER_S = 1000.0  # DynamoDB's per-partition write ceiling (1,000 WCU/s)
 
 
-def partitions_of(type_name: str, image: Mapping[str, Any]) -> list[str]:
+def partitions_of(item: CacheItem) -> list[str]:
     """`index partition` of every GSI entry a committed image writes (a tombstone: those its
     previous image held, which the write removes: pass the old image)."""
-    tpk = image.get("tpk")
+    type_name, tpk = item.type, item.tpk
     if not tpk:
         return []
     out = [f"{keys.TIME_INDEX} {tpk}"]
-    if image.get("spk"):
-        out.append(f"{keys.STATUS_INDEX} {image['spk']}")
-    month = str(tpk)[len(type_name) + 1 :]
-    customers = dict.fromkeys(str(c) for c in image.get("customers") or [])
+    if item.spk:
+        out.append(f"{keys.STATUS_INDEX} {item.spk}")
+    month = tpk[len(type_name) + 1 :]
+    customers = dict.fromkeys(item.customers or ())
     out += [
         f"{keys.CUSTOMER_INDEX} {keys.customer_partition(c, type_name, month)}" for c in customers
     ]

@@ -21,10 +21,10 @@ reconcile is the safety net for those.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from engine.store.item import CacheItem
 from engine.streams.records import ChangeRecord, sequence_int
 
 Reason = Literal["stuck_intent", "recheck"]
@@ -76,19 +76,19 @@ class PendingKeys:
         if record.event_name == "REMOVE":
             self._keys.pop(pk, None)  # a rolled-back new entry, a delete, a TTL expiry
             return
-        old, new = record.old or {}, record.new or {}
-        tx = new.get("p_tx")
-        if tx:
+        old, new = record.old_item, record.new_item
+        intent = new.intent if new is not None else None
+        if intent is not None:
             held = self._keys.get(pk)
-            if held is None or held.tx != tx:
-                due = _int(new.get("p_at")) + self.grace_ms
-                self._add(PendingKey(pk, "stuck_intent", due, str(tx), *_where(record)))
+            if held is None or held.tx != intent.tx:
+                due = (intent.at or 0) + self.grace_ms
+                self._add(PendingKey(pk, "stuck_intent", due, intent.tx, *_where(record)))
             return
         held = self._keys.get(pk)
         if held is not None and held.reason == "stuck_intent":
             del self._keys[pk]
-        if _rewrote_intent(old, new):
-            due = _int(new.get("synced_at")) + self.recheck_ms
+        if new is not None and _rewrote_intent(old, new):
+            due = (new.synced_at or 0) + self.recheck_ms
             self._add(PendingKey(pk, "recheck", due, None, *_where(record)))
 
     def _add(self, key: PendingKey) -> None:
@@ -130,13 +130,14 @@ class PendingKeys:
         self._keys.clear()
 
 
-def _rewrote_intent(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+def _rewrote_intent(old: CacheItem | None, new: CacheItem) -> bool:
+    if old is None or old.intent is None:
+        return False
     return (
-        bool(old.get("p_tx"))
-        and new.get("sync_source") in _REWRITERS
-        and new.get("version") != old.get("version")
-        and old.get("p_op") == "put"
-        and old.get("p_etag") != new.get("etag")
+        new.sync_source in _REWRITERS
+        and new.version != old.version
+        and old.intent.op == "put"
+        and old.intent.etag != new.etag
     )
 
 
@@ -146,9 +147,3 @@ def _where(record: ChangeRecord) -> tuple[str, str]:
 
 def _order(key: PendingKey) -> tuple[int, str]:
     return key.due_ms, key.pk
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    return int(value)

@@ -14,7 +14,7 @@ import binascii
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from engine.store.item import PK, CacheItem
 from engine.store.values import plain
 from engine.streams.exceptions import MalformedRecordError
 
@@ -46,11 +47,29 @@ class ChangeRecord:
     table: str | None = None
     event_id: str | None = None
     size_bytes: int | None = None
+    _items: dict[str, CacheItem | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def pk(self) -> str | None:
-        value = self.keys.get("pk")
+        value = self.keys.get(PK)
         return value if isinstance(value, str) else None
+
+    @property
+    def old_item(self) -> CacheItem | None:
+        """The old image as a cache item (None: there is none); read once, however many
+        parts of the core ask."""
+        return self._item("old", self.old)
+
+    @property
+    def new_item(self) -> CacheItem | None:
+        return self._item("new", self.new)
+
+    def _item(self, which: str, image: Mapping[str, Any] | None) -> CacheItem | None:
+        if which not in self._items:
+            self._items[which] = CacheItem.from_image(image, self.pk)
+        return self._items[which]
 
     @property
     def dedupe_key(self) -> tuple[str, str]:

@@ -7,6 +7,7 @@ sleeping), and with real threads under a real clock (the bound holds whatever th
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -21,7 +22,9 @@ from engine import keys
 from engine.app import Engine
 from engine.documents import Document, parse_document
 from engine.exceptions import WriteConflictError
-from engine.reader import Query
+from engine.l1 import L1Cache
+from engine.pipeline import WritePipeline
+from engine.reader import Query, Reader
 from engine.settings import Settings
 from tests.conftest import make_settings
 
@@ -57,9 +60,16 @@ def l1_engine(
     s = make_settings(str(settings.endpoint_url), l1={"mode": "on", "max_staleness_s": staleness_s})
     engine = Engine.build(s)
     assert engine.l1 is not None
-    if clock is not None:
-        engine.l1._clock = clock
-    return engine
+    if clock is None:
+        return engine
+    # The same wiring, with an L1 on the test's clock (through the constructors' own seams).
+    l1 = L1Cache(s.l1.max_bytes, s.l1.max_staleness_s, clock=clock)
+    return dataclasses.replace(
+        engine,
+        pipeline=WritePipeline(s, engine.cache, engine.objects, l1=l1),
+        reader=Reader(s, engine.cache, engine.objects, l1, sync=engine.sync),
+        l1=l1,
+    )
 
 
 OPS = st.lists(

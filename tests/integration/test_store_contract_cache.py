@@ -23,7 +23,7 @@ from engine.documents import Document, parse_document
 from engine.readmetrics.item import delta_of_image, flush_update, metrics_pk, zero
 from engine.store.base import ConditionFailed
 from engine.store.cache import CacheStore
-from engine.store.item import live_attributes
+from engine.store.item import CacheItem, IndexEntry, live_attributes
 from engine.store.objects import ObjectInfo
 from tests.memory_stores import memory_cache, memory_settings
 
@@ -79,10 +79,8 @@ def write(cache: CacheStore, d: Document) -> int:
 
 def customer_entries(cache: CacheStore, customer: str) -> list[str]:
     partition = keys.customer_partition(customer, "change", MONTH)
-    items, _ = cache.query_page(
-        keys.CUSTOMER_INDEX, "cpk", partition, "0", "9~", limit=100, now=NOW
-    )
-    return [str(i["doc"]) for i in items]
+    items, _ = cache.query_page(keys.CUSTOMER_INDEX, partition, "0", "9~", limit=100, now=NOW)
+    return [str(i.doc) for i in items if isinstance(i, IndexEntry)]
 
 
 def time_page(
@@ -90,10 +88,10 @@ def time_page(
 ) -> tuple[list[str], dict[str, Any] | None]:
     partition = keys.time_partition("change", MONTH, "x", 1)
     items, last = cache.query_page(
-        keys.TIME_INDEX, "tpk", partition, "0", "9~", limit=limit, now=NOW, status=status,
+        keys.TIME_INDEX, partition, "0", "9~", limit=limit, now=NOW, status=status,
         start_key=start,
     )  # fmt: skip
-    return [str(i["pk"]) for i in items], last
+    return [i.pk for i in items if isinstance(i, CacheItem)], last
 
 
 # -- begin, commit, rollback --------------------------------------------------------------
@@ -235,31 +233,29 @@ def test_time_index_pages_newest_first_and_counts(cache: CacheStore) -> None:
     assert all_pages(cache, 2) == [f"change#CHG-{n}" for n in (4, 3, 2, 1, 0)]
     assert time_page(cache, 2)[0] == ["change#CHG-4", "change#CHG-3"]
     partition = keys.time_partition("change", MONTH, "x", 1)
-    assert cache.count(keys.TIME_INDEX, "tpk", partition, "0", "9~", now=NOW) == 5
+    assert cache.count(keys.TIME_INDEX, partition, "0", "9~", now=NOW) == 5
     draft = keys.status_partition("change", "draft", MONTH, "x", 1)
-    assert cache.count(keys.STATUS_INDEX, "spk", draft, "0", "9~", now=NOW) == 2
-    drafts = cache.count(keys.TIME_INDEX, "tpk", partition, "0", "9~", now=NOW, status="draft")
+    assert cache.count(keys.STATUS_INDEX, draft, "0", "9~", now=NOW) == 2
+    drafts = cache.count(keys.TIME_INDEX, partition, "0", "9~", now=NOW, status="draft")
     assert drafts == 2
     approved = time_page(cache, 10, status="approved")[0]
     assert approved == ["change#CHG-4", "change#CHG-2", "change#CHG-0"]
     low = keys.time_sort_key(MONTH_START + timedelta(minutes=1), "")
     high = keys.time_sort_key(MONTH_START + timedelta(minutes=3), "~")
-    assert cache.count(keys.TIME_INDEX, "tpk", partition, low, high, now=NOW) == 3
-    assert cache.holds_any(keys.TIME_INDEX, "tpk", partition)
-    assert not cache.holds_any(keys.TIME_INDEX, "tpk", partition + "x")
+    assert cache.count(keys.TIME_INDEX, partition, low, high, now=NOW) == 3
+    assert cache.holds_any(keys.TIME_INDEX, partition)
+    assert not cache.holds_any(keys.TIME_INDEX, partition + "x")
     later = NOW + timedelta(days=400)  # every entry has expired by then (TTL is lazy)
-    assert cache.count(keys.TIME_INDEX, "tpk", partition, "0", "9~", now=later) == 0
+    assert cache.count(keys.TIME_INDEX, partition, "0", "9~", now=later) == 0
 
 
 def test_key_index_is_in_s3_key_order_and_projected(cache: CacheStore) -> None:
     ids = ["Cb", "C_a", "CZ", "C-1", "C.x", "C9", "Cab"]
     for doc_id in ids:
         write(cache, doc(doc_id, customer_codes=[]))
-    listed = list(cache.key_index("changes/C"))
-    assert [i["s3_key"] for i in listed] == sorted(
-        (f"changes/{i}.json" for i in ids), key=str.encode
-    )
-    assert all("body" not in i and "title" not in i and "etag" in i for i in listed)
+    listed = [i for i in cache.key_index("changes/C") if isinstance(i, CacheItem)]
+    assert [i.s3_key for i in listed] == sorted((f"changes/{i}.json" for i in ids), key=str.encode)
+    assert all(i.body is None and i.title is None and i.etag for i in listed)
 
 
 def test_batch_get_and_scan(cache: CacheStore) -> None:

@@ -24,6 +24,7 @@ from engine.lambdas import stream as lambda_handler
 from engine.settings import Settings
 from engine.store.base import ConditionFailed
 from engine.store.leases import Checkpoints
+from engine.store.stream import StreamStore
 from engine.streams.consumer import LocalConsumer
 from tests.integration.test_reconcile import _stream_records
 from tests.integration.test_streams_consumer import config, doc
@@ -113,7 +114,7 @@ def test_a_consumer_killed_with_keys_pending_repairs_them_after_its_restart(
     arn = first.summary.stream_arn
     assert arn is not None
     saved = Checkpoints(patient.clients.dynamodb, settings.leases_table, arn)
-    shard = next(iter(first._states))
+    [shard] = [s["ShardId"] for s in StreamStore(patient.clients).shards(arn)]
     (cp,) = saved.load([shard]).values()
     records = _stream_records(patient)
     first_intent = intent_record(records, "change#CHG-S0")

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from engine import keys
 from engine.app import Engine
 from engine.breaker import CircuitBreaker
 from engine.documents import Document, parse_document
 from engine.ratelimit import TokenBucket
 from engine.reader import Query
 from engine.readmetrics.flush import MetricsFlusher
-from engine.readmetrics.item import METRICS_PK
+from engine.readmetrics.item import METRICS_PK, metrics_pk
 from engine.settings import Settings, StreamSettings
 from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
@@ -190,18 +191,45 @@ def test_metrics_item_is_reserved_ttld_and_outside_every_index(
 
 
 def test_a_retried_flush_is_not_counted_twice(settings: Settings, engine: Engine) -> None:
+    """A flush that landed but whose response was lost (a timeout) is retried as it was: its
+    id is in the item already, so the retry is refused instead of counted twice."""
+    from engine.exceptions import CacheUnavailableError
+
     stats = engine.reader.stats
+    window = keys.tumbling_start(time.time(), 60)
+    cache = CacheStore(
+        _LandsThenFails(engine.clients.dynamodb),  # type: ignore[arg-type]
+        settings.table,
+        TokenBucket(100, 10, 1.0),
+        _breaker(),
+    )
+    flusher = MetricsFlusher(cache, stats, clock=lambda: window)
     stats.record("hit", 2.0)
-    flusher = MetricsFlusher(engine.cache, stats)
-    delta = stats.take_delta()
-    flusher._write("flush-1", 1_800_000_000, delta)
-    flusher._write("flush-1", 1_800_000_000, delta)  # e.g. botocore's retry after a timeout
-    flusher._write("flush-2", 1_800_000_000, delta)
+    with pytest.raises(CacheUnavailableError):
+        flusher.flush()  # landed; the caller saw a timeout
+    assert flusher.flush() is not None  # the same flush again: refused, done
+    stats.record("hit", 2.0)
+    flusher.flush()  # a new flush
     raw = engine.clients.dynamodb.get_item(
-        TableName=settings.table, Key={"pk": {"S": METRICS_PK + "2027-01-15T08:00:00Z"}}
+        TableName=settings.table, Key={"pk": {"S": metrics_pk(window)}}
     )["Item"]
     item = deserialize(raw)
-    assert (item["hits"], item["flushes"], item["flush_ids"]) == (2, 2, {"flush-1", "flush-2"})
+    assert (item["hits"], item["flushes"], len(item["flush_ids"])) == (2, 2, 2)
+
+
+class _LandsThenFails:
+    """A DynamoDB client whose first update_item lands, then fails as a lost response would."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.failed = False
+
+    def update_item(self, **kwargs: Any) -> Any:
+        response = self._client.update_item(**kwargs)
+        if not self.failed:
+            self.failed = True
+            raise EndpointConnectionError(endpoint_url="http://nowhere")
+        return response
 
 
 class _FailingOnce:

@@ -226,11 +226,11 @@ def _parse_policy(text: str) -> dict[str, Any]:
     return parsed
 
 
-def recorded_engine(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+def recorded_engine() -> Recorder:
     """The handlers' per-container engine, built from the function's environment, with the
-    recorder on every client it makes."""
+    recorder on every client it makes (the `stack` fixture forgets it afterwards)."""
     recorder = Recorder()
-    monkeypatch.setattr(runtime, "_engine", Engine.build(load_settings(), recorder))  # type: ignore[arg-type]
+    runtime.use_engine(Engine.build(load_settings(), recorder))  # type: ignore[arg-type]
     return recorder
 
 
@@ -286,9 +286,7 @@ def _docs(n: int, seed: int) -> list[Any]:
     return [parse_document(raw) for raw in sample_documents(n, seed=seed)]
 
 
-def test_listener_role_covers_the_sqs_handler(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_listener_role_covers_the_sqs_handler(stack: Stack) -> None:
     """Events on three documents, one per write path: new (a whole-image put), changed with
     the cache claiming a newer position (conditional update after an S3 re-check), deleted
     (a tombstone)."""
@@ -311,7 +309,7 @@ def test_listener_role_covers_the_sqs_handler(
     delete = delete_event(settings, "x")
     delete["Records"][0]["s3"]["object"]["key"] = key[gone.id]
     bodies.append((str(uuid.uuid4()), json.dumps(delete)))
-    recorder = recorded_engine(monkeypatch)
+    recorder = recorded_engine()
     assert listener.sqs_handler(sqs_event(*bodies), None) == {"batchItemFailures": []}
     assert seed.cache.get_item(fresh.type, fresh.id) is not None
     check(stack, "ListenerRole", recorder)
@@ -387,12 +385,10 @@ def _plant_drift(seed: Engine) -> None:
     seed.objects.delete(f"{prefixes[orphan.type]}{orphan.id}.json")
 
 
-def test_reconcile_role_covers_the_scheduled_handler(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_reconcile_role_covers_the_scheduled_handler(stack: Stack) -> None:
     seed = setup_engine()
     _plant_drift(seed)
-    recorder = recorded_engine(monkeypatch)
+    recorder = recorded_engine()
     repaired = reconcile.handler({"mode": "repair"}, None)
     assert repaired["ran"] and sum(repaired["repaired"].values()) == 3, repaired
     assert reconcile.handler({"mode": "report"}, None)["remaining"] == 0
@@ -400,15 +396,13 @@ def test_reconcile_role_covers_the_scheduled_handler(
     check(stack, "ReconcileRole", recorder)
 
 
-def test_shard_worker_role_covers_the_task_handler(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_shard_worker_role_covers_the_task_handler(stack: Stack) -> None:
     seed = setup_engine()
     _plant_drift(seed)
     tasks.enqueue(seed, "repair")
     event = sqs_records(stack, "WorkQueueUrl")
     assert event["Records"]
-    recorder = recorded_engine(monkeypatch)
+    recorder = recorded_engine()
     assert reconcile_tasks.sqs_handler(event, None) == {"batchItemFailures": []}
     check(stack, "ShardWorkerRole", recorder)
 

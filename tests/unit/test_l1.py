@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from hypothesis import given
@@ -92,16 +93,16 @@ def test_stream_records_invalidate_their_document_and_skip_reserved_items() -> N
 @given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 400)), max_size=60))
 def test_the_byte_budget_holds_and_evicts_least_recently_used(ops: list[Any]) -> None:
     l1, _, _ = cache(max_bytes=1000)
-    order: list[Any] = []
+    held: OrderedDict[Any, int] = OrderedDict()  # the model: key → size, least recent first
     for n, size in ops:
         key = ("get", "change", str(n))
-        if l1.get(key) is not None:
-            order.remove(key)
-            order.append(key)
+        assert (l1.get(key) is not None) == (key in held)
+        if key in held:
+            held.move_to_end(key)
         if l1.put(key, b"x", size, l1.ticket(), expires_at=1e12):
-            if key in order:
-                order.remove(key)
-            order.append(key)
-        assert l1.bytes <= 1000
-    held = [k for k in order if k in l1._entries]
-    assert list(l1._entries) == held  # least recently used first
+            held.pop(key, None)
+            held[key] = size
+            while sum(held.values()) > 1000:
+                held.popitem(last=False)
+        assert l1.bytes == sum(held.values()) <= 1000
+    assert len(l1) == len(held)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from engine import keys
 from engine.exceptions import ConfigError
 from engine.settings import load_settings
+from engine.store.item import CacheItem, IndexEntry, from_index
 from engine.store.objects import ObjectInfo
 from reconciler.shards import ID_CHARS, Shard, plan, start_after
 from reconciler.sources import cache_rows, s3_rows
@@ -220,8 +221,8 @@ class FakeCache:
                 }
             )
 
-    def key_index(self, partition: str) -> Iterator[dict[str, Any]]:
-        yield from self.partitions.get(partition, [])
+    def key_index(self, partition: str) -> Iterator[CacheItem | IndexEntry]:
+        yield from map(from_index, self.partitions.get(partition, []))
 
 
 @FAST
@@ -266,7 +267,10 @@ def test_cache_side_pairs_with_the_s3_side(all_keys: set[str], per_type: int) ->
 
 def test_cache_rows_map_the_index_items() -> None:
     class OnePartition:
-        def key_index(self, partition: str) -> Iterator[dict[str, Any]]:
+        def key_index(self, partition: str) -> Iterator[CacheItem | IndexEntry]:
+            return map(from_index, self.projected(partition))  # as the store reads them
+
+        def projected(self, partition: str) -> Iterator[dict[str, Any]]:
             if partition != "changes/C":
                 return
             yield {

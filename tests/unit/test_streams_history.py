@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.store.item import CacheItem
 from engine.streams.core import StreamProcessor
 from engine.streams.history import change_of, history_entry, public
 from engine.streams.records import ChangeRecord, from_stream
@@ -135,14 +136,18 @@ def test_duplicate_replayed_and_reordered_batches_store_the_same_entries(seed: i
     assert table == straight
 
 
+def change(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
+    return change_of(CacheItem.maybe(old), CacheItem.from_item(new))
+
+
 def test_what_is_not_a_change() -> None:
     v1 = live(PK, 1)
-    assert change_of(None, pending(None, "t", 0)) is None  # an intent on a new entry
-    assert change_of(v1, pending(v1, "t", 0)) is None  # an intent
-    assert change_of(pending(v1, "t", 0), v1) is None  # a rollback
-    assert change_of(None, live(PK, 1, source="backfill")) is None  # a fill after a miss
-    assert change_of(v1, live(PK, 2) | {"etag": v1["etag"]}) is None  # a same-content re-sync
+    assert change(None, pending(None, "t", 0)) is None  # an intent on a new entry
+    assert change(v1, pending(v1, "t", 0)) is None  # an intent
+    assert change(pending(v1, "t", 0), v1) is None  # a rollback
+    assert change(None, live(PK, 1, source="backfill")) is None  # a fill after a miss
+    assert change(v1, live(PK, 2) | {"etag": v1["etag"]}) is None  # a same-content re-sync
     deleted = {"pk": PK, "state": "deleted", "version": 2}
-    assert change_of(deleted, deleted | {"version": 3}) is None  # a tombstone refresh
+    assert change(deleted, deleted | {"version": 3}) is None  # a tombstone refresh
     ttl_removal = from_stream(raw("REMOVE", v1, None, ttl=True))
     assert history_entry(ttl_removal, DAYS) is None

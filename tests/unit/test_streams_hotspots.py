@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from engine import keys
 from engine.awsmetrics import KINDS
 from engine.documents import parse_document
-from engine.store.item import live_attributes
+from engine.store.item import CacheItem, live_attributes
 from engine.store.objects import ObjectInfo
 from engine.streams.core import StreamProcessor
 from engine.streams.hotspots import busiest, partitions_of
@@ -19,7 +19,7 @@ from tests.unit.test_streams_core import T0, live, raw
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def image(doc_id: str, shards: int) -> dict[str, object]:
+def image(doc_id: str, shards: int) -> CacheItem:
     doc = parse_document(
         {
             "id": doc_id,
@@ -32,7 +32,7 @@ def image(doc_id: str, shards: int) -> dict[str, object]:
         }
     )
     info = ObjectInfo(f"changes/{doc_id}.json", doc.etag, len(doc.body), NOW)
-    return live_attributes(
+    attrs = live_attributes(
         doc,
         info,
         prefix="changes/",
@@ -41,24 +41,25 @@ def image(doc_id: str, shards: int) -> dict[str, object]:
         inline_limit=1000,
         month_shards=shards,
     )
+    return CacheItem.from_item({**attrs, "pk": keys.cache_pk("change", doc_id)})
 
 
 def test_a_write_lands_in_its_month_buckets_and_one_per_customer() -> None:
     month = keys.month_bucket(NOW)
-    assert partitions_of("change", image("CHG-1", 1)) == [
+    assert partitions_of(image("CHG-1", 1)) == [
         f"time-index change#{month}",
         f"status-index change#draft#{month}",
         f"customer-index acme#change#{month}",
         f"customer-index stark#change#{month}",
     ]
     n = keys.month_shard("CHG-1", 4)
-    assert partitions_of("change", image("CHG-1", 4)) == [
+    assert partitions_of(image("CHG-1", 4)) == [
         f"time-index change#{month}#{n}",
         f"status-index change#draft#{month}#{n}",
         f"customer-index acme#change#{month}#{n}",
         f"customer-index stark#change#{month}#{n}",
     ]
-    assert partitions_of("change", {"state": "deleted"}) == []
+    assert partitions_of(CacheItem(type="change", id="CHG-1", state="deleted")) == []
 
 
 def test_the_core_counts_committed_writes_per_partition_and_window() -> None:
