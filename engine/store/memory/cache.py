@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from engine.store.abc import CacheTable
-from engine.store.memory.expressions import Item, apply_update, matches
+from engine.store.memory.expressions import Item, apply_update, matches, required_value
 
 if TYPE_CHECKING:
     from engine.store.memory.stream import MemoryStreamStore
@@ -222,11 +222,14 @@ class MemoryDynamoDB:
                 hash_key, range_key, _ = table.indexes[index]
             names = params.get("ExpressionAttributeNames")
             values = params.get("ExpressionAttributeValues")
+            condition = params["KeyConditionExpression"]
+            partition = required_value(condition, hash_key, names, values)
             view = [
                 item
                 for item in table.items.values()
                 if hash_key in item and (range_key is None or range_key in item)
-                if matches(params["KeyConditionExpression"], item, names, values)
+                if partition is None or item[hash_key] == partition
+                if matches(condition, item, names, values)
             ]
             if index is None:
                 range_key = table.range
