@@ -28,9 +28,11 @@ from engine.store.abc import Stream
 from engine.store.memory import MemoryStreamStore
 from engine.store.memory.cache import MemoryDynamoDB
 from engine.store.stream import Lost, StreamStore
+from engine.streams.core import StreamProcessor
 from engine.streams.records import from_stream, sequence_int
 from engine.streams.shards import parse_shards
-from tests.memory_stores import memory_settings
+from tests.integration.test_store_contract_cache import begin, doc, write
+from tests.memory_stores import memory_cache, memory_settings
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +222,21 @@ def test_records_carry_the_shape_of_aws_not_of_moto(side: Side) -> None:
     (record,) = side.read()
     assert record["eventVersion"] == "1.1"
     assert record["dynamodb"]["ApproximateCreationDateTime"].microsecond == 0
+
+
+def test_the_cache_stores_writes_reach_the_stream_core_alike(side: Side) -> None:
+    """The engine's own writes (intent, commit with its index entries, a second version, a
+    rollback) read back and processed: the same figures and history on both."""
+    if side.name == "memory":
+        cache = memory_cache(memory_settings(), side.ddb)
+    else:
+        cache = side.request.getfixturevalue("engine").cache
+    write(cache, doc("CHG-1"))
+    write(cache, doc("CHG-1", title="v2", status="closed"))
+    tx, _ = begin(cache, doc("CHG-1", title="v3"))
+    cache.rollback("change", "CHG-1", tx)
+    core = StreamProcessor(table=side.table, history_days=400)
+    derived = core.process(from_stream(r, "contract") for r in side.read())
+    assert (core.totals["creates"], core.totals["updates"]) == (1, 1)
+    assert dict(derived.transitions) == {("change", "approved→closed"): 1}
+    assert [(e["version"], e["change"]) for e in derived.history] == [(1, "create"), (2, "update")]
