@@ -12,13 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from botocore.exceptions import EndpointConnectionError
 
 from engine.breaker import CircuitBreaker
 from engine.exceptions import ObjectStoreError
-from engine.infra import cache_table_spec
+from engine.infra import cache_table_spec, leases_table_spec
 from engine.pipeline import WritePipeline
 from engine.ratelimit import TokenBucket
 from engine.reader import Reader
@@ -26,6 +27,7 @@ from engine.settings import Settings
 from engine.store.abc import History
 from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
+from engine.store.history import table_definition as history_table
 from engine.store.memory import MemoryObjectStore, MemoryStreamStore, memory_history, s3_clock
 from engine.store.memory.cache import MemoryDynamoDB
 from engine.sync import CacheSync
@@ -119,6 +121,8 @@ class MemoryEngine:
     """What `Engine.build` wires, on the twins (no clients, no L1)."""
 
     settings: Settings
+    ddb: MemoryDynamoDB  # the cache table (with its stream), the leases and history tables
+    clients: Any  # `.dynamodb`: what the stream drivers take from `AwsClients`
     cache: CacheStore
     objects: MemoryObjectStore
     pipeline: WritePipeline
@@ -136,7 +140,12 @@ class MemoryEngine:
         faults = Faults()
         clock = Clock()
         stream = MemoryStreamStore(clock, settings.region)
-        ddb = MemoryDynamoDB(cache_table_spec(settings), streams=stream)
+        ddb = MemoryDynamoDB(
+            cache_table_spec(settings),
+            leases_table_spec(settings),
+            history_table(settings.history_table),
+            streams=stream,
+        )
         client = faults.wrap("dynamodb", ddb, DDB_OPS)
         cache = memory_cache(settings, client)
         s3 = S3Clock()
@@ -144,9 +153,22 @@ class MemoryEngine:
         sync = CacheSync(settings, cache, objects)
         reader = Reader(settings, cache, objects, None, sync=sync)
         pipeline = WritePipeline(settings, cache, objects)
-        history = memory_history(settings.history_table)
+        history = memory_history(settings.history_table, ddb)
+        clients = SimpleNamespace(dynamodb=ddb)
         return cls(
-            settings, cache, objects, pipeline, reader, sync, faults, s3, stream, history, clock
+            settings,
+            ddb,
+            clients,
+            cache,
+            objects,
+            pipeline,
+            reader,
+            sync,
+            faults,
+            s3,
+            stream,
+            history,
+            clock,
         )
 
     def snapshot(self) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
