@@ -44,19 +44,20 @@ def put(engine: MemoryEngine, *ids: str) -> None:
 
 def test_a_split_stream_is_read_parents_first_with_history_and_rows() -> None:
     engine = MemoryEngine.build()
-    put(engine, "A", "B", "C")
+    put(engine, *"ABCDEFGHIJKLMN")  # past 50 records: sequence numbers grow a digit
     children = engine.stream.rotate(engine.settings.table, children=2)
-    put(engine, "D", "E", "F")
+    put(engine, *"OPQRST")
     seen: list[ChangeRecord] = []
     made = consumer(engine, seen)
     summary = made.run(drain=True)
-    assert summary.shards == 3 and summary.trimmed == 0 and summary.core["creates"] == 6
+    assert summary.shards == 3 and summary.trimmed == 0 and summary.core["creates"] == 20
+    assert {len(r.sequence) for r in seen} == {21, 22}
     shards = [r.source.rsplit("/", 1)[1] for r in seen]
     first_child = min(shards.index(c) for c in children if c in shards)
     assert all(s not in children for s in shards[:first_child])  # the parent, to its end
     assert len({(r.source, r.sequence) for r in seen}) == len(seen)  # nothing read twice
-    assert sorted(e["id"] for e in engine.history.scan()) == list("ABCDEF")
-    assert sum(r["creates"] for r in made.sink.rows[ANALYTICS]) == 6  # type: ignore[attr-defined]
+    assert sorted(e["id"] for e in engine.history.scan()) == list("ABCDEFGHIJKLMNOPQRST")
+    assert sum(r["creates"] for r in made.sink.rows[ANALYTICS]) == 20  # type: ignore[attr-defined]
 
 
 def test_a_checkpoint_the_retention_overtook_is_counted_and_reading_goes_on() -> None:
@@ -101,3 +102,14 @@ def test_a_dead_writer_is_repaired_by_the_running_consumer() -> None:
     item = engine.cache.get_item("change", "A")
     assert item is not None and item["state"] == "live" and "p_tx" not in item
     assert [e["sync_source"] for e in engine.history.list("change", "A")] == ["repair"]
+
+
+def test_a_restart_goes_on_after_its_checkpoint_across_a_longer_sequence_number() -> None:
+    engine = MemoryEngine.build()
+    put(engine, *"ABCDEFGHIJKL")  # 48 records: the checkpoint has 21 digits
+    assert consumer(engine).run(drain=True).core["creates"] == 12
+    put(engine, *"XYZ")  # their sequence numbers have 22
+    seen: list[ChangeRecord] = []
+    again = consumer(engine, seen).run(drain=True)
+    assert again.core["creates"] == 3 and again.core["records"] == 12
+    assert {len(r.sequence) for r in seen} == {22}
