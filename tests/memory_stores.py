@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
@@ -48,7 +49,14 @@ S3_OPS = {"put": "PutObject", "get": "GetObject", "head": "HeadObject", "delete"
 
 
 def memory_settings(**overrides: Any) -> Settings:
-    return make_settings("http://memory.invalid", **overrides)
+    """Settings for the twins (frozen: loaded once per set of overrides, as a property test
+    builds an engine per example)."""
+    return _settings(tuple(sorted(overrides.items())))
+
+
+@lru_cache(maxsize=64)
+def _settings(overrides: tuple[tuple[str, Any], ...]) -> Settings:
+    return make_settings("http://memory.invalid", **dict(overrides))
 
 
 def memory_cache(settings: Settings, client: Any = None) -> CacheStore:
