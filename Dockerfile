@@ -1,6 +1,6 @@
 # docsync serve: the long-running worker (listener, stream consumer, reconcile schedule, HTTP API).
 #   docker build -t docsync .
-#   docker run -e DOCSYNC_API_KEYS=... -e DOCSYNC_METRICS_ENVIRONMENT=<stack> -p 8080:8080 docsync
+#   docker run -e DOCSYNC_SERVE_API_KEYS=... -e DOCSYNC_METRICS_ENVIRONMENT=<stack> -p 8080:8080 docsync
 # Dependencies are the pinned, hashed runtime lock shared with the Lambda artifact
 # (deploy/requirements-lambda.txt, x86_64 wheels); moto and the dev tools are never installed.
 
@@ -35,6 +35,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DOCSYNC_SERVE_PORT', '8080'), timeout=4)"]
 # Exec form: docsync is PID 1 and gets SIGTERM itself; serve stops intake, finishes in-flight
 # work and exits within shutdown_timeout_s (default 25 s). Give the container longer than that
-# to stop (`docker stop -t 30`, ECS stopTimeout 30), or lower DOCSYNC_SHUTDOWN_TIMEOUT_S.
+# to stop (`docker stop -t 30`, ECS stopTimeout 30), or lower DOCSYNC_SERVE_SHUTDOWN_TIMEOUT_S.
 STOPSIGNAL SIGTERM
 CMD ["docsync", "serve"]

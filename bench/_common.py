@@ -168,7 +168,7 @@ def harness(**overrides: Any) -> Iterator[Harness]:
     configure_logging("json", "WARNING")
     with moto_server() as server:
         settings = load_settings(
-            None, endpoint_url=server.endpoint, max_attempts=2, concurrency=16, **overrides
+            None, endpoint_url=server.endpoint, aws={"max_attempts": 2}, concurrency=16, **overrides
         )
         counter, raw_counter = CallCounter(), CallCounter()
         engine = Engine.build(settings, counter)
@@ -235,7 +235,7 @@ def cache_item(
     attrs = live_attributes(
         doc,
         info,
-        prefix=settings.prefixes()[doc.type],
+        prefix=settings.prefixes[doc.type],
         source=source,
         ttl_days=settings.cache_ttl_days,
         inline_limit=INLINE_BODY_LIMIT,

@@ -62,11 +62,11 @@ def _engines(settings: Settings, recording: Path | None) -> dict[str, Engine]:
     def build(metrics: bool) -> Engine:
         # no token bucket: at its 500 calls/s it would time the limiter, not the client
         update: dict[str, Any] = {
-            "aws_metrics": metrics,
-            "dynamodb_rps": 1e9,
-            "dynamodb_burst": 10**9,
+            "aws.metrics": metrics,
+            "dynamodb.rps": 1e9,
+            "dynamodb.burst": 10**9,
         }
-        engine = Engine.build(settings.model_copy(update=update))
+        engine = Engine.build(settings.replace(update))
         if recording is not None:
             replayer = Replayer(recording, loop=True)
             for client in (engine.clients.dynamodb, engine.clients.s3):

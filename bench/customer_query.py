@@ -62,7 +62,7 @@ def corpus_items(h: Harness, count: int, seed: int) -> list[dict[str, Any]]:
                 "modified_at": keys.iso(modified),
             }
         )
-        prefix = h.settings.prefixes()[doc.type]
+        prefix = h.settings.prefixes[doc.type]
         info = ObjectInfo(keys.s3_key(prefix, doc.id), doc.etag, len(doc.body), now)
         attrs = live_attributes(
             doc,

@@ -72,13 +72,13 @@ def start_serve(endpoint: str, key: str, concurrency: int) -> tuple[subprocess.P
     port = free_port()
     env = os.environ | {
         "DOCSYNC_ENDPOINT_URL": endpoint,
-        "DOCSYNC_API_KEYS": key,
+        "DOCSYNC_SERVE_API_KEYS": key,
         "DOCSYNC_SERVE_LISTENER": "false",
         "DOCSYNC_SERVE_CONSUMER": "false",
         "DOCSYNC_SERVE_SCHEDULER": "false",
-        "DOCSYNC_RATE_LIMIT_PER_MINUTE": "0",
+        "DOCSYNC_SERVE_RATE_LIMIT_PER_MINUTE": "0",
         "DOCSYNC_CONCURRENCY": str(concurrency),
-        "DOCSYNC_MAX_ATTEMPTS": "2",
+        "DOCSYNC_AWS_MAX_ATTEMPTS": "2",
         "DOCSYNC_LOG_LEVEL": "WARNING",
         "DOCSYNC_LOG_FORMAT": "json",
     }

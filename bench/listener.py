@@ -158,7 +158,7 @@ def load(h: Harness, docs: list[Document], label: str) -> dict[str, str]:
     """Fresh moto, then every document put to S3 with `engine.objects.put`: one notification
     each lands on the queue. Not timed. Returns S3 key → ETag."""
     h.reset()
-    prefixes = h.settings.prefixes()
+    prefixes = h.settings.prefixes
     expected: dict[str, str] = {}
     started = time.perf_counter()
     for n, doc in enumerate(docs, 1):
@@ -383,7 +383,7 @@ def lag_stats(samples_s: list[float]) -> dict[str, float]:
 
 def bench_lag(h: Harness, count: int, rate: float, workers: int) -> dict[str, Any]:
     docs = make_docs(count, seed=99, tag="LAG")
-    prefixes = h.settings.prefixes()
+    prefixes = h.settings.prefixes
     h.reset()
     h.counter.reset()
     applier = TimedApplier(EventApplier.for_engine(h.engine))
@@ -402,8 +402,8 @@ def bench_lag(h: Harness, count: int, rate: float, workers: int) -> dict[str, An
     poll_cache = CacheStore(
         h.admin.dynamodb,
         s.table,
-        TokenBucket(s.dynamodb_rps, s.dynamodb_burst, s.rate_limit_timeout_s),
-        CircuitBreaker(s.breaker_fail_max, s.breaker_reset_s, is_outage),
+        TokenBucket(s.dynamodb.rps, s.dynamodb.burst, s.dynamodb.rate_limit_timeout_s),
+        CircuitBreaker(s.breaker.fail_max, s.breaker.reset_s, is_outage),
     )
     pending: dict[str, Pending] = {}
     visible_at: dict[str, float] = {}

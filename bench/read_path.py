@@ -41,7 +41,7 @@ QUERY_SPEED_TARGET = 10.0
 def load_corpus(h: Harness, count: int, seed: int) -> list[Document]:
     """S3 puts and cache items written directly (not the pipeline): a fast, faithful load."""
     docs = [parse_document(raw) for raw in sample_documents(count, seed)]
-    prefixes = h.settings.prefixes()
+    prefixes = h.settings.prefixes
     started = time.perf_counter()
 
     def put(doc: Document) -> dict[str, Any]:

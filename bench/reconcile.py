@@ -108,7 +108,9 @@ def bench() -> Iterator[Bench]:
     os.environ.update(TEST_CREDENTIALS)
     configure_logging("json", "WARNING")
     with child_moto() as endpoint:
-        settings = load_settings(None, endpoint_url=endpoint, max_attempts=2, concurrency=16)
+        settings = load_settings(
+            None, endpoint_url=endpoint, aws={"max_attempts": 2}, concurrency=16
+        )
         counter, raw_counter = CallCounter(), CallCounter()
         admin = AwsClients(settings)
         Infrastructure(settings, admin).init()
@@ -139,7 +141,7 @@ def make_docs(start: int, stop: int, seed: int) -> list[Document]:
 
 def load(b: Bench, docs: list[Document]) -> None:
     """S3 puts and cache items written directly (not the pipeline), like bench/read_path.py."""
-    prefixes = b.settings.prefixes()
+    prefixes = b.settings.prefixes
     ddb, table = b.admin.dynamodb, b.settings.table
 
     def put(doc: Document) -> list[dict[str, Any]]:
@@ -200,7 +202,7 @@ def raw_pass(b: Bench, expected: int) -> dict[str, Any]:
     """ListObjectsV2 over each type prefix (paginated) on one thread, the key index's
     partitions (Query, paginated) on another, at the same time."""
     s3, ddb = b.raw.s3, b.raw.dynamodb
-    prefixes = list(b.settings.prefixes().values())
+    prefixes = list(b.settings.prefixes.values())
 
     def list_side() -> tuple[int, float]:
         started, n = time.perf_counter(), 0
@@ -377,7 +379,7 @@ def stubbed_memory(size: int) -> dict[str, Any]:
     reaches the issue's 200,000 objects, which moto cannot hold in reasonable time."""
     settings = load_settings(None, endpoint_url="http://127.0.0.1:9")
     engine = Engine.build(settings)
-    bucket = _SyntheticBucket(settings.change_prefix, size, datetime.now(UTC))
+    bucket = _SyntheticBucket(settings.prefixes.change, size, datetime.now(UTC))
     engine.objects.list = bucket.list  # type: ignore[method-assign]
     engine.cache.key_index = bucket.key_index  # type: ignore[method-assign]
     gc.collect()
@@ -432,8 +434,8 @@ def main() -> None:
         f"\ndocsync reconcile — {args.small:,} and {args.large:,} objects on moto (child process)"
     )
     print(
-        f"  {settings.reconcile_shards_per_type} shards per type,"
-        f" {settings.reconcile_workers} workers; raw = ListObjectsV2 per type prefix ∥"
+        f"  {settings.reconcile.shards_per_type} shards per type,"
+        f" {settings.reconcile.workers} workers; raw = ListObjectsV2 per type prefix ∥"
         f" key-index Query per partition ({len(ID_CHARS)} per type), two threads"
     )
     rows = []
@@ -506,8 +508,8 @@ def main() -> None:
         "bench": "reconcile",
         "small": args.small,
         "large": args.large,
-        "shards_per_type": settings.reconcile_shards_per_type,
-        "workers": settings.reconcile_workers,
+        "shards_per_type": settings.reconcile.shards_per_type,
+        "workers": settings.reconcile.workers,
         "throughput": {"small": speed_small, "large": speed_large},
         "client_cpu_per_object": cpu,
         "memory": {"small": memory_small, "large": memory_large, "growth_mb": round(growth, 2)},

@@ -26,9 +26,9 @@ from engine.app import Engine
 from engine.documents import Document, parse_document
 from engine.readmetrics.flush import MetricsFlusher
 from engine.sample import sample_documents
+from engine.settings import StreamSettings
 from engine.store.leases import checkpoint_key, consumer_key
 from engine.store.objects import ObjectInfo
-from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.core import StreamProcessor
 from engine.streams.records import from_stream
@@ -39,7 +39,7 @@ FLUSH_OVERHEAD_TARGET = 0.05  # a flush every second costs the read path at most
 
 
 def item_of(h: Harness, doc: Document, version: int, source: str) -> dict[str, Any]:
-    prefix = h.settings.prefixes()[doc.type]
+    prefix = h.settings.prefixes[doc.type]
     info = ObjectInfo(keys.s3_key(prefix, doc.id), doc.etag, len(doc.body), datetime.now(UTC))
     return cache_item(h.settings, doc, info, source, version=version)
 
@@ -179,7 +179,7 @@ def bench_repair(h: Harness, stuck: int, grace_s: float = 2.0) -> dict[str, Any]
             stale_before=datetime.now(UTC) - timedelta(seconds=grace_s),
             expected_version=None,
         )
-        engine.objects.put(keys.s3_key(settings.prefixes()[d.type], d.id), d.body)
+        engine.objects.put(keys.s3_key(settings.prefixes[d.type], d.id), d.body)
         intents[d.id] = int(begun["p_at"])
         time.sleep(0.05)
     lags: dict[str, float] = {}

@@ -56,7 +56,7 @@ def raw_writer(h: Harness) -> Callable[[Document], None]:
     entries put or deleted) — so the ratio shows the engine's own overhead, not moto's cost of
     evaluating expressions."""
     ddb, s3 = h.raw.dynamodb, h.raw.s3
-    table, bucket, prefixes = h.settings.table, h.settings.bucket, h.settings.prefixes()
+    table, bucket, prefixes = h.settings.table, h.settings.bucket, h.settings.prefixes
 
     def write(doc: Document) -> None:
         key = keys.s3_key(prefixes[doc.type], doc.id)

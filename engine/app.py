@@ -34,24 +34,24 @@ class Engine:
     def build(
         cls, settings: Settings, counter: CallCounter | None = None, l1: bool | None = None
     ) -> Engine:
-        """`l1`: an in-process L1 for reads (None: as `settings.l1` says, "auto" = off here;
+        """`l1`: an in-process L1 for reads (None: as `settings.l1.mode` says, "auto" = off here;
         `docsync serve` passes True unless it is "off")."""
         tracing.configure()  # off unless OTEL_* asks (engine/tracing.py)
         clients = AwsClients(settings, counter)
         limiter = TokenBucket(
-            settings.dynamodb_rps, settings.dynamodb_burst, settings.rate_limit_timeout_s
+            settings.dynamodb.rps, settings.dynamodb.burst, settings.dynamodb.rate_limit_timeout_s
         )
         breaker = CircuitBreaker(
-            settings.breaker_fail_max,
-            settings.breaker_reset_s,
+            settings.breaker.fail_max,
+            settings.breaker.reset_s,
             is_outage,
-            success_threshold=settings.breaker_success_threshold,
+            success_threshold=settings.breaker.success_threshold,
         )
         cache = CacheStore(clients.dynamodb, settings.table, limiter, breaker)
         objects = ObjectStore(clients.s3, settings.bucket)
-        wanted = settings.l1 == "on" if l1 is None else l1
+        wanted = settings.l1.mode == "on" if l1 is None else l1
         cache_l1 = (
-            L1Cache(settings.l1_max_bytes, settings.l1_max_staleness_s)
+            L1Cache(settings.l1.max_bytes, settings.l1.max_staleness_s)
             if wanted and settings.cache_enabled
             else None
         )

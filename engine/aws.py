@@ -121,9 +121,9 @@ class AwsClients:
         self._session = _session(settings.region)
         self._config = Config(
             region_name=settings.region,
-            retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
-            connect_timeout=settings.connect_timeout_s,
-            read_timeout=settings.read_timeout_s,
+            retries={"mode": settings.aws.retry_mode, "max_attempts": settings.aws.max_attempts},
+            connect_timeout=settings.aws.connect_timeout_s,
+            read_timeout=settings.aws.read_timeout_s,
             max_pool_connections=settings.concurrency + 4,
             tcp_keepalive=True,
         )
@@ -185,12 +185,15 @@ class AwsClients:
     def _adapter_hooks(self, service: str, client: Any) -> None:
         """Per-class retries (in place of botocore's standard policy), per-operation metrics,
         record or replay, and the S3 and SQS circuit breakers."""
-        if self.settings.retry_mode != "legacy":
+        if self.settings.aws.retry_mode != "legacy":
             retries.register(
-                client, self.settings.retries, self.settings.max_attempts, awsmetrics.count_retry
+                client,
+                self.settings.retries,
+                self.settings.aws.max_attempts,
+                awsmetrics.count_retry,
             )
-        if self.settings.aws_metrics:
-            awsmetrics.AwsMetrics(self.settings.consumed_capacity).register(client)
+        if self.settings.aws.metrics:
+            awsmetrics.AwsMetrics(self.settings.aws.consumed_capacity).register(client)
         if self.settings.replay is not None:
             self._replayer = self._replayer or Replayer(self.settings.replay)
             self._replayer.register(client)
@@ -199,15 +202,15 @@ class AwsClients:
                 self.settings.record, self.settings.record_redact_bodies
             )
             self._recorder.register(client)
-        if self.settings.aws_breakers and service in ("s3", "sqs"):
+        if self.settings.aws.breakers and service in ("s3", "sqs"):
             s = self.settings
             breaker = CircuitBreaker(
-                s.breaker_fail_max,
-                s.breaker_reset_s,
+                s.breaker.fail_max,
+                s.breaker.reset_s,
                 is_outage,
                 clock=self._clock,
                 name=service,
-                success_threshold=s.breaker_success_threshold,
+                success_threshold=s.breaker.success_threshold,
             )
             self.breakers[service] = breaker
             ClientBreaker(breaker).register(client)

@@ -187,7 +187,7 @@ def flush(
     stdout) unless it is a terminal (no agent reads a terminal; a person would see JSON).
     Never raises: losing one interval's figures must not stop a handler or a server."""
     figures = buffer.take()
-    sink = settings.metrics_sink
+    sink = settings.metrics.sink
     if not figures or sink == "off" or settings.dry_run:
         return figures
     try:
@@ -196,7 +196,7 @@ def flush(
             if not out.isatty():
                 stamp = int(time.time() * 1000)
                 for doc in emf_documents(
-                    figures, settings.metrics_namespace, settings.metrics_environment, stamp
+                    figures, settings.metrics.namespace, settings.metrics.environment, stamp
                 ):
                     out.write(json.dumps(doc, separators=(",", ":")) + "\n")
                 out.flush()
@@ -214,8 +214,8 @@ def _put(settings: Settings, clients: AwsClients | None, figures: dict[str, list
         from engine.aws import AwsClients
 
         clients = AwsClients(settings)
-    data = metric_data(figures, settings.metrics_environment)
-    MetricsStore(clients.cloudwatch).put(settings.metrics_namespace, data)
+    data = metric_data(figures, settings.metrics.environment)
+    MetricsStore(clients.cloudwatch).put(settings.metrics.namespace, data)
 
 
 class PeriodicFlush:
@@ -229,16 +229,16 @@ class PeriodicFlush:
         self._thread = threading.Thread(target=self._loop, name="cloudwatch-flush", daemon=True)
 
     def start(self) -> PeriodicFlush:
-        if self.settings.metrics_sink == "putmetricdata" and self.clients is None:
+        if self.settings.metrics.sink == "putmetricdata" and self.clients is None:
             from engine.aws import AwsClients
 
             self.clients = AwsClients(self.settings)  # built once, not per flush
-        if self.settings.metrics_sink != "off":
+        if self.settings.metrics.sink != "off":
             self._thread.start()
         return self
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.settings.metrics_flush_s):
+        while not self._stop.wait(self.settings.metrics.flush_s):
             flush(self.settings, self.clients, self.stream)
 
     def stop(self) -> None:

@@ -42,7 +42,9 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
         os.environ.setdefault(name, value)
     with EmbeddedMoto() as server:
         out.print(f"[bold]docsync demo[/] on an embedded moto server at {server.endpoint}\n")
-        settings = load_settings(endpoint_url=server.endpoint, max_attempts=2, concurrency=8)
+        settings = load_settings(
+            endpoint_url=server.endpoint, aws={"max_attempts": 2}, concurrency=8
+        )
         counter = CallCounter()
         engine = Engine.build(settings, counter)
 
@@ -60,7 +62,7 @@ def run_demo(count: int = 300, seed: int = 7) -> None:
             f" ({write_calls / len(piped):.1f} AWS calls per write)"
         )
         for doc in direct:  # written by "another application": S3 only, cache cold
-            engine.objects.put(f"{settings.prefixes()[doc.type]}{doc.id}.json", doc.body)
+            engine.objects.put(f"{settings.prefixes[doc.type]}{doc.id}.json", doc.body)
         again = engine.pipeline.put(piped[0])
         out.print(f"retry of the same write: version {again.version}, unchanged={again.unchanged}")
 
@@ -138,10 +140,10 @@ def _listener_section(
     """Writes that bypass docsync reach the cache through S3 events and the listener."""
     from engine.events.worker import SqsListener
 
-    key = f"{engine.settings.prefixes()[victim.type]}{victim.id}.json"
+    key = f"{engine.settings.prefixes[victim.type]}{victim.id}.json"
     engine.objects.delete(key)
     changed = parse_document(json.loads(direct[0].body) | {"title": "edited in the console"})
-    engine.objects.put(f"{engine.settings.prefixes()[changed.type]}{changed.id}.json", changed.body)
+    engine.objects.put(f"{engine.settings.prefixes[changed.type]}{changed.id}.json", changed.body)
     listener = SqsListener.for_engine(engine, workers=8, wait_s=1)
     summary, ms = _timed(lambda: listener.run(drain=True))
     out.print(
@@ -170,7 +172,7 @@ def _reconcile_section(out: Console, engine: Engine, victims: list[Document]) ->
     from reconciler.run import Reconciler
 
     settings = engine.settings
-    key = {d.id: f"{settings.prefixes()[d.type]}{d.id}.json" for d in victims}
+    key = {d.id: f"{settings.prefixes[d.type]}{d.id}.json" for d in victims}
     for d in victims[:3]:  # missing: cache entries lost
         engine.cache.drop(d.type, d.id)
     for d in victims[3:5]:  # orphaned: deleted from S3, events dropped

@@ -89,7 +89,7 @@ def leases_table_spec(settings: Settings) -> dict[str, Any]:
 
 
 def _tags(settings: Settings) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in settings.tags.items()]
+    return [{"Key": k, "Value": v} for k, v in settings.init.tags.items()]
 
 
 def noncurrent_expiry(settings: Settings) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def noncurrent_expiry(settings: Settings) -> dict[str, Any]:
         "ID": "docsync-noncurrent-expiry",
         "Status": "Enabled",
         "Filter": {"Prefix": ""},
-        "NoncurrentVersionExpiration": {"NoncurrentDays": settings.noncurrent_version_days},
+        "NoncurrentVersionExpiration": {"NoncurrentDays": settings.init.noncurrent_version_days},
     }
 
 
@@ -133,7 +133,7 @@ def wanted_notifications(settings: Settings, queue_arn: str) -> list[dict[str, A
             "Events": NOTIFY_EVENTS,
             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
         }
-        for type_name, prefix in settings.prefixes().items()
+        for type_name, prefix in settings.prefixes.items()
     ]
 
 
@@ -178,16 +178,16 @@ class Infrastructure:
             self.control.head_bucket(self.s.bucket)
             report.add("bucket", self.s.bucket, "exists")
         except NotFoundError:
-            self.control.create_bucket(self.s.bucket, self.s.region, self.s.tags)
+            self.control.create_bucket(self.s.bucket, self.s.region, self.s.init.tags)
             report.add("bucket", self.s.bucket, self._created)
-        if self.s.versioning:
+        if self.s.init.versioning:
             if self.control.versioning(self.s.bucket) != "Enabled":
                 self.control.enable_versioning(self.s.bucket, [noncurrent_expiry(self.s)])
                 report.add(
                     "bucket-versioning",
                     self.s.bucket,
                     "enabled",
-                    f"noncurrent versions expire after {self.s.noncurrent_version_days} days",
+                    f"noncurrent versions expire after {self.s.init.noncurrent_version_days} days",
                 )
             else:
                 report.add("bucket-versioning", self.s.bucket, "exists")
@@ -303,7 +303,7 @@ class Infrastructure:
         except NotFoundError:
             self.control.create_kinesis_stream(name, shards)
             if not self.s.dry_run:
-                self.control.wait_and_tag_kinesis_stream(name, self.s.tags)
+                self.control.wait_and_tag_kinesis_stream(name, self.s.init.tags)
             report.add("kinesis-stream", name, self._created, f"{shards} shard(s)")
             summary = {} if self.s.dry_run else self.control.kinesis_summary(name)
         arn = summary.get(
@@ -334,7 +334,7 @@ class Infrastructure:
     ) -> str:
         attributes = {
             "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
-            "MessageRetentionPeriod": str(self.s.queue_retention_days * 86400),
+            "MessageRetentionPeriod": str(self.s.init.queue_retention_days * 86400),
             "VisibilityTimeout": "60",
             "ReceiveMessageWaitTimeSeconds": "20",
         }
@@ -348,7 +348,7 @@ class Infrastructure:
             url = self.control.queue_url(name)
             report.add("queue", name, "exists")
         except NotFoundError:
-            url = self.control.create_queue(name, attributes, self.s.tags)
+            url = self.control.create_queue(name, attributes, self.s.init.tags)
             report.add(
                 "queue", name, self._created, "DLQ" if redrive_to is None else "redrive → DLQ"
             )

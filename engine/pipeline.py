@@ -77,7 +77,7 @@ class WritePipeline:
         self.objects = objects
         self.l1 = l1
         self.inflight_wait_s = inflight_wait_s
-        self._prefixes = settings.prefixes()
+        self._prefixes = settings.prefixes
 
     def _key(self, type_name: str, doc_id: str) -> str:
         doc_type(type_name)

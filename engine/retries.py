@@ -125,7 +125,7 @@ def classify(context: Any) -> str | None:
 class ClassRetryPolicy:
     """botocore's RetryPolicy interface (`should_retry`, `compute_retry_delay`) per class.
 
-    `cap_attempts` (settings.max_attempts) bounds every class: probes and tests lower it.
+    `cap_attempts` (settings.aws.max_attempts) bounds every class: probes and tests lower it.
     """
 
     def __init__(

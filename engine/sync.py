@@ -99,7 +99,7 @@ class CacheSync:
         self.settings = settings
         self.cache = cache
         self.objects = objects
-        self._prefixes = settings.prefixes()
+        self._prefixes = settings.prefixes
 
     def stale_before(self) -> datetime:
         """An intent begun before this moment is abandoned (its writer is taken for dead)."""

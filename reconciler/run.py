@@ -140,7 +140,7 @@ class Reconciler:
         self.engine = engine
         self.settings = engine.settings
         self.sync = engine.sync
-        self._prefixes = self.settings.prefixes()
+        self._prefixes = self.settings.prefixes
 
     @kind_of("reconcile", "docsync.reconcile")
     def run(
@@ -169,7 +169,7 @@ class Reconciler:
             is_document_key=lambda key: keys.key_to_doc(key, self._prefixes) is not None,
         )
         result = ReconcileResult(
-            mode, self.settings.dry_run, self.settings.reconcile_report_cap, now
+            mode, self.settings.dry_run, self.settings.reconcile.report_cap, now
         )
         result.shards = len(shards)
         started = time.perf_counter()
@@ -188,7 +188,7 @@ class Reconciler:
                 if on_shard_done:
                     on_shard_done(shard)
 
-            with ThreadPoolExecutor(self.settings.reconcile_workers, "reconcile") as pool:
+            with ThreadPoolExecutor(self.settings.reconcile.workers, "reconcile") as pool:
                 parent = contextvars.copy_context()  # shards' spans under the run's
                 list(pool.map(lambda shard: parent.copy().run(one, shard), shards))
         result.duration_s = time.perf_counter() - started
@@ -223,7 +223,7 @@ class Reconciler:
             now,
             self.settings.month_shards,
         )
-        return plan(chosen, self.settings.reconcile_shards_per_type)
+        return plan(chosen, self.settings.reconcile.shards_per_type)
 
     @kind_of("reconcile", "docsync.reconcile.shard", ("shard",))
     def _shard(

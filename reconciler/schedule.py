@@ -25,7 +25,7 @@ def reconcile_lock(engine: Engine) -> LeaseLock:
     """The lease every reconcile run takes, whoever starts it (schedule, Lambda, HTTP)."""
     settings = engine.settings
     return LeaseLock(
-        engine.clients.dynamodb, settings.leases_table, LOCK_NAME, settings.reconcile_lock_ttl_s
+        engine.clients.dynamodb, settings.leases_table, LOCK_NAME, settings.reconcile.lock_ttl_s
     )
 
 
@@ -42,7 +42,7 @@ def run_and_save(
         if not mine:
             return None
         result = Reconciler(engine).run(mode, types)
-        return result, save(engine, result, engine.settings.report_dir)
+        return result, save(engine, result, engine.settings.reconcile.report_dir)
 
 
 def locked_run(engine: Engine, mode: Mode, lock: LeaseLock | None = None) -> ReconcileResult | None:
@@ -125,12 +125,20 @@ def build(
         job_defaults={
             "coalesce": True,
             "max_instances": 1,
-            "misfire_grace_time": settings.reconcile_misfire_grace_s,
+            "misfire_grace_time": settings.reconcile.misfire_grace_s,
         },
     )
     for mode, expression, setting in (
-        ("report", settings.reconcile_report_cron, "reconcile_report_cron"),
-        ("repair", settings.reconcile_repair_cron, "reconcile_repair_cron"),
+        (
+            "report",
+            settings.reconcile.report_cron,
+            "reconcile.report_cron [DOCSYNC_RECONCILE_REPORT_CRON]",
+        ),
+        (
+            "repair",
+            settings.reconcile.repair_cron,
+            "reconcile.repair_cron [DOCSYNC_RECONCILE_REPAIR_CRON]",
+        ),
     ):
         if expression.strip():
             scheduler.add_job(

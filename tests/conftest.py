@@ -71,14 +71,15 @@ def moto_server() -> Iterator[EmbeddedMoto]:
 
 
 def make_settings(endpoint: str, **overrides: Any) -> Settings:
+    """Settings for tests: `overrides` are core names or sections as dicts (merged per key)."""
     values: dict[str, Any] = {
         "endpoint_url": endpoint,
-        "max_attempts": 2,
-        "connect_timeout_s": 1.0,
-        "read_timeout_s": 5.0,
+        "aws": {"max_attempts": 2, "connect_timeout_s": 1.0, "read_timeout_s": 5.0},
         "concurrency": 8,
     }
-    values.update(overrides)
+    for name, value in overrides.items():
+        merge = isinstance(value, dict) and isinstance(values.get(name), dict)
+        values[name] = {**values[name], **value} if merge else value
     return load_settings(None, **values)
 
 

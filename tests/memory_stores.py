@@ -61,7 +61,7 @@ def _settings(overrides: tuple[tuple[str, Any], ...]) -> Settings:
 
 def memory_cache(settings: Settings, client: Any = None) -> CacheStore:
     """The real CacheStore on the in-memory client, with the table `docsync init` creates."""
-    breaker = CircuitBreaker(settings.breaker_fail_max, settings.breaker_reset_s, is_outage)
+    breaker = CircuitBreaker(settings.breaker.fail_max, settings.breaker.reset_s, is_outage)
     limiter = TokenBucket(10_000, 10_000, 1.0)
     client = client if client is not None else MemoryDynamoDB(cache_table_spec(settings))
     return CacheStore(client, settings.table, limiter, breaker)

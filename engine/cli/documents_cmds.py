@@ -194,7 +194,7 @@ def query_cmd(
         status=status,
         since=keys.parse_time(since) if since else None,
         until=keys.parse_time(until) if until else None,
-        limit=limit or settings.query_default_limit,
+        limit=limit or settings.query.default_limit,
     )
     reader = Engine.build(settings).reader
     if count_only:

@@ -17,7 +17,7 @@ from engine.cloudwatch import PeriodicFlush
 from engine.documents import TYPES
 from engine.exceptions import ConfigError
 from engine.logs import configure_logging
-from engine.settings import Settings, load_settings
+from engine.settings import Settings, load_settings, log_deprecations
 
 F = TypeVar("F", bound=Callable[..., Any])
 TYPE_CHOICE = click.Choice(sorted(TYPES))
@@ -76,6 +76,7 @@ def settings_from(opts: dict[str, Any]) -> Settings:
     }
     settings = load_settings(opts.pop("config", None), **flags)
     configure_logging(settings.log_format, settings.log_level)
+    log_deprecations(settings)
     return settings
 
 

@@ -59,7 +59,7 @@ def read_version(settings: Settings, type_name: str, doc_id: str, version: int) 
             f"version {version} of {type_name} {doc_id!r} has no S3 versionId"
             " (bucket versioning was off when it was written)"
         )
-    key = keys.s3_key(settings.prefixes()[type_name], doc_id)
+    key = keys.s3_key(settings.prefixes[type_name], doc_id)
     return json.loads(engine.objects.get_version(key, str(version_id)).body)
 
 

@@ -19,9 +19,7 @@ def metrics_flush(engine: Engine, periodic: bool = False) -> Iterator[None]:
     if engine.settings.dry_run or not engine.settings.cache_enabled:
         yield
         return
-    from engine.streams.config import load_stream_settings
-
-    conf = load_stream_settings(engine.settings.config_file)
+    conf = engine.settings.streams
     flusher = MetricsFlusher(
         engine.cache,
         engine.reader.stats,

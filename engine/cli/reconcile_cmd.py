@@ -72,7 +72,7 @@ def run_report(
         else:
             result = reconciler.run(mode, types, inventory=inventory)
     data: dict[str, Any] = result.as_dict()
-    data["report"] = reports.save(engine, result, report_dir or settings.report_dir)
+    data["report"] = reports.save(engine, result, report_dir or settings.reconcile.report_dir)
     emit(data, fmt, lambda d: console().print(reports.to_text(d)))
     if fail_on_drift and result.remaining() > 0:
         sys.exit(1)

@@ -23,5 +23,5 @@ def serve_cmd(settings: Settings, fmt: str, host: str | None, port: int | None) 
     serve_consumer, serve_scheduler, serve_api), /healthz, /readyz, /metrics, /v1 and /docs."""
     from engine.serve.service import Service
 
-    service = Service(Engine.build(settings, l1=settings.l1 != "off"), host=host, port=port)
+    service = Service(Engine.build(settings, l1=settings.l1.mode != "off"), host=host, port=port)
     sys.exit(service.run())

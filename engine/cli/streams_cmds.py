@@ -15,7 +15,6 @@ from engine.cli.group import common, with_settings
 from engine.cli.metrics_flush import metrics_flush
 from engine.cli.output import console, emit, table
 from engine.settings import Settings
-from engine.streams.config import load_stream_settings
 
 
 @click.command("consume")
@@ -42,12 +41,10 @@ def consume_cmd(
     from engine import metrics
     from engine.streams.consumer import LocalConsumer
 
-    config = load_stream_settings(
-        settings.config_file,
-        metrics_port=metrics_port,
-        window_s=window_s,
-        analytics_dir=analytics_dir,
-    )
+    given = {"metrics_port": metrics_port, "window_s": window_s, "analytics_dir": analytics_dir}
+    config = settings.replace(
+        {f"streams.{k}": v for k, v in given.items() if v is not None}
+    ).streams
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     consumer = LocalConsumer(settings, config, AwsClients(settings))
@@ -78,7 +75,9 @@ def stats_cmd(
     """Hit ratio, read latency, sync lag, iterator age, TTL expiries, latest windows."""
     from engine.streams.stats import gather, render_text
 
-    config = load_stream_settings(settings.config_file, analytics_dir=analytics_dir)
+    config = settings.streams
+    if analytics_dir is not None:
+        config = settings.replace({"streams.analytics_dir": analytics_dir}).streams
     data = gather(
         settings,
         config,

@@ -41,7 +41,7 @@ def backfill_cmd(
     since_ts = keys.parse_time(since) if since else None
     if sys.stderr.isatty():
         shards = len(
-            plan({t: settings.prefixes()[t] for t in types}, settings.reconcile_shards_per_type)
+            plan({t: settings.prefixes[t] for t in types}, settings.reconcile.shards_per_type)
         )
         with Progress(
             "[progress.description]{task.description}",

@@ -45,7 +45,7 @@ class EventApplier:
     def __init__(self, settings: Settings, sync: CacheSync, l1: L1Cache | None = None) -> None:
         self.settings = settings
         self.sync = sync
-        self._prefixes = settings.prefixes()
+        self._prefixes = settings.prefixes
         self.l1 = l1  # forgets a document this process just applied
 
     @classmethod

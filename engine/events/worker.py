@@ -73,7 +73,7 @@ class SqsListener:
         self.applier = applier
         self.workers = workers or self.settings.concurrency
         # a long poll must end before the client's read timeout, or botocore retries it
-        self.wait_s = max(0, min(wait_s, int(self.settings.read_timeout_s) - 2))
+        self.wait_s = max(0, min(wait_s, int(self.settings.aws.read_timeout_s) - 2))
         self.visibility_s = visibility_s
         self.stop = threading.Event()
         self.summary = ListenSummary()

@@ -12,8 +12,7 @@ from engine import cloudwatch
 from engine.app import Engine
 from engine.aws import AwsClients, CallCounter
 from engine.logs import configure_logging
-from engine.settings import Settings, load_settings
-from engine.streams.config import StreamSettings, load_stream_settings
+from engine.settings import Settings, StreamSettings, load_settings, log_deprecations
 from engine.streams.core import StreamProcessor
 from engine.streams.effects import Effects, build_processor
 from engine.streams.sinks import RowSink, build_sink
@@ -24,6 +23,7 @@ _engine: Engine | None = None
 def _settings() -> Settings:
     settings = load_settings()
     configure_logging("json", settings.log_level)
+    log_deprecations(settings)
     return settings
 
 
@@ -96,7 +96,7 @@ def stream_runtime() -> StreamRuntime:
     global _stream  # noqa: PLW0603 - one stream runtime per Lambda container, built on first use
     if _stream is None:
         settings = _settings()
-        _stream = build_stream_runtime(settings, load_stream_settings(settings.config_file))
+        _stream = build_stream_runtime(settings, settings.streams)
     return _stream
 
 

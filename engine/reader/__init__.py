@@ -38,5 +38,5 @@ class Reader(Gets, Queries):
         self.l1 = l1
         self.stats = ReadStats()
         self.sync = sync  # the engine's: backfills go through the convergence rules
-        self._prefixes = settings.prefixes()
+        self._prefixes = settings.prefixes
         self._secret = settings.page_token_secret.get_secret_value().encode()

@@ -75,7 +75,7 @@ class Queries:
             doc_type(name)
         if not self.settings.cache_enabled:
             source = "s3"
-        limit = max(1, min(query.limit, self.settings.query_page_max))
+        limit = max(1, min(query.limit, self.settings.query.page_max))
         fp = pagetoken.fingerprint(sorted(query.types), query.customer, query.status)
         now = datetime.now(UTC)
         if page_token:
@@ -139,7 +139,7 @@ class Queries:
             return page
 
     def _index(self) -> IndexReads:
-        return IndexReads(self.cache, self.settings.query_page_max, self.settings.month_shards)
+        return IndexReads(self.cache, self.settings.query.page_max, self.settings.month_shards)
 
     def _check_window(self, since: datetime, now: datetime) -> None:
         start = keys.window_start(self.settings.cache_ttl_days, now)

@@ -1,5 +1,5 @@
-"""API keys: `DOCSYNC_API_KEYS` (comma-separated) and/or the file named by
-`DOCSYNC_API_KEYS_FILE` (one key per line, `#` comments).
+"""API keys: `DOCSYNC_SERVE_API_KEYS` (comma-separated) and/or the file named by
+`DOCSYNC_SERVE_API_KEYS_FILE` (one key per line, `#` comments).
 
 A presented key is hashed and compared with the SHA-256 of every configured key through
 `hmac.compare_digest`, without stopping at a match: equal lengths and a fixed amount of work,
@@ -46,23 +46,24 @@ class ApiKeys:
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiKeys:
         keys: list[str] = []
-        if settings.api_keys is not None:
-            keys += [k.strip() for k in settings.api_keys.get_secret_value().split(",")]
-        if settings.api_keys_file:
-            path = Path(settings.api_keys_file)
+        if settings.serve.api_keys is not None:
+            keys += [k.strip() for k in settings.serve.api_keys.get_secret_value().split(",")]
+        if settings.serve.api_keys_file:
+            path = Path(settings.serve.api_keys_file)
             try:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
                 raise ConfigError(
-                    f"invalid setting api_keys_file [DOCSYNC_API_KEYS_FILE]: cannot read {path}:"
-                    f" {exc.strerror}"
+                    "invalid setting serve.api_keys_file [DOCSYNC_SERVE_API_KEYS_FILE]:"
+                    f" cannot read {path}: {exc.strerror}"
                 ) from None
             keys += [line.strip() for line in text.splitlines() if not line.startswith("#")]
         keys = [k for k in keys if k]
         if not keys:
             raise ConfigError(
-                "the HTTP API needs at least one API key: set DOCSYNC_API_KEYS (comma-separated)"
-                " or DOCSYNC_API_KEYS_FILE, or turn the API off (DOCSYNC_SERVE_API=false)"
+                "the HTTP API needs at least one API key: set DOCSYNC_SERVE_API_KEYS"
+                " (comma-separated) or DOCSYNC_SERVE_API_KEYS_FILE, or turn the API off"
+                " (DOCSYNC_SERVE_API=false)"
             )
         return cls.of(keys)
 

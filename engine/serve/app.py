@@ -33,7 +33,7 @@ API_KEY_HEADER = "x-api-key"
 _api_key = APIKeyHeader(
     name=API_KEY_HEADER,
     auto_error=False,
-    description="An API key from DOCSYNC_API_KEYS or DOCSYNC_API_KEYS_FILE",
+    description="An API key from DOCSYNC_SERVE_API_KEYS or DOCSYNC_SERVE_API_KEYS_FILE",
 )
 
 
@@ -92,8 +92,8 @@ def create_app(
     readiness = readiness or Readiness(settings, parts=dict, breakers=engine.breaker_states)
     guard = key_guard(
         keys,
-        KeyedRateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
-        KeyedRateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        KeyedRateLimiter(settings.serve.rate_limit_per_minute, settings.serve.rate_limit_burst),
+        KeyedRateLimiter(settings.serve.rate_limit_per_minute, settings.serve.rate_limit_burst),
     )
     app = FastAPI(
         title="docsync",
@@ -132,11 +132,11 @@ def create_app(
     def prometheus() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    if settings.cors_origins:
+    app.add_middleware(BodyLimitMiddleware, limit=settings.serve.max_body_bytes)
+    if settings.serve.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.cors_origins,
+            allow_origins=settings.serve.cors_origins,
             allow_methods=["GET", "PUT", "DELETE", "POST"],
             allow_headers=[API_KEY_HEADER, "content-type", "if-match", "if-none-match"],
             expose_headers=["ETag", "Retry-After", SOURCE_HEADER, CACHE_HEADER],

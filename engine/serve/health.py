@@ -46,13 +46,13 @@ class Readiness:
         self._parts = parts
         self._stopping = stopping
         self._clients = clients or AwsClients(
-            settings.model_copy(
-                update={
-                    "max_attempts": 1,
-                    "connect_timeout_s": min(settings.connect_timeout_s, 1.0),
-                    "read_timeout_s": min(settings.read_timeout_s, 2.0),
+            settings.replace(
+                {
+                    "aws.max_attempts": 1,
+                    "aws.connect_timeout_s": min(settings.aws.connect_timeout_s, 1.0),
+                    "aws.read_timeout_s": min(settings.aws.read_timeout_s, 2.0),
                     "dry_run": False,  # read-only calls only
-                    "aws_breakers": False,  # the probe asks AWS itself, breakers or not
+                    "aws.breakers": False,  # the probe asks AWS itself, breakers or not
                 }
             )
         )
@@ -68,7 +68,7 @@ class Readiness:
             "s3": lambda: control.head_bucket(s.bucket),
             "dynamodb": lambda: control.describe_table(s.table),
         }
-        if s.serve_listener:
+        if s.serve.listener:
             checks["sqs"] = lambda: control.queue_url(s.queue)
         out = {}
         for name, call in checks.items():

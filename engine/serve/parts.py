@@ -29,7 +29,7 @@ class ListenerPart:
     name = "listener"
 
     def __init__(self, engine: Engine, wait_s: int | None = None) -> None:
-        wait = wait_s or listener_wait_s(engine.settings.read_timeout_s)
+        wait = wait_s or listener_wait_s(engine.settings.aws.read_timeout_s)
         self.listener = SqsListener.for_engine(engine, wait_s=wait)
 
     def run(self) -> None:
@@ -88,12 +88,11 @@ class ConsumerPart:
     name = "consumer"
 
     def __init__(self, engine: Engine) -> None:
-        from engine.streams.config import load_stream_settings
         from engine.streams.consumer import LocalConsumer
 
         self.consumer = LocalConsumer(
             engine.settings,
-            load_stream_settings(engine.settings.config_file),
+            engine.settings.streams,
             engine.clients,
             engine=engine,
             on_records=engine.l1.on_stream_records if engine.l1 is not None else None,

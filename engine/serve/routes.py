@@ -241,7 +241,7 @@ def document_router(engine: Engine) -> APIRouter:
             str | None, Query(max_length=64, description="ISO-8601, or relative: 90d, 12h, 30m")
         ] = None,
         until: Annotated[str | None, Query(max_length=64)] = None,
-        limit: int = Query(settings.query_default_limit, ge=1, le=settings.query_page_max),
+        limit: int = Query(settings.query.default_limit, ge=1, le=settings.query.page_max),
         page_token: Annotated[str | None, Query(max_length=4096)] = None,
         source: Annotated[
             Literal["auto", "cache", "s3"],

@@ -24,7 +24,6 @@ from engine.serve.health import Readiness
 from engine.serve.parts import ListenerPart, SchedulerPart, consumer_factory
 from engine.serve.supervisor import Backoff, Part, Supervisor
 from engine.settings import Settings
-from engine.streams.config import load_stream_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -52,9 +51,11 @@ class Service:
         replaces the configured keys; `parts` replaces every part (tests plug their own in)."""
         self.engine = engine
         self.settings: Settings = engine.settings
-        self.host = host or self.settings.serve_host
-        self.port = self.settings.serve_port if port is None else port
-        self.supervisor = Supervisor(backoff or Backoff(max_s=self.settings.part_restart_max_s))
+        self.host = host or self.settings.serve.host
+        self.port = self.settings.serve.port if port is None else port
+        self.supervisor = Supervisor(
+            backoff or Backoff(max_s=self.settings.serve.part_restart_max_s)
+        )
         self.readiness = Readiness(
             self.settings,
             self.supervisor.status,
@@ -74,10 +75,10 @@ class Service:
     def _parts(self) -> dict[str, Callable[[], Part]]:
         s, engine = self.settings, self.engine
         enabled = {
-            "listener": s.serve_listener,
-            "consumer": s.serve_consumer,
-            "scheduler": s.serve_scheduler,
-            "api": s.serve_api,
+            "listener": s.serve.listener,
+            "consumer": s.serve.consumer,
+            "scheduler": s.serve.scheduler,
+            "api": s.serve.api,
         }
         if self._enabled is not None:
             enabled = {name: name in self._enabled for name in PART_NAMES}
@@ -99,7 +100,7 @@ class Service:
 
             # No key configured: ConfigError (exit 2); the API never runs open.
             app = self.app = create_app(engine, self.readiness, self._api_keys)
-            grace = max(1.0, s.shutdown_timeout_s - 2)
+            grace = max(1.0, s.serve.shutdown_timeout_s - 2)
 
             def api() -> Part:
                 self.api_server = HttpServer(app, self.host, self.port, graceful_timeout_s=grace)
@@ -136,7 +137,7 @@ class Service:
 
     def stop(self) -> bool:
         """Stop intake, finish in-flight work, flush; True when everything stopped in time."""
-        timeout = self.settings.shutdown_timeout_s
+        timeout = self.settings.serve.shutdown_timeout_s
         logger.bind(op="serve.stop", timeout_s=timeout).info("stopping: intake off, finishing")
         clean = self.supervisor.stop(timeout, order=STOP_ORDER)
         if self._flusher is not None:
@@ -164,7 +165,7 @@ def _start_metrics_flush(engine: Engine) -> MetricsFlusher | None:
     """The read path's hit/miss flush into the cache table (not in a dry run)."""
     if engine.settings.dry_run:
         return None
-    conf = load_stream_settings(engine.settings.config_file)
+    conf = engine.settings.streams
     return MetricsFlusher(
         engine.cache,
         engine.reader.stats,

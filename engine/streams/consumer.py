@@ -32,7 +32,7 @@ from engine.app import Engine
 from engine.aws import AwsClients
 from engine.awsmetrics import kind_of
 from engine.exceptions import LeaseLostError, StoreError
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
 from engine.store.leases import (
     Checkpoint,
     Checkpoints,
@@ -41,7 +41,6 @@ from engine.store.leases import (
     read_lease,
 )
 from engine.store.stream import Lost, StreamStore
-from engine.streams.config import StreamSettings
 from engine.streams.effects import Effects, build_processor
 from engine.streams.emission import EmissionProtocol, ShardState
 from engine.streams.exceptions import (

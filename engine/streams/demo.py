@@ -9,7 +9,7 @@ from rich.console import Console
 
 from engine.app import Engine
 from engine.readmetrics.flush import MetricsFlusher
-from engine.streams.config import StreamSettings
+from engine.settings import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.stats import gather, render_text
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 from engine import metrics
 from engine.app import Engine
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
 from engine.store.history import HistoryStore
-from engine.streams.config import StreamSettings
 from engine.streams.core import Derived, StreamProcessor
 from engine.streams.repair import StreamRepairer
 

@@ -213,14 +213,14 @@ def main() -> None:
     from engine.app import Engine
     from engine.aws import AwsClients
     from engine.logs import configure_logging
-    from engine.settings import load_settings
-    from engine.streams.config import load_stream_settings
+    from engine.settings import load_settings, log_deprecations
     from engine.streams.effects import build_processor
     from engine.streams.sinks import build_sink
 
     settings = load_settings()
     configure_logging("json", settings.log_level, stream=sys.stderr)
-    config = load_stream_settings(settings.config_file)
+    log_deprecations(settings)
+    config = settings.streams
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     clients = AwsClients(settings)

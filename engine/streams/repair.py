@@ -52,7 +52,7 @@ class StreamRepairer:
         self.cache = cache
         self.objects = objects
         self.sync = sync
-        self._prefixes = settings.prefixes()
+        self._prefixes = settings.prefixes
         self.retry_s = max(1.0, settings.inflight_grace_s / 4)
 
     def run_due(self, pending: PendingKeys, now: int | None = None) -> dict[str, int]:

@@ -36,8 +36,7 @@ from engine.store.objects import ObjectStore
 
 if TYPE_CHECKING:
     from engine.aws import AwsClients
-    from engine.settings import Settings
-    from engine.streams.config import StreamSettings
+    from engine.settings import Settings, StreamSettings
 
 ANALYTICS = "analytics"
 DEAD_LETTER = "dead-letter"

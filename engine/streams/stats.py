@@ -32,12 +32,11 @@ from engine.readmetrics.cluster import ClusterReads
 from engine.readmetrics.histogram import Histogram
 from engine.readmetrics.item import delta_of_image, metrics_pk
 from engine.readmetrics.stats import ReadStats
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
 from engine.store.leases import batch_get, read_lease
 from engine.store.stream import StreamStore
 from engine.store.values import plain
 from engine.streams.analytics import TypeWindow, merge_rows
-from engine.streams.config import StreamSettings
 from engine.streams.hotspots import busiest
 from engine.streams.sinks import ANALYTICS, build_sink
 from engine.streams.trends import trends

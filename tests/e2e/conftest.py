@@ -87,7 +87,7 @@ class Cli:
         env = os.environ.copy()
         env.update(TEST_CREDENTIALS)
         env["DOCSYNC_ENDPOINT_URL"] = self.endpoint
-        env["DOCSYNC_MAX_ATTEMPTS"] = "2"
+        env["DOCSYNC_AWS_MAX_ATTEMPTS"] = "2"
         env.update(self.extra_env)
         env.update(overrides)
         return env
@@ -190,7 +190,7 @@ def aws(server: EmbeddedMoto) -> Aws:
 
 
 def engine_settings(endpoint: str) -> Settings:
-    return load_settings(None, endpoint_url=endpoint, max_attempts=2, concurrency=8)
+    return load_settings(None, endpoint_url=endpoint, aws={"max_attempts": 2}, concurrency=8)
 
 
 @pytest.fixture

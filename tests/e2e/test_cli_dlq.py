@@ -44,7 +44,7 @@ def plant(ready: Engine, aws: Aws) -> tuple[str, str]:
     """An S3 create event (and S3's test event) dead-lettered by SQS, and a malformed message
     the listener moved there itself. Returns the object's key and ETag."""
     doc = parse_document(next(iter(sample_documents(1, 11))))
-    key = f"{ready.settings.prefixes()[doc.type]}{doc.id}.json"
+    key = f"{ready.settings.prefixes[doc.type]}{doc.id}.json"
     etag = ready.objects.put(key, doc.body).etag
     dead_letter_the_event_queue(aws)
     aws.sqs.send_message(

@@ -10,7 +10,7 @@ from typing import Any
 
 from engine import keys
 from engine.app import Engine
-from engine.streams.config import StreamSettings
+from engine.settings import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from tests.e2e.conftest import Cli, write_json
 
@@ -84,12 +84,12 @@ def test_get_version_reads_that_version_back_from_s3(cli: Cli, tmp_path: Path) -
     from engine.infra import Infrastructure
     from tests.e2e.conftest import engine_settings
 
-    versioned = {"DOCSYNC_VERSIONING": "1"}
+    versioned = {"DOCSYNC_INIT_VERSIONING": "1"}
     cli("init", env=versioned)
     first, second = change("draft"), change("approved", title="Kernel patching, rescheduled")
     cli("put", "--type", "change", write_json(tmp_path / "a.json", first), env=versioned)
     cli("put", "--type", "change", write_json(tmp_path / "b.json", second), env=versioned)
-    settings = engine_settings(cli.endpoint).model_copy(update={"versioning": True})
+    settings = engine_settings(cli.endpoint).replace({"init.versioning": True})
     engine = Engine.build(settings)
     Infrastructure(settings, engine.clients).init()  # idempotent: all exists
     consume(engine, tmp_path)

@@ -18,7 +18,7 @@ def put_direct(engine: Engine, count: int, seed: int = 3) -> dict[str, str]:
     etags = {}
     for raw in sample_documents(count, seed):
         doc = parse_document(raw)
-        key = f"{engine.settings.prefixes()[doc.type]}{doc.id}.json"
+        key = f"{engine.settings.prefixes[doc.type]}{doc.id}.json"
         etags[key] = engine.objects.put(key, doc.body).etag
     return etags
 

@@ -44,7 +44,7 @@ def test_serve_prints_the_figures_on_stdout(cli: Cli, aws: Aws, ready: Engine) -
         ready.objects.put(f"changes/S-{i}.json", body(f"S-{i}", i))
     port = free_port()
     env = cli.env(
-        DOCSYNC_API_KEYS=KEY,
+        DOCSYNC_SERVE_API_KEYS=KEY,
         DOCSYNC_LOG_FORMAT="json",
         DOCSYNC_SERVE_LISTENER="false",
         DOCSYNC_SERVE_CONSUMER="false",

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.conftest import Aws, Cli
+from engine.app import Engine
+from engine.sample import sample_documents
+from tests.e2e.conftest import Aws, Cli, seed
 
 
 def test_a_wrong_env_setting_exits_2_and_names_it(cli: Cli, aws: Aws) -> None:
@@ -55,3 +57,45 @@ def test_flags_beat_env_beat_the_config_file(cli: Cli, aws: Aws, tmp_path: Path)
     } <= created
     assert aws.bucket_names() == {"env-bucket"}
     assert aws.table_names() == {"flag-table", "file-leases", "file-history"}
+
+
+def test_old_flat_names_still_work_and_say_once_they_are_deprecated(
+    cli: Cli, ready: Engine, tmp_path: Path
+) -> None:
+    """A file and an environment of the previous release: the command runs with their values
+    and stderr names each old name and its new place, once."""
+    config = tmp_path / "old.toml"
+    config.write_text('query_default_limit = 2\nl1 = "off"\n', encoding="utf-8")
+    seed(ready, sample_documents(20, 3))
+
+    run = cli(
+        "query",
+        "--type",
+        "change",
+        "--format",
+        "json",
+        "--config",
+        config,
+        env={"DOCSYNC_MAX_ATTEMPTS": "3", "DOCSYNC_REPORT_DIR": str(tmp_path)},
+    )
+
+    assert len(run.json()["items"]) == 2, str(run)  # query_default_limit = 2, moved to [query]
+    lines = [line for line in run.stderr.splitlines() if "deprecated" in line]
+    expected = [
+        "DOCSYNC_MAX_ATTEMPTS is ignored, DOCSYNC_AWS_MAX_ATTEMPTS is set",  # the harness sets it
+        "DOCSYNC_REPORT_DIR is deprecated, set DOCSYNC_RECONCILE_REPORT_DIR",
+        "`query_default_limit` is deprecated, write `default_limit in [query]`",
+        "`l1` is deprecated, write `mode in [l1]`",
+    ]
+    for message in expected:
+        assert sum(message in line for line in lines) == 1, (message, run.stderr)
+    assert "Traceback" not in run.stderr
+
+
+def test_the_new_names_run_without_a_deprecation(cli: Cli, ready: Engine, tmp_path: Path) -> None:
+    config = tmp_path / "new.toml"
+    config.write_text('[query]\ndefault_limit = 1\n[l1]\nmode = "off"\n', encoding="utf-8")
+    seed(ready, sample_documents(20, 3))
+    run = cli("query", "--type", "change", "--format", "json", "--config", config)
+    assert len(run.json()["items"]) == 1
+    assert "deprecated" not in run.stderr, run.stderr

@@ -48,7 +48,7 @@ def serve(cli: Cli, **env: str) -> Iterator[Served]:
     port = free_port()
     proc = subprocess.Popen(
         [str(DOCSYNC), "serve", "--port", str(port)],
-        env=cli.env(DOCSYNC_API_KEYS=KEY, DOCSYNC_LOG_FORMAT="json", **env),
+        env=cli.env(DOCSYNC_SERVE_API_KEYS=KEY, DOCSYNC_LOG_FORMAT="json", **env),
         cwd=cli.cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -110,7 +110,8 @@ def test_events_written_while_serving_reach_the_cache(cli: Cli, aws: Aws, ready:
 
 def test_sigterm_with_messages_in_flight_loses_none(cli: Cli, aws: Aws, ready: Engine) -> None:
     etags = put_direct(ready, 60, seed=22)
-    with serve(cli, DOCSYNC_SERVE_SCHEDULER="false", DOCSYNC_SHUTDOWN_TIMEOUT_S="20") as served:
+    env = {"DOCSYNC_SERVE_SCHEDULER": "false", "DOCSYNC_SERVE_SHUTDOWN_TIMEOUT_S": "20"}
+    with serve(cli, **env) as served:
         deadline = time.monotonic() + 60
         while len(cached(aws)) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -125,7 +126,7 @@ def test_sigterm_with_messages_in_flight_loses_none(cli: Cli, aws: Aws, ready: E
 
 
 def test_serve_refuses_to_run_its_api_without_keys(cli: Cli, ready: Engine) -> None:
-    run = cli("serve", "--port", str(free_port()), env={"DOCSYNC_API_KEYS": ""}, expect=2)
+    run = cli("serve", "--port", str(free_port()), env={"DOCSYNC_SERVE_API_KEYS": ""}, expect=2)
     assert "at least one API key" in run.stderr
-    short = cli("serve", env={"DOCSYNC_API_KEYS": "short"}, expect=2)
+    short = cli("serve", env={"DOCSYNC_SERVE_API_KEYS": "short"}, expect=2)
     assert "shorter than 16" in short.stderr

@@ -68,7 +68,7 @@ class Stack:
         return {
             "DOCSYNC_ENDPOINT_URL": self.endpoint,
             "DOCSYNC_REGION": REGION,
-            "DOCSYNC_MAX_ATTEMPTS": "2",
+            "DOCSYNC_AWS_MAX_ATTEMPTS": "2",
             "DOCSYNC_BUCKET": self.outputs["BucketName"],
             "DOCSYNC_TABLE": self.outputs["TableName"],
             "DOCSYNC_LEASES_TABLE": self.outputs["LeasesTableName"],

@@ -28,7 +28,7 @@ DEFAULT_EXAMPLES = 12
 def test_no_input_makes_the_api_fail_with_a_server_error(engine: Engine) -> None:
     for raw in sample_documents(20, seed=9):
         engine.pipeline.put(parse_document(raw))
-    unlimited = Engine.build(engine.settings.model_copy(update={"rate_limit_per_minute": 0}))
+    unlimited = Engine.build(engine.settings.replace({"serve.rate_limit_per_minute": 0}))
     with running_api(unlimited) as api:
         schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
         checked: dict[str, int] = {}

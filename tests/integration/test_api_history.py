@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.app import Engine
 from engine.serve.apikeys import ApiKeys
-from engine.streams.config import StreamSettings
+from engine.settings import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from tests.integration.test_api_routes import KEY, OTHER_KEY, doc, running_api
 

@@ -118,13 +118,13 @@ def test_stop_is_bounded_even_when_a_part_does_not_stop() -> None:
 
 
 def test_readyz_reports_a_failing_listener_until_its_queue_exists(settings: Settings) -> None:
-    s = settings.model_copy(
-        update={
+    s = settings.replace(
+        {
             "queue": "late-events",
             "dlq": "late-events-dlq",
-            "serve_consumer": False,
-            "serve_scheduler": False,
-            "api_keys": SecretStr(KEY),
+            "serve.consumer": False,
+            "serve.scheduler": False,
+            "serve.api_keys": SecretStr(KEY),
         }
     )
     engine = Engine.build(s)
@@ -159,12 +159,12 @@ def _ready(http: httpx.Client) -> dict[str, dict[str, dict[str, int]]]:
 
 
 def test_stop_lets_an_in_flight_request_finish(settings: Settings) -> None:
-    s = settings.model_copy(
-        update={
-            "serve_listener": False,
-            "serve_consumer": False,
-            "serve_scheduler": False,
-            "api_keys": SecretStr(KEY),
+    s = settings.replace(
+        {
+            "serve.listener": False,
+            "serve.consumer": False,
+            "serve.scheduler": False,
+            "serve.api_keys": SecretStr(KEY),
         }
     )
     engine = Engine.build(s)

@@ -239,7 +239,7 @@ def test_every_route_but_health_needs_a_valid_key(api: Api) -> None:
 
 def test_rate_limit_per_key_answers_429_then_recovers(settings: Settings) -> None:
     limited = Engine.build(
-        settings.model_copy(update={"rate_limit_per_minute": 60, "rate_limit_burst": 3})
+        settings.replace({"serve.rate_limit_per_minute": 60, "serve.rate_limit_burst": 3})
     )
     with running_api(limited) as api, api.client() as http, api.client(OTHER_KEY) as other:
         statuses = [http.get("/v1/change").status_code for _ in range(3)]
@@ -256,22 +256,22 @@ def test_rate_limit_per_key_answers_429_then_recovers(settings: Settings) -> Non
 def test_api_keys_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "keys"
     path.write_text("# ops team\nfile-key-0123456789abcdef\n\n")
-    monkeypatch.setenv("DOCSYNC_API_KEYS", f"{KEY}, {OTHER_KEY}")
-    monkeypatch.setenv("DOCSYNC_API_KEYS_FILE", str(path))
+    monkeypatch.setenv("DOCSYNC_SERVE_API_KEYS", f"{KEY}, {OTHER_KEY}")
+    monkeypatch.setenv("DOCSYNC_SERVE_API_KEYS_FILE", str(path))
     loaded = ApiKeys.from_settings(make_settings("http://127.0.0.1:1"))
     assert len(loaded.digests) == 3
     assert loaded.identify("file-key-0123456789abcdef") is not None
     assert loaded.identify(KEY) != loaded.identify(OTHER_KEY)
     assert loaded.identify("file-key-0123456789abcdeX") is None
     assert loaded.identify("") is None and loaded.identify(None) is None
-    monkeypatch.setenv("DOCSYNC_API_KEYS", "short")
+    monkeypatch.setenv("DOCSYNC_SERVE_API_KEYS", "short")
     with pytest.raises(ConfigError, match="shorter than 16"):
         ApiKeys.from_settings(make_settings("http://127.0.0.1:1"))
-    monkeypatch.delenv("DOCSYNC_API_KEYS")
-    monkeypatch.setenv("DOCSYNC_API_KEYS_FILE", str(tmp_path / "absent"))
+    monkeypatch.delenv("DOCSYNC_SERVE_API_KEYS")
+    monkeypatch.setenv("DOCSYNC_SERVE_API_KEYS_FILE", str(tmp_path / "absent"))
     with pytest.raises(ConfigError, match="cannot read"):
         ApiKeys.from_settings(make_settings("http://127.0.0.1:1"))
-    monkeypatch.delenv("DOCSYNC_API_KEYS_FILE")
+    monkeypatch.delenv("DOCSYNC_SERVE_API_KEYS_FILE")
     with pytest.raises(ConfigError, match="at least one API key"):
         ApiKeys.from_settings(make_settings("http://127.0.0.1:1"))
 
@@ -354,7 +354,7 @@ def test_if_match_conflicts_are_412_and_in_flight_writes_409(api: Api) -> None:
 
 
 def test_request_body_limit_is_413(settings: Settings) -> None:
-    small = Engine.build(settings.model_copy(update={"max_body_bytes": 2048}))
+    small = Engine.build(settings.replace({"serve.max_body_bytes": 2048}))
     big = doc(notes="x" * 4000)
     with running_api(small) as api, api.client() as http:
         assert http.put("/v1/change/CHG-1", json=big).status_code == 413
@@ -371,7 +371,7 @@ def test_request_body_limit_is_413(settings: Settings) -> None:
 
 
 def test_cors_follows_the_settings(settings: Settings) -> None:
-    engine = Engine.build(settings.model_copy(update={"cors_origins": ["https://app.example"]}))
+    engine = Engine.build(settings.replace({"serve.cors_origins": ["https://app.example"]}))
     with running_api(engine) as api, api.client() as http:
         preflight = http.options(
             "/v1/change/CHG-1",
@@ -465,7 +465,7 @@ def dynamodb_unreachable(settings: Settings, monkeypatch: pytest.MonkeyPatch) ->
     the block (the engine's, the readiness probe's) gets the dead endpoint."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{free_port()}")
     try:
-        yield Engine.build(settings.model_copy(update={"breaker_fail_max": 2}))
+        yield Engine.build(settings.replace({"breaker.fail_max": 2}))
     finally:
         monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB")
 

@@ -29,10 +29,10 @@ def gauge(name: str, state: str) -> float | None:
 
 
 def test_s3_breaker_walks_closed_open_half_open_closed(settings: Settings) -> None:
-    assert (settings.breaker_fail_max, settings.breaker_success_threshold) == (5, 2)
-    assert settings.breaker_reset_s == 30.0
+    assert (settings.breaker.fail_max, settings.breaker.success_threshold) == (5, 2)
+    assert settings.breaker.reset_s == 30.0
     clock = Clock()
-    clients = AwsClients(settings.model_copy(update={"max_attempts": 1}), clock=clock)
+    clients = AwsClients(settings.replace({"aws.max_attempts": 1}), clock=clock)
     s3 = clients.s3
     faults = Faults()
     faults.attach(s3)
@@ -73,7 +73,7 @@ def test_s3_breaker_walks_closed_open_half_open_closed(settings: Settings) -> No
 
 
 def test_not_found_answers_are_not_outages(settings: Settings) -> None:
-    clients = AwsClients(settings.model_copy(update={"max_attempts": 1}), clock=Clock())
+    clients = AwsClients(settings.replace({"aws.max_attempts": 1}), clock=Clock())
     for _ in range(8):
         with pytest.raises(ClientError):
             clients.s3.head_object(Bucket=settings.bucket, Key="missing")
@@ -86,7 +86,7 @@ def test_sqs_has_a_breaker_and_the_probe_clients_have_none(settings: Settings) -
     assert set(clients.breakers) == {"sqs"}
     clients.s3  # noqa: B018 - built on first use
     assert set(clients.breakers) == {"s3", "sqs"}
-    off = AwsClients(settings.model_copy(update={"aws_breakers": False}))
+    off = AwsClients(settings.replace({"aws.breakers": False}))
     off.s3  # noqa: B018
     assert off.breakers == {}
 
@@ -101,7 +101,7 @@ def test_readyz_lists_the_breakers_and_an_open_one_degrades_it(settings: Setting
     ready, body = readiness.check()
     assert ready and body["status"] == "ready"
     assert body["breakers"] == {"dynamodb": "closed", "s3": "closed"}
-    for _ in range(settings.breaker_fail_max):
+    for _ in range(settings.breaker.fail_max):
         engine.clients.breakers["s3"].on_error(EndpointConnectionError(endpoint_url="x"))
     ready, body = Readiness(settings, parts=dict, breakers=engine.breaker_states).check()
     assert ready and body["status"] == "degraded" and body["breakers"]["s3"] == "open"

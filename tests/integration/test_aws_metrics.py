@@ -125,7 +125,7 @@ def test_outermost_kind_wins() -> None:
 
 
 def test_throttles_are_counted_per_attempt_and_the_call_once(settings: Settings) -> None:
-    engine = Engine.build(settings.model_copy(update={"max_attempts": 10}))  # tests cap at 2
+    engine = Engine.build(settings.replace({"aws.max_attempts": 10}))  # tests cap at 2
     faults = Faults()
     faults.attach(engine.clients.dynamodb)
     d = doc()
@@ -159,7 +159,9 @@ def test_dry_run_calls_are_counted_as_such_and_capacity_is_asked_for() -> None:
     from engine.aws import AwsClients
     from engine.settings import load_settings
 
-    settings = load_settings(None, dry_run=True, endpoint_url="http://127.0.0.1:9", max_attempts=1)
+    settings = load_settings(
+        None, dry_run=True, endpoint_url="http://127.0.0.1:9", aws={"max_attempts": 1}
+    )
     ddb = AwsClients(settings).dynamodb
     sent: list[dict[str, Any]] = []
     ddb.meta.events.register(

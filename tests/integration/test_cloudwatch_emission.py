@@ -23,8 +23,7 @@ from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.reader import Query
 from engine.readmetrics.flush import MetricsFlusher
-from engine.settings import Settings
-from engine.streams.config import StreamSettings
+from engine.settings import Settings, StreamSettings
 from reconciler import tasks
 from reconciler.backfill import backfill
 from reconciler.run import Reconciler
@@ -38,9 +37,9 @@ from tests.unit.test_cloudwatch import parse_emf
 NS, ENV = "docsync-it", "stack-it"
 
 
-def contract(settings: Settings, **overrides: Any) -> Settings:
-    return settings.model_copy(
-        update={"metrics_namespace": NS, "metrics_environment": ENV, **overrides}
+def contract(settings: Settings, overrides: dict[str, Any] | None = None) -> Settings:
+    return settings.replace(
+        {"metrics.namespace": NS, "metrics.environment": ENV, **(overrides or {})}
     )
 
 
@@ -142,7 +141,7 @@ def test_putmetricdata_sends_the_same_figures_to_cloudwatch(engine: Engine) -> N
     Reconciler(engine).run("repair")
     for i in range(2):
         engine.reader.get("change", f"CW-{i}")
-    settings = contract(engine.settings, metrics_sink="putmetricdata")
+    settings = contract(engine.settings, {"metrics.sink": "putmetricdata"})
     start = datetime.now(UTC) - timedelta(minutes=5)
 
     sent = cloudwatch.flush(settings, engine.clients)
@@ -230,7 +229,7 @@ def test_dynamodb_down_opens_the_breaker_reported_at_every_flush_while_open(
     engine: Engine,
 ) -> None:
     engine.pipeline.put(parse_document(body("B-1", 1)))
-    down = Engine.build(contract(engine.settings, breaker_fail_max=2, breaker_reset_s=3600))
+    down = Engine.build(contract(engine.settings, {"breaker.fail_max": 2, "breaker.reset_s": 3600}))
     faults = Faults()
     faults.attach(down.clients.dynamodb)
     faults.fail("dynamodb", "GetItem", times=2)  # two outage errors: the breaker opens

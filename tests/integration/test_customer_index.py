@@ -191,7 +191,7 @@ def test_an_update_to_fifty_customers_from_fifty_others_commits(engine: Engine) 
 
 @pytest.fixture
 def faulty(settings: Settings) -> tuple[Engine, Faults]:
-    s = make_settings(str(settings.endpoint_url), breaker_fail_max=1000, inflight_grace_s=0.3)
+    s = make_settings(str(settings.endpoint_url), breaker={"fail_max": 1000}, inflight_grace_s=0.3)
     engine = Engine.build(s)
     faults = Faults()
     faults.attach(engine.clients.s3)

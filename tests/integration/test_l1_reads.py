@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given
@@ -52,10 +51,10 @@ class Clock:
         return self.now
 
 
-def l1_engine(settings: Settings, clock: Clock | None = None, **overrides: Any) -> Engine:
-    s = make_settings(
-        str(settings.endpoint_url), **({"l1": "on", "l1_max_staleness_s": STALENESS} | overrides)
-    )
+def l1_engine(
+    settings: Settings, clock: Clock | None = None, staleness_s: float = STALENESS
+) -> Engine:
+    s = make_settings(str(settings.endpoint_url), l1={"mode": "on", "max_staleness_s": staleness_s})
     engine = Engine.build(s)
     assert engine.l1 is not None
     if clock is not None:
@@ -119,7 +118,7 @@ def test_interleavings_respect_the_bound_and_own_writes(
 def test_threads_in_two_engines_never_read_older_than_the_bound(settings: Settings) -> None:
     """Real threads and clock: a read that began more than the bound after a write completed
     returns that write or a newer one, in either engine; a writer reads its own write."""
-    engines = [l1_engine(settings, l1_max_staleness_s=0.2) for _ in range(2)]
+    engines = [l1_engine(settings, staleness_s=0.2) for _ in range(2)]
     doc_id = "CHG-threads"
     engines[0].pipeline.put(doc(doc_id, 0))
     done: list[tuple[float, int]] = [(time.monotonic(), 1)]

@@ -111,7 +111,7 @@ def item(engine: Engine, doc_id: str) -> dict[str, Any] | None:
 def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """The function's environment: settings only through DOCSYNC_*; a fresh engine per test."""
     monkeypatch.setenv("DOCSYNC_ENDPOINT_URL", str(settings.endpoint_url))
-    monkeypatch.setenv("DOCSYNC_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("DOCSYNC_AWS_MAX_ATTEMPTS", "2")
     for name in ("POWERTOOLS_DEV", "POWERTOOLS_METRICS_DISABLED"):
         monkeypatch.delenv(name, raising=False)
     runtime.reset_engine()
@@ -123,7 +123,7 @@ def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def test_handler_engine_is_built_from_the_environment(lambda_env: Settings) -> None:
     built = runtime.engine()
     assert built.settings.endpoint_url == lambda_env.endpoint_url
-    assert built.settings.max_attempts == 2
+    assert built.settings.aws.max_attempts == 2
     assert built.settings.bucket == lambda_env.bucket
     assert runtime.engine() is built  # once per container
     runtime.reset_engine()

@@ -37,7 +37,7 @@ def test_a_failed_send_deletes_nothing_from_the_dlq(settings: Settings) -> None:
     before = depth(clients, settings.queue)  # S3's test event from init
     faults = Faults()
     faults.attach(clients.sqs)
-    faults.fail("sqs", "SendMessageBatch", times=settings.max_attempts)
+    faults.fail("sqs", "SendMessageBatch", times=settings.aws.max_attempts)
     with pytest.raises(QueueError):
         redrive(settings, QueueStore(clients.sqs, settings.endpoint_url), method="copy")
     assert ("sqs", "SendMessageBatch", "fail") in faults.fired
@@ -102,7 +102,7 @@ def test_a_refused_permission_is_a_named_failure_with_the_grant_to_add(
 
 
 def test_an_unreachable_endpoint_is_one_finding_not_a_cascade(settings: Settings) -> None:
-    nowhere = make_settings("http://127.0.0.1:9", max_attempts=1, connect_timeout_s=0.5)
+    nowhere = make_settings("http://127.0.0.1:9", aws={"max_attempts": 1, "connect_timeout_s": 0.5})
     [check] = run(nowhere, AwsClients(nowhere))
     assert (check.check, check.status) == ("identity", "fail")
     assert "http://127.0.0.1:9" in check.fix

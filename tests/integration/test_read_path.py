@@ -29,7 +29,7 @@ NOW = datetime.now(UTC)
 
 def put_direct(engine: Engine, d: Document) -> None:
     """A write that bypasses the pipeline (another application): S3 only."""
-    engine.objects.put(keys.s3_key(engine.settings.prefixes()[d.type], d.id), d.body)
+    engine.objects.put(keys.s3_key(engine.settings.prefixes[d.type], d.id), d.body)
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,7 @@ def test_miss_reads_s3_and_backfills_then_hits(
 def test_backfill_never_overwrites_a_newer_entry(engine: Engine, corpus: list[Document]) -> None:
     d = corpus[0]
     put_direct(engine, d)
-    stale = engine.objects.get(keys.s3_key(engine.settings.prefixes()[d.type], d.id))
+    stale = engine.objects.get(keys.s3_key(engine.settings.prefixes[d.type], d.id))
     newer = parse_document(json.loads(d.body) | {"title": "newer"})
     import time
 
@@ -247,10 +247,8 @@ def test_dynamodb_unavailable_serves_gets_and_queries_from_s3(
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{_closed_port()}")
     s: Settings = make_settings(
         str(loaded.settings.endpoint_url),
-        max_attempts=1,
-        connect_timeout_s=0.2,
-        breaker_fail_max=2,
-        breaker_reset_s=60,
+        aws={"max_attempts": 1, "connect_timeout_s": 0.2},
+        breaker={"fail_max": 2, "reset_s": 60},
     )
     counter.reset()
     down = Engine.build(s, counter)

@@ -42,9 +42,9 @@ def cache_equals_s3(engine: Engine) -> None:
     }
     in_s3 = {
         info.key: info.etag
-        for prefix in engine.settings.prefixes().values()
+        for prefix in engine.settings.prefixes.values()
         for info in engine.objects.list(prefix)
-        if keys.key_to_doc(info.key, engine.settings.prefixes())
+        if keys.key_to_doc(info.key, engine.settings.prefixes)
         and b"garbage" not in engine.objects.get(info.key).body
     }
     assert live == in_s3

@@ -23,7 +23,7 @@ from reconciler.schedule import LOCK_NAME
 @pytest.fixture
 def lambda_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     monkeypatch.setenv("DOCSYNC_ENDPOINT_URL", str(settings.endpoint_url))
-    monkeypatch.setenv("DOCSYNC_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("DOCSYNC_AWS_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("DOCSYNC_METRICS_ENVIRONMENT", "stack-x")
     for name in ("POWERTOOLS_DEV", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_SERVICE_NAME"):
         monkeypatch.delenv(name, raising=False)
@@ -37,7 +37,7 @@ def plant_missing(engine: Engine, count: int) -> None:
     """Documents in S3 that the cache does not hold (written by another application)."""
     for raw in sample_documents(count, seed=31, days=30):
         doc = parse_document(raw)
-        engine.objects.put(f"{engine.settings.prefixes()[doc.type]}{doc.id}.json", doc.body)
+        engine.objects.put(f"{engine.settings.prefixes[doc.type]}{doc.id}.json", doc.body)
 
 
 def emf(out: str) -> list[dict[str, Any]]:

@@ -173,7 +173,7 @@ from engine.app import Engine
 from engine.settings import load_settings
 from reconciler.lock import LeaseLock
 
-settings = load_settings(None, endpoint_url=sys.argv[1], max_attempts=2)
+settings = load_settings(None, endpoint_url=sys.argv[1], aws={"max_attempts": 2})
 engine = Engine.build(settings)
 lock = LeaseLock(engine.clients.dynamodb, settings.leases_table, sys.argv[2], float(sys.argv[3]))
 with lock.held() as mine:
@@ -315,9 +315,11 @@ def engine_with(moto_server: EmbeddedMoto, **overrides: Any) -> Engine:
 def test_jobs_have_coalesce_one_instance_and_misfire_grace(moto_server: EmbeddedMoto) -> None:
     engine = engine_with(
         moto_server,
-        reconcile_report_cron="* * * * *",
-        reconcile_repair_cron="*/5 2 * * mon",
-        reconcile_misfire_grace_s=42,
+        reconcile={
+            "report_cron": "* * * * *",
+            "repair_cron": "*/5 2 * * mon",
+            "misfire_grace_s": 42,
+        },
     )
     scheduler = build(engine)
     scheduler.start(paused=True)  # jobs get their defaults and next run time, nothing runs
@@ -346,7 +348,7 @@ def test_default_schedule_is_an_hourly_report_and_a_daily_repair(
     moto_server: EmbeddedMoto,
 ) -> None:
     engine = engine_with(moto_server)
-    assert engine.settings.reconcile_misfire_grace_s == 300
+    assert engine.settings.reconcile.misfire_grace_s == 300
     scheduler = build(engine)
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert set(jobs) == {"reconcile-report", "reconcile-repair"}
@@ -374,7 +376,7 @@ def test_numeric_day_of_week_follows_crontab(moto_server: EmbeddedMoto) -> None:
     }
     wrong: dict[str, object] = {}
     for field, days in expected.items():
-        engine = engine_with(moto_server, reconcile_repair_cron=f"30 3 * * {field}")
+        engine = engine_with(moto_server, reconcile={"repair_cron": f"30 3 * * {field}"})
         try:
             trigger = build(engine).get_job("reconcile-repair").trigger
         except ConfigError as exc:
@@ -392,17 +394,17 @@ def test_numeric_day_of_week_follows_crontab(moto_server: EmbeddedMoto) -> None:
 @pytest.mark.parametrize(
     ("setting", "expression"),
     [
-        ("reconcile_report_cron", "61 * * * *"),
-        ("reconcile_report_cron", "every hour"),
-        ("reconcile_repair_cron", "* * *"),
-        ("reconcile_repair_cron", "0 25 * * *"),
-        ("reconcile_repair_cron", "0 3 * * someday"),
+        ("reconcile.report_cron", "61 * * * *"),
+        ("reconcile.report_cron", "every hour"),
+        ("reconcile.repair_cron", "* * *"),
+        ("reconcile.repair_cron", "0 25 * * *"),
+        ("reconcile.repair_cron", "0 3 * * someday"),
     ],
 )
 def test_an_invalid_cron_is_a_config_error_naming_the_setting(
     moto_server: EmbeddedMoto, setting: str, expression: str
 ) -> None:
-    engine = engine_with(moto_server, **{setting: expression})
+    engine = engine_with(moto_server, reconcile={setting.split(".")[1]: expression})
     with pytest.raises(ConfigError) as caught:
         build(engine)
     assert setting in str(caught.value)
@@ -420,7 +422,7 @@ def test_an_invalid_cron_is_a_config_error_naming_the_setting(
 def test_an_empty_cron_disables_that_job(
     moto_server: EmbeddedMoto, report: str, repair: str, jobs: set[str]
 ) -> None:
-    engine = engine_with(moto_server, reconcile_report_cron=report, reconcile_repair_cron=repair)
+    engine = engine_with(moto_server, reconcile={"report_cron": report, "repair_cron": repair})
     scheduler = build(engine)
     assert {job.id for job in scheduler.get_jobs()} == jobs
 
@@ -431,7 +433,7 @@ def test_a_fired_job_runs_locked_and_saves_its_report(
     seed(engine, 3)
     scheduled = Engine.build(
         make_settings(
-            moto_server.endpoint, reconcile_report_cron="* * * * *", reconcile_repair_cron=""
+            moto_server.endpoint, reconcile={"report_cron": "* * * * *", "repair_cron": ""}
         )
     )
     scheduler = build(scheduled)
@@ -452,7 +454,7 @@ def test_a_fired_job_runs_locked_and_saves_its_report(
 
 def test_one_instance_at_a_time_in_one_scheduler(moto_server: EmbeddedMoto) -> None:
     """A run still going when the job fires again: the new firing is skipped, not queued."""
-    engine = engine_with(moto_server, reconcile_report_cron="* * * * *", reconcile_repair_cron="")
+    engine = engine_with(moto_server, reconcile={"report_cron": "* * * * *", "repair_cron": ""})
     started, release = threading.Event(), threading.Event()
     calls: list[tuple[Engine, str]] = []
     skipped: list[JobEvent] = []

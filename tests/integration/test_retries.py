@@ -16,8 +16,8 @@ FAST = {name: {"base_ms": 1} for name in ("throttling", "server_error", "unavail
 
 
 def clients(settings: Settings, **update: object) -> tuple[AwsClients, Faults]:
-    values = {"max_attempts": 50, "retries": RetryTable.model_validate(FAST), **update}
-    built = AwsClients(settings.model_copy(update=values))
+    values = {"aws.max_attempts": 50, "retries": RetryTable.model_validate(FAST), **update}
+    built = AwsClients(settings.replace(values))
     faults = Faults()
     for client in (built.dynamodb, built.s3, built.sqs):
         faults.attach(client)
@@ -61,7 +61,7 @@ def test_the_table_from_settings_decides(settings: Settings) -> None:
 
 
 def test_max_attempts_caps_every_class(settings: Settings) -> None:
-    built, faults = clients(settings, max_attempts=2)
+    built, faults = clients(settings, **{"aws.max_attempts": 2})
     assert attempts_of_get_item(built, faults, "ThrottlingException", 400) == 2
 
 

@@ -179,13 +179,13 @@ def test_a_failed_receive_is_retried_or_raised_as_a_queue_error(settings: Settin
     clients, store, url, _ = work_queue(settings, "later")
     faults = Faults()
     faults.attach(clients.sqs)
-    faults.fail("sqs", "ReceiveMessage", times=settings.max_attempts)
+    faults.fail("sqs", "ReceiveMessage", times=settings.aws.max_attempts)
     polling = Polling(batch=1, wait_s=1, visibility_s=30, heartbeat_s=10)
     with pytest.raises(QueueError) as raised:
         QueueConsumer(store, url, lambda _: True, polling).run(drain=True)
     assert "SQS ReceiveMessage" in str(raised.value)
 
-    faults.fail("sqs", "ReceiveMessage", times=settings.max_attempts)
+    faults.fail("sqs", "ReceiveMessage", times=settings.aws.max_attempts)
     handled: list[str] = []
 
     def take(message: dict[str, Any]) -> bool:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 def empty(moto_server: EmbeddedMoto) -> Iterator[Settings]:
     """A fresh moto with nothing created (max one attempt: a fault is not retried away)."""
     moto_server.reset()
-    yield make_settings(moto_server.endpoint, max_attempts=1)
+    yield make_settings(moto_server.endpoint, aws={"max_attempts": 1})
 
 
 def test_bucket_missing_created_versioned(empty: Settings) -> None:
@@ -117,7 +117,7 @@ def test_kinesis_stream_and_an_unimplemented_destination(empty: Settings) -> Non
 
 
 def test_a_refusal_is_a_store_error_naming_the_call_and_the_code(settings: Settings) -> None:
-    clients = AwsClients(settings.model_copy(update={"max_attempts": 1}))
+    clients = AwsClients(settings.replace({"aws.max_attempts": 1}))
     faults = Faults()
     for client in (clients.dynamodb, clients.s3, clients.sqs):
         faults.attach(client)
@@ -140,7 +140,7 @@ def test_a_refusal_is_a_store_error_naming_the_call_and_the_code(settings: Setti
 
 
 def test_probes_pass_change_nothing_and_name_a_refusal(settings: Settings) -> None:
-    clients = AwsClients(settings.model_copy(update={"max_attempts": 1}))
+    clients = AwsClients(settings.replace({"aws.max_attempts": 1}))
     probes = AccessProbes(clients, settings.bucket, settings.reserved_prefix)
     assert probes.identity().startswith("arn:aws:")
     assert probes.list_objects() == "ok"
@@ -164,7 +164,7 @@ def test_probes_pass_change_nothing_and_name_a_refusal(settings: Settings) -> No
 
 def test_metrics_are_sent_within_the_limit_per_call(settings: Settings) -> None:
     counter = CallCounter()
-    clients = AwsClients(settings.model_copy(update={"max_attempts": 1}), counter)
+    clients = AwsClients(settings.replace({"aws.max_attempts": 1}), counter)
     data = [
         {
             "MetricName": "CacheHits",

@@ -60,7 +60,7 @@ def test_an_outage_after_retries_is_an_object_store_error(
     s3: tuple[ObjectStore, Faults], settings: Settings
 ) -> None:
     objects, faults = s3
-    faults.fail("s3", "PutObject", times=settings.max_attempts)
+    faults.fail("s3", "PutObject", times=settings.aws.max_attempts)
     with pytest.raises(ObjectStoreError, match=f"S3 PutObject {KEY} failed"):
         objects.put(KEY, b"{}")
     assert objects.head(KEY) is None  # nothing was written

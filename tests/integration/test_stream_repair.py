@@ -49,7 +49,7 @@ def die_after_s3_put(engine: Engine, d: Document) -> None:
         stale_before=datetime.now(UTC) - timedelta(seconds=engine.settings.inflight_grace_s),
         expected_version=None,
     )
-    engine.objects.put(f"{engine.settings.prefixes()[d.type]}{d.id}.json", d.body)
+    engine.objects.put(f"{engine.settings.prefixes[d.type]}{d.id}.json", d.body)
 
 
 def intent_record(records: list[dict[str, Any]], pk: str) -> dict[str, Any]:

@@ -20,11 +20,10 @@ from engine.ratelimit import TokenBucket
 from engine.reader import Query
 from engine.readmetrics.flush import MetricsFlusher
 from engine.readmetrics.item import METRICS_PK
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
 from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
 from engine.store.item import INDEX_KEYS, deserialize
-from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.sinks import ANALYTICS, FileRowSink
 from engine.streams.stats import gather
@@ -87,7 +86,7 @@ def seven_hits_three_misses(engine: Engine) -> list[Document]:
     for d in docs[:7]:
         engine.pipeline.put(d)  # cached
     for d in docs[7:]:  # written by another application: S3 only, the cache is cold
-        engine.objects.put(f"{engine.settings.prefixes()['change']}{d.id}.json", d.body)
+        engine.objects.put(f"{engine.settings.prefixes['change']}{d.id}.json", d.body)
     for d in docs:
         engine.reader.get("change", d.id)
     return docs

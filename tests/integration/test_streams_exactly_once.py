@@ -19,11 +19,10 @@ from engine.app import Engine
 from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.readmetrics.flush import MetricsFlusher
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
 from engine.store.leases import Checkpoint, Checkpoints, Lease, pending_key
 from engine.streams import consumer as consumer_module
 from engine.streams.analytics import merge_rows
-from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.core import StreamProcessor
 from engine.streams.records import from_stream

@@ -82,7 +82,7 @@ def test_kcl_process_over_real_stream_records(
         | TEST_CREDENTIALS
         | {
             "DOCSYNC_ENDPOINT_URL": settings.endpoint_url or "",
-            "DOCSYNC_MAX_ATTEMPTS": "2",
+            "DOCSYNC_AWS_MAX_ATTEMPTS": "2",
             "DOCSYNC_STREAMS_ANALYTICS_DIR": str(tmp_path / "rows"),
             "DOCSYNC_STREAMS_CHECKPOINT_INTERVAL_S": "3600",
         }

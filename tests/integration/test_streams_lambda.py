@@ -18,9 +18,8 @@ from engine.aws import AwsClients, CallCounter
 from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.readmetrics.flush import MetricsFlusher
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
 from engine.streams.analytics import merge_rows
-from engine.streams.config import StreamSettings
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, FileRowSink
 from engine.streams.stats import gather
 from tests.conftest import FIXTURES

@@ -11,9 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from engine.app import Engine
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
 from engine.store.leases import Checkpoint, Checkpoints, checkpoint_key, consumer_lease
-from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.sinks import ANALYTICS, MemorySink
 from tests.unit.test_streams_core import live, raw

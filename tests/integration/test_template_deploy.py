@@ -29,7 +29,7 @@ from tests.integration.stack import MOTO_FILTERED, Stack, deploy
 from tests.template import load_template
 
 DOCSYNC = Path(sys.executable).parent / "docsync"
-NOT_FROM_STACK = {"DOCSYNC_ENDPOINT_URL", "DOCSYNC_MAX_ATTEMPTS"}  # the tests' own
+NOT_FROM_STACK = {"DOCSYNC_ENDPOINT_URL", "DOCSYNC_AWS_MAX_ATTEMPTS"}  # the tests' own
 
 
 @pytest.fixture

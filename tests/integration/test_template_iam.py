@@ -30,8 +30,7 @@ from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.local_moto import EmbeddedMoto
 from engine.sample import sample_documents
-from engine.settings import Settings, load_settings
-from engine.streams.config import StreamSettings
+from engine.settings import Settings, StreamSettings, load_settings
 from reconciler import tasks
 from tests.integration.stack import Stack, deploy
 from tests.integration.test_lambda_handlers import delete_event, put_event, sqs_event
@@ -296,7 +295,7 @@ def test_listener_role_covers_the_sqs_handler(
     seed = setup_engine()
     settings: Settings = seed.settings
     fresh, changed, gone = _docs(3, 21)
-    key = {d.id: f"{settings.prefixes()[d.type]}{d.id}.json" for d in (fresh, changed, gone)}
+    key = {d.id: f"{settings.prefixes[d.type]}{d.id}.json" for d in (fresh, changed, gone)}
     seed.objects.put(key[fresh.id], fresh.body)
     seed.pipeline.put(changed)
     seed.objects.put(key[changed.id], changed.body + b" ")
@@ -341,9 +340,7 @@ def test_stream_consumer_role_covers_the_stream_handler(stack: Stack) -> None:
     for doc in committed:
         seed.pipeline.put(doc)
     _intent(seed, after_put)
-    seed.objects.put(
-        f"{seed.settings.prefixes()[after_put.type]}{after_put.id}.json", after_put.body
-    )
+    seed.objects.put(f"{seed.settings.prefixes[after_put.type]}{after_put.id}.json", after_put.body)
     _intent(seed, new_before)
     existing = committed[0]
     _intent(seed, parse_document({**json.loads(existing.body), "title": "never reached S3"}))
@@ -381,7 +378,7 @@ def _plant_drift(seed: Engine) -> None:
     whole-image put), stale (the cache claims a newer S3 position than S3 has, so only the
     conditional update after an S3 re-check may fix it), orphaned (cache only: a tombstone)."""
     missing, stale, orphan = _docs(3, 23)
-    prefixes = seed.settings.prefixes()
+    prefixes = seed.settings.prefixes
     seed.objects.put(f"{prefixes[missing.type]}{missing.id}.json", missing.body)
     seed.pipeline.put(stale)
     seed.objects.put(f"{prefixes[stale.type]}{stale.id}.json", stale.body + b" ")

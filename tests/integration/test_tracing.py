@@ -113,7 +113,7 @@ def test_reconcile_shards_are_spans_inside_the_run(
     named = by_name(spans)
     run = named["docsync.reconcile"][0]
     shards = named["docsync.reconcile.shard"]
-    assert len(shards) == engine.settings.reconcile_shards_per_type * 2
+    assert len(shards) == engine.settings.reconcile.shards_per_type * 2
     assert all(s.parent is not None and s.parent.span_id == run.context.span_id for s in shards)
     prefixes = {s.attributes["docsync.shard.prefix"] for s in shards}
-    assert prefixes == set(engine.settings.prefixes().values())
+    assert prefixes == set(engine.settings.prefixes.values())

@@ -54,7 +54,7 @@ def item(engine: Engine, doc_id: str) -> dict[str, Any] | None:
 
 @pytest.fixture
 def faulty(settings: Settings) -> tuple[Engine, Faults]:
-    s = make_settings(str(settings.endpoint_url), breaker_fail_max=1000, inflight_grace_s=0.5)
+    s = make_settings(str(settings.endpoint_url), breaker={"fail_max": 1000}, inflight_grace_s=0.5)
     engine = Engine.build(s)
     faults = Faults()
     faults.attach(engine.clients.s3)

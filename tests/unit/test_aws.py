@@ -27,9 +27,7 @@ def offline_clients(dry_run: bool, counter: CallCounter | None = None) -> AwsCli
         None,
         dry_run=dry_run,
         endpoint_url=CLOSED,
-        max_attempts=1,
-        connect_timeout_s=0.5,
-        read_timeout_s=0.5,
+        aws={"max_attempts": 1, "connect_timeout_s": 0.5, "read_timeout_s": 0.5},
     )
     return AwsClients(settings, counter)
 
@@ -139,7 +137,10 @@ def test_dry_run_put_object_is_not_sent_but_counted() -> None:
     counter = CallCounter()
     clients = AwsClients(
         load_settings(
-            None, dry_run=True, endpoint_url=CLOSED, max_attempts=1, connect_timeout_s=0.5
+            None,
+            dry_run=True,
+            endpoint_url=CLOSED,
+            aws={"max_attempts": 1, "connect_timeout_s": 0.5},
         ),
         counter,
     )

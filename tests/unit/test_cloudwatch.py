@@ -57,9 +57,9 @@ def parse_emf(text: str, namespace: str, environment: str) -> dict[str, list[flo
     return out
 
 
-def settings(**overrides: Any) -> Settings:
-    values = {"metrics_namespace": "ops-test", "metrics_environment": "stack-a"} | overrides
-    return load_settings(None, **values)
+def settings(metrics: dict[str, Any] | None = None, **overrides: Any) -> Settings:
+    section = {"namespace": "ops-test", "environment": "stack-a"} | (metrics or {})
+    return load_settings(None, metrics=section, **overrides)
 
 
 class Tty(io.StringIO):
@@ -131,7 +131,11 @@ def test_flush_writes_emf_lines_under_the_configured_namespace_and_environment()
 
 @pytest.mark.parametrize(
     ("overrides", "stream"),
-    [({"metrics_sink": "off"}, io.StringIO()), ({"dry_run": True}, io.StringIO()), ({}, Tty())],
+    [
+        ({"metrics": {"sink": "off"}}, io.StringIO()),
+        ({"dry_run": True}, io.StringIO()),
+        ({}, Tty()),
+    ],
     ids=["sink-off", "dry-run", "terminal"],
 )
 def test_no_emf_when_off_in_a_dry_run_or_on_a_terminal(
@@ -184,7 +188,7 @@ def test_an_open_breaker_is_reported_when_it_opens_and_at_every_flush_while_open
 
 def test_periodic_flush_writes_while_running_and_once_more_on_stop() -> None:
     out = io.StringIO()
-    flusher = PeriodicFlush(settings(metrics_flush_s=0.05), stream=out).start()
+    flusher = PeriodicFlush(settings({"flush_s": 0.05}), stream=out).start()
     try:
         cloudwatch.record("DriftFound", 1)
         deadline = time.monotonic() + 30
@@ -202,5 +206,5 @@ def test_periodic_flush_writes_while_running_and_once_more_on_stop() -> None:
 
 def test_the_shipped_settings_are_the_contract_defaults() -> None:
     s = load_settings(None)
-    assert (s.metrics_namespace, s.metrics_environment) == ("docsync", "default")
-    assert (s.metrics_sink, s.metrics_flush_s) == ("emf", 60.0)
+    assert (s.metrics.namespace, s.metrics.environment) == ("docsync", "default")
+    assert (s.metrics.sink, s.metrics.flush_s) == ("emf", 60.0)

@@ -38,7 +38,7 @@ def doc(doc_id: str = "CHG-1", **extra: Any) -> Document:
 
 @pytest.fixture
 def engine() -> MemoryEngine:
-    return MemoryEngine.build(breaker_fail_max=1000, inflight_grace_s=0.5)
+    return MemoryEngine.build(breaker={"fail_max": 1000}, inflight_grace_s=0.5)
 
 
 def entry(engine: MemoryEngine, doc_id: str) -> dict[str, Any] | None:

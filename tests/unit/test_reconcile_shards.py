@@ -154,12 +154,14 @@ def test_shard_count_equals_the_setting_for_every_allowed_value() -> None:
 
 
 def test_the_setting_bounds() -> None:
-    assert load_settings(None).reconcile_shards_per_type == 4
+    assert load_settings(None).reconcile.shards_per_type == 4
     for ok in (1, 65):
-        assert load_settings(None, reconcile_shards_per_type=ok).reconcile_shards_per_type == ok
+        assert (
+            load_settings(None, reconcile={"shards_per_type": ok}).reconcile.shards_per_type == ok
+        )
     for bad in (0, 66):
-        with pytest.raises(ConfigError, match="reconcile_shards_per_type"):
-            load_settings(None, reconcile_shards_per_type=bad)
+        with pytest.raises(ConfigError, match=r"reconcile\.shards_per_type"):
+            load_settings(None, reconcile={"shards_per_type": bad})
 
 
 # -- start_after -----------------------------------------------------------------------------
