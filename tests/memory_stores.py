@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
@@ -48,15 +47,16 @@ DDB_OPS = {
 S3_OPS = {"put": "PutObject", "get": "GetObject", "head": "HeadObject", "delete": "DeleteObject"}
 
 
+_LOADED: dict[str, Settings] = {}
+
+
 def memory_settings(**overrides: Any) -> Settings:
     """Settings for the twins (frozen: loaded once per set of overrides, as a property test
     builds an engine per example)."""
-    return _settings(tuple(sorted(overrides.items())))
-
-
-@lru_cache(maxsize=64)
-def _settings(overrides: tuple[tuple[str, Any], ...]) -> Settings:
-    return make_settings("http://memory.invalid", **dict(overrides))
+    key = repr(sorted(overrides.items()))
+    if key not in _LOADED:
+        _LOADED[key] = make_settings("http://memory.invalid", **overrides)
+    return _LOADED[key]
 
 
 def memory_cache(settings: Settings, client: Any = None) -> CacheStore:

@@ -75,7 +75,7 @@ def cache_equals_s3(engine: MemoryEngine) -> None:
 @example({"a": "in_sync", "b": "missing", "c": "stale", "d": "orphaned", "e": "index"})
 @example({"t": "tombstone", "r": "recreated", "i": "invalid"})
 def test_report_then_repair_then_no_drift(plans: dict[str, str]) -> None:
-    engine = MemoryEngine.build(reconcile_workers=1)  # threads cost more than memory's calls
+    engine = MemoryEngine.build(reconcile={"workers": 1})  # threads cost more than memory's calls
     plant(engine, plans)
     before = engine.snapshot()
     report = Reconciler(engine).run("report")  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from engine.settings import StreamSettings
 from engine.store.memory.stream import ITERATOR_TTL_S, RETENTION_S
-from engine.streams.config import StreamSettings
 from engine.streams.consumer import LocalConsumer
 from engine.streams.records import ChangeRecord
 from engine.streams.sinks import ANALYTICS, MemorySink

@@ -48,7 +48,7 @@ LATER_MS = 10**7  # past every deadline: grace and recheck delays are zero here
 
 def build() -> MemoryEngine:
     """Intents are stale at once (a dead writer's is taken over or repaired, no waiting)."""
-    return MemoryEngine.build(inflight_grace_s=0, breaker_fail_max=1000)
+    return MemoryEngine.build(inflight_grace_s=0, breaker={"fail_max": 1000})
 
 
 def run(engine: MemoryEngine, ops: list[tuple[str, str]]) -> None:
