@@ -1,5 +1,6 @@
-"""The engine's core on the in-memory twins: the real CacheStore on `MemoryDynamoDB`, and
-`MemoryObjectStore` for S3, for logic tests that need no moto server.
+"""The engine's core on the in-memory twins: the real CacheStore on `MemoryDynamoDB` (whose
+committed changes feed a `MemoryStreamStore`), `MemoryObjectStore` for S3, and the real
+HistoryStore on its own memory table, for logic tests that need no moto server.
 
 `Faults` here is the memory counterpart of `tests/integration/faults.py`: a call `fail`s
 before it reaches the store (DynamoDB: a connection error the seam translates; S3: the
@@ -8,22 +9,26 @@ ObjectStoreError the S3 store raises) or `crash`es after the store applied it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from botocore.exceptions import EndpointConnectionError
 
 from engine.breaker import CircuitBreaker
 from engine.exceptions import ObjectStoreError
-from engine.infra import cache_table_spec
+from engine.infra import cache_table_spec, leases_table_spec
 from engine.pipeline import WritePipeline
 from engine.ratelimit import TokenBucket
 from engine.reader import Reader
 from engine.settings import Settings
+from engine.store.abc import History
 from engine.store.cache import CacheStore
 from engine.store.errors import is_outage
-from engine.store.memory import MemoryObjectStore, s3_clock
+from engine.store.history import table_definition as history_table
+from engine.store.memory import MemoryObjectStore, MemoryStreamStore, memory_history, s3_clock
 from engine.store.memory.cache import MemoryDynamoDB
 from engine.sync import CacheSync
 from tests.conftest import make_settings
@@ -42,8 +47,16 @@ DDB_OPS = {
 S3_OPS = {"put": "PutObject", "get": "GetObject", "head": "HeadObject", "delete": "DeleteObject"}
 
 
+_LOADED: dict[str, Settings] = {}
+
+
 def memory_settings(**overrides: Any) -> Settings:
-    return make_settings("http://memory.invalid", **overrides)
+    """Settings for the twins (frozen: loaded once per set of overrides, as a property test
+    builds an engine per example)."""
+    key = repr(sorted(overrides.items()))
+    if key not in _LOADED:
+        _LOADED[key] = make_settings("http://memory.invalid", **overrides)
+    return _LOADED[key]
 
 
 def memory_cache(settings: Settings, client: Any = None) -> CacheStore:
@@ -88,6 +101,19 @@ class Faults:
         return call
 
 
+class Clock:
+    """The wall clock, moved on by `advance` (the stream's retention and iterator expiry)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 class S3Clock:
     """S3's clock for the memory bucket: now, or `at` when a test dates objects back."""
 
@@ -103,6 +129,8 @@ class MemoryEngine:
     """What `Engine.build` wires, on the twins (no clients, no L1)."""
 
     settings: Settings
+    ddb: MemoryDynamoDB  # the cache table (with its stream), the leases and history tables
+    clients: Any  # `.dynamodb`: what the stream drivers take from `AwsClients`
     cache: CacheStore
     objects: MemoryObjectStore
     pipeline: WritePipeline
@@ -110,21 +138,63 @@ class MemoryEngine:
     sync: CacheSync
     faults: Faults
     s3_clock: S3Clock
+    stream: MemoryStreamStore
+    history: History
+    clock: Clock
 
     @classmethod
     def build(cls, **overrides: Any) -> MemoryEngine:
         settings = memory_settings(**overrides)
         faults = Faults()
-        client = faults.wrap("dynamodb", MemoryDynamoDB(cache_table_spec(settings)), DDB_OPS)
+        clock = Clock()
+        stream = MemoryStreamStore(clock, settings.region)
+        ddb = MemoryDynamoDB(
+            cache_table_spec(settings),
+            leases_table_spec(settings),
+            history_table(settings.history_table),
+            streams=stream,
+        )
+        client = faults.wrap("dynamodb", ddb, DDB_OPS)
         cache = memory_cache(settings, client)
-        clock = S3Clock()
-        objects: Any = faults.wrap("s3", MemoryObjectStore(settings.bucket, clock=clock), S3_OPS)
+        s3 = S3Clock()
+        objects: Any = faults.wrap("s3", MemoryObjectStore(settings.bucket, clock=s3), S3_OPS)
         sync = CacheSync(settings, cache, objects)
         reader = Reader(settings, cache, objects, None, sync=sync)
         pipeline = WritePipeline(settings, cache, objects)
-        return cls(settings, cache, objects, pipeline, reader, sync, faults, clock)
+        history = memory_history(settings.history_table, ddb)
+        clients = SimpleNamespace(dynamodb=ddb)
+        return cls(
+            settings,
+            ddb,
+            clients,
+            cache,
+            objects,
+            pipeline,
+            reader,
+            sync,
+            faults,
+            s3,
+            stream,
+            history,
+            clock,
+        )
 
     def snapshot(self) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         items = sorted(self.cache.scan_all(), key=lambda i: str(i["pk"]))
         bodies = {i.key: self.objects.get(i.key).body for i in self.objects.list("")}
         return items, bodies
+
+
+def stream_records(engine: MemoryEngine) -> list[dict[str, Any]]:
+    """Every record on the memory stream, shard by shard, from its trim horizon."""
+    arn = engine.stream.latest_arn(engine.settings.table)
+    assert arn is not None
+    out: list[dict[str, Any]] = []
+    for shard in engine.stream.shards(arn):
+        iterator = engine.stream.iterator(arn, shard["ShardId"], "TRIM_HORIZON")
+        while isinstance(iterator, str):
+            page = engine.stream.records(iterator, 1000)
+            assert isinstance(page, dict)
+            out.extend(page["Records"])
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    return out

@@ -8,13 +8,14 @@ tested on memory holds on AWS.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from engine.store.leases import Checkpoint, PendingEmission
 from engine.store.objects import ObjectInfo, StoredObject
 from engine.store.queue import QueueRef
+from engine.store.stream import Lost
 
 
 class Objects(Protocol):
@@ -170,3 +171,54 @@ class CacheTable(Protocol):
     def batch_get_item(self, **kwargs: Any) -> Any: ...
 
     def transact_write_items(self, **kwargs: Any) -> Any: ...
+
+
+class Stream(Protocol):
+    """The cache table's change stream as the consumers read it: `engine/store/stream.py`
+    `StreamStore` (DynamoDB Streams), `engine/store/memory/stream.py` `MemoryStreamStore`.
+    Each shard is an ordered log; what the retention took comes back as a `Lost`, not raised."""
+
+    def table_stream(self, table: str) -> tuple[str | None, bool]:
+        """The table's latest stream ARN (None: it never had one) and whether it is enabled."""
+        ...
+
+    def latest_arn(self, table: str) -> str | None: ...
+
+    def shards(self, arn: str) -> list[dict[str, Any]]:
+        """Every shard as DescribeStream gives it: ShardId, ParentShardId, and a
+        SequenceNumberRange whose EndingSequenceNumber says the shard is closed."""
+        ...
+
+    def iterator(
+        self, arn: str, shard_id: str, kind: str, sequence: str | None = None
+    ) -> str | Lost:
+        """TRIM_HORIZON, LATEST, AT_ or AFTER_SEQUENCE_NUMBER; `Lost.TRIMMED` when the
+        position is past the retention, `Lost.SHARD_GONE` when the shard is."""
+        ...
+
+    def records(self, iterator: str, limit: int) -> dict[str, Any] | Lost:
+        """GetRecords: `Records` in sequence order and `NextShardIterator` (absent once a
+        closed shard is read to its end); `Lost.EXPIRED` or `Lost.TRIMMED`."""
+        ...
+
+
+class History(Protocol):
+    """The history table (`engine/store/history.py` `HistoryStore`; its twin is the same
+    store on `MemoryDynamoDB`): entries keyed by (`pk` = type#id, `version`)."""
+
+    table: str
+
+    def put_many(self, entries: Iterable[dict[str, Any]]) -> int:
+        """Store entries, overwriting any with the same key (the last one of a repeated key
+        wins); returns how many were stored."""
+        ...
+
+    def list(self, type_name: str, doc_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """A document's entries, newest version first."""
+        ...
+
+    def get(self, type_name: str, doc_id: str, version: int) -> dict[str, Any] | None: ...
+
+    def scan(self) -> Iterator[dict[str, Any]]:
+        """Every entry, in no particular order."""
+        ...

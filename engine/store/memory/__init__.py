@@ -8,9 +8,11 @@ are what the logic tests exercise. Each takes an injectable clock, so expiry nee
 
 from __future__ import annotations
 
+from engine.store.memory.history import memory_history
 from engine.store.memory.leases import LeaseTable, MemoryCheckpoints, MemoryLease
 from engine.store.memory.objects import MemoryObjectStore, s3_clock
 from engine.store.memory.queue import MemoryQueueStore
+from engine.store.memory.stream import MemoryStreamStore
 
 __all__ = [
     "LeaseTable",
@@ -18,5 +20,7 @@ __all__ = [
     "MemoryLease",
     "MemoryObjectStore",
     "MemoryQueueStore",
+    "MemoryStreamStore",
+    "memory_history",
     "s3_clock",
 ]

@@ -11,22 +11,32 @@ their `CancellationReasons`, GSIs as sorted views built from the table's CreateT
 (sparse, projected, range keys in UTF-8 byte order), Limit/ExclusiveStartKey/
 ScanIndexForward/Select=COUNT, and filters applied after Limit. Expressions: `expressions.py`.
 
+Tables may have a range key (the history table: numbers sort by value) and take
+BatchWriteItem. Given a `MemoryStreamStore` (`stream.py`), a table created with a
+StreamSpecification feeds it every committed change as DynamoDB Streams records it: one record
+per item changed (a transaction's items each), none for a write that changed nothing.
+`expire` is DynamoDB's TTL deleter, run when a test says so.
+
 What it does not: GSIs are strongly consistent here (eventually consistent on AWS), no 1 MB
-page or 400 KB item limits, no throughput/throttling or transaction conflicts, TTL never
-deletes, no streams, and the last page of a query that hit Limit exactly still returns a
-LastEvaluatedKey (as DynamoDB does; moto does not).
+page or 400 KB item limits, no throughput/throttling, unprocessed batch items or transaction
+conflicts, TTL deletes only through `expire`, and the last page of a query that hit Limit
+exactly still returns a LastEvaluatedKey (as DynamoDB does; moto does not).
 """
 
 from __future__ import annotations
 
 import copy
 import threading
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from engine.store.abc import CacheTable
-from engine.store.memory.expressions import Item, apply_update, matches
+from engine.store.memory.expressions import Item, apply_update, matches, required_value
+
+if TYPE_CHECKING:
+    from engine.store.memory.stream import MemoryStreamStore
 
 
 def _error(code: str, message: str, op: str, **extra: Any) -> ClientError:
@@ -43,8 +53,6 @@ def _key_bytes(value: dict[str, Any]) -> tuple[int, Any]:
     if "S" in value:
         return (0, value["S"].encode())
     if "N" in value:
-        from decimal import Decimal
-
         return (1, Decimal(value["N"]))
     return (2, bytes(value["B"]))
 
@@ -52,7 +60,13 @@ def _key_bytes(value: dict[str, Any]) -> tuple[int, Any]:
 class _Table:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.name = spec["TableName"]
-        self.hash = next(k["AttributeName"] for k in spec["KeySchema"] if k["KeyType"] == "HASH")
+        schema = {k["KeyType"]: k["AttributeName"] for k in spec["KeySchema"]}
+        self.hash: str = schema["HASH"]
+        self.range: str | None = schema.get("RANGE")
+        stream = spec.get("StreamSpecification") or {}
+        self.stream_view: str | None = (
+            stream.get("StreamViewType") if stream.get("StreamEnabled") else None
+        )
         self.indexes: dict[str, tuple[str, str | None, dict[str, Any]]] = {}
         for gsi in spec.get("GlobalSecondaryIndexes", []):
             schema = {k["KeyType"]: k["AttributeName"] for k in gsi["KeySchema"]}
@@ -61,12 +75,20 @@ class _Table:
                 schema.get("RANGE"),
                 gsi["Projection"],
             )
-        self.items: dict[str, Item] = {}
+        self.items: dict[Any, Item] = {}
 
-    def key_of(self, key: Item) -> str:
-        if set(key) != {self.hash}:
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return (self.hash, self.range) if self.range else (self.hash,)
+
+    def keys(self, item: Item) -> Item:
+        """The item's key attributes (what a stream record's `Keys` holds)."""
+        return {name: copy.deepcopy(item[name]) for name in self.key_names}
+
+    def key_of(self, key: Item) -> Any:
+        if set(key) != set(self.key_names):
             raise _error("ValidationException", "The provided key does not match", "Key")
-        return str(key[self.hash]["S"])
+        return tuple(_key_bytes(key[name]) for name in self.key_names)
 
     def project(self, item: Item, index: str | None) -> Item:
         if index is None:
@@ -74,7 +96,7 @@ class _Table:
         hash_key, range_key, projection = self.indexes[index]
         if projection["ProjectionType"] == "ALL":
             return copy.deepcopy(item)
-        keep = {self.hash, hash_key, range_key, *projection.get("NonKeyAttributes", [])}
+        keep = {*self.key_names, hash_key, range_key, *projection.get("NonKeyAttributes", [])}
         return {k: copy.deepcopy(v) for k, v in item.items() if k in keep}
 
 
@@ -82,15 +104,18 @@ class MemoryDynamoDB:
     """The DynamoDB client operations the cache store uses, on tables held in memory.
     Thread-safe: one lock makes every call (and every transaction) atomic."""
 
-    def __init__(self, *specs: dict[str, Any]) -> None:
+    def __init__(self, *specs: dict[str, Any], streams: MemoryStreamStore | None = None) -> None:
         self._lock = threading.RLock()
         self._tables: dict[str, _Table] = {}
+        self.streams = streams
         for spec in specs:
             self.create_table(**spec)
 
     def create_table(self, **spec: Any) -> dict[str, Any]:
         with self._lock:
-            self._tables[spec["TableName"]] = _Table(spec)
+            table = self._tables[spec["TableName"]] = _Table(spec)
+            if self.streams is not None and table.stream_view is not None:
+                self.streams.enable(table.name, table.stream_view)
         return {"TableDescription": {"TableName": spec["TableName"], "TableStatus": "ACTIVE"}}
 
     def _table(self, name: str) -> _Table:
@@ -110,9 +135,9 @@ class MemoryDynamoDB:
         with self._lock:
             table = self._table(params["TableName"])
             item = params["Item"]
-            pk = table.key_of({table.hash: item[table.hash]})
+            pk = table.key_of(table.keys(item))
             old = self._check("PutItem", table, pk, params)
-            table.items[pk] = copy.deepcopy(item)
+            self._write(table, pk, copy.deepcopy(item))
             return _returned(params, old, item, set(item))
 
     def update_item(self, **params: Any) -> dict[str, Any]:
@@ -121,7 +146,7 @@ class MemoryDynamoDB:
             pk = table.key_of(params["Key"])
             old = self._check("UpdateItem", table, pk, params)
             new, updated = self._updated(table, old, params)
-            table.items[pk] = new
+            self._write(table, pk, new)
             return _returned(params, old, new, updated)
 
     def delete_item(self, **params: Any) -> dict[str, Any]:
@@ -129,8 +154,30 @@ class MemoryDynamoDB:
             table = self._table(params["TableName"])
             pk = table.key_of(params["Key"])
             old = self._check("DeleteItem", table, pk, params)
-            table.items.pop(pk, None)
+            self._write(table, pk, None)
             return _returned(params, old, None, set())
+
+    def _write(self, table: _Table, pk: Any, new: Item | None, *, ttl: bool = False) -> None:
+        """Store (or remove) one item, and tell the table's stream what changed."""
+        old = table.items.pop(pk, None)
+        if new is not None:
+            table.items[pk] = new
+        if self.streams is not None and table.stream_view is not None and old != new:
+            self.streams.record(table.name, table.keys(new or old or {}), old, new, ttl=ttl)
+
+    def expire(self, table_name: str, attribute: str, now: float) -> int:
+        """DynamoDB's TTL: remove the items whose `attribute` (epoch seconds) is before `now`;
+        their REMOVE records carry the TTL service's identity. Returns how many."""
+        with self._lock:
+            table = self._table(table_name)
+            due = [
+                pk
+                for pk, item in table.items.items()
+                if "N" in item.get(attribute, {}) and Decimal(item[attribute]["N"]) < Decimal(now)
+            ]
+            for pk in due:
+                self._write(table, pk, None, ttl=True)
+            return len(due)
 
     def _check(self, op: str, table: _Table, pk: str, params: dict[str, Any]) -> Item | None:
         """The current item, if the operation's condition holds; else the op's refusal."""
@@ -175,20 +222,25 @@ class MemoryDynamoDB:
                 hash_key, range_key, _ = table.indexes[index]
             names = params.get("ExpressionAttributeNames")
             values = params.get("ExpressionAttributeValues")
+            condition = params["KeyConditionExpression"]
+            partition = required_value(condition, hash_key, names, values)
             view = [
                 item
                 for item in table.items.values()
                 if hash_key in item and (range_key is None or range_key in item)
-                if matches(params["KeyConditionExpression"], item, names, values)
+                if partition is None or item[hash_key] == partition
+                if matches(condition, item, names, values)
             ]
+            if index is None:
+                range_key = table.range
             ordered = _ordered(view, table.hash, range_key, params.get("ScanIndexForward", True))
             return _page(table, index, ordered, table.hash, range_key, params)
 
     def scan(self, **params: Any) -> dict[str, Any]:
         with self._lock:
             table = self._table(params["TableName"])
-            ordered = _ordered(list(table.items.values()), table.hash, None, True)
-            return _page(table, None, ordered, table.hash, None, params)
+            ordered = _ordered(list(table.items.values()), table.hash, table.range, True)
+            return _page(table, None, ordered, table.hash, table.range, params)
 
     def batch_get_item(self, **params: Any) -> dict[str, Any]:
         responses: dict[str, list[Item]] = {}
@@ -198,6 +250,30 @@ class MemoryDynamoDB:
                 found = (table.items.get(table.key_of(k)) for k in request["Keys"])
                 responses[name] = [copy.deepcopy(i) for i in found if i is not None]
         return {"Responses": responses, "UnprocessedKeys": {}}
+
+    def batch_write_item(self, **params: Any) -> dict[str, Any]:
+        """Puts and deletes without conditions; a key twice in one request is refused whole."""
+        with self._lock:
+            plan: list[tuple[_Table, Any, Item | None]] = []
+            for name, requests in params["RequestItems"].items():
+                table = self._table(name)
+                for request in requests:
+                    if "PutRequest" in request:
+                        item = request["PutRequest"]["Item"]
+                        plan.append((table, table.key_of(table.keys(item)), item))
+                    else:
+                        key = request["DeleteRequest"]["Key"]
+                        plan.append((table, table.key_of(key), None))
+            targets = [(t.name, pk) for t, pk, _item in plan]
+            if len(set(targets)) != len(targets):
+                raise _error(
+                    "ValidationException",
+                    "Provided list of item keys contains duplicates",
+                    "BatchWriteItem",
+                )
+            for table, pk, item in plan:
+                self._write(table, pk, copy.deepcopy(item) if item is not None else None)
+        return {"UnprocessedItems": {}}
 
     # -- transactions --------------------------------------------------------------------
 
@@ -209,7 +285,7 @@ class MemoryDynamoDB:
                 ((kind, params),) = entry.items()
                 table = self._table(params["TableName"])
                 key = params["Item"] if kind == "Put" else params["Key"]
-                plan.append((kind, table, table.key_of({table.hash: key[table.hash]}), params))
+                plan.append((kind, table, table.key_of(table.keys(key)), params))
             targets = [(t.name, pk) for _kind, t, pk, _params in plan]
             if len(set(targets)) != len(targets):
                 raise _error(
@@ -237,11 +313,11 @@ class MemoryDynamoDB:
                 )
             for kind, table, pk, params in plan:
                 if kind == "Put":
-                    table.items[pk] = copy.deepcopy(params["Item"])
+                    self._write(table, pk, copy.deepcopy(params["Item"]))
                 elif kind == "Update":
-                    table.items[pk] = self._updated(table, table.items.get(pk), params)[0]
+                    self._write(table, pk, self._updated(table, table.items.get(pk), params)[0])
                 elif kind == "Delete":
-                    table.items.pop(pk, None)
+                    self._write(table, pk, None)
             return {}
 
 
@@ -297,7 +373,7 @@ def _page(
         response["Items"] = [table.project(i, index) for i in kept]
     if limit and len(read) == limit and read:
         last = read[-1]
-        key_attrs = {table_hash, *(a for a in (range_key, _hash_of(table, index)) if a)}
+        key_attrs = {*table.key_names, *(a for a in (range_key, _hash_of(table, index)) if a)}
         response["LastEvaluatedKey"] = {k: copy.deepcopy(last[k]) for k in key_attrs}
     if params.get("ReturnConsumedCapacity", "NONE") != "NONE":
         response["ConsumedCapacity"] = {"TableName": table.name, "CapacityUnits": len(read) / 2}

@@ -12,7 +12,9 @@ numbers and sets), over top-level attributes (no nested paths). Anything else is
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -32,7 +34,25 @@ def wire(value: Any) -> dict[str, Any]:
     return dict(_se.serialize(value))
 
 
-def _tokens(text: str) -> list[str]:
+class _Plain(Mapping[str, Any]):
+    """A wire-format item whose attributes become Python values only when an expression
+    reads them (a query evaluates its key condition on every item of the table)."""
+
+    def __init__(self, item: Item) -> None:
+        self._item = item
+
+    def __getitem__(self, name: str) -> Any:
+        return plain(self._item[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._item)
+
+    def __len__(self) -> int:
+        return len(self._item)
+
+
+@lru_cache(maxsize=256)
+def _tokens(text: str) -> tuple[str, ...]:
     out, pos = [], 0
     text = text.rstrip()
     while pos < len(text):
@@ -41,7 +61,7 @@ def _tokens(text: str) -> list[str]:
             raise ValueError(f"cannot parse expression at {text[pos:]!r}")
         out.append(match.group(1))
         pos = match.end()
-    return out
+    return tuple(out)
 
 
 class _Parser:
@@ -95,7 +115,7 @@ class _Parser:
         return self.pos + 1 < len(self.toks) and self.toks[self.pos + 1] == "("
 
 
-def _resolve(op: tuple[str, Any], item: dict[str, Any]) -> Any:
+def _resolve(op: tuple[str, Any], item: Mapping[str, Any]) -> Any:
     kind, arg = op
     if kind == "value":
         return arg
@@ -141,7 +161,7 @@ def _compare(op: str, a: Any, b: Any) -> bool:
 
 
 class _Condition(_Parser):
-    def evaluate(self, item: dict[str, Any]) -> bool:
+    def evaluate(self, item: Mapping[str, Any]) -> bool:
         self.item = item
         result = self.or_()
         if self.peek() is not None:
@@ -216,8 +236,21 @@ def matches(
     """Whether the wire-format `item` (None: no item) satisfies the condition."""
     if not expression:
         return True
-    plain_item = {k: plain(v) for k, v in (item or {}).items()}
-    return _Condition(expression, names, values).evaluate(plain_item)
+    return _Condition(expression, names, values).evaluate(_Plain(item or {}))
+
+
+def required_value(
+    expression: str, attribute: str, names: dict[str, str] | None, values: Item | None
+) -> dict[str, Any] | None:
+    """The value `expression` requires `attribute` to equal (`attr = :v`), if it says so: a
+    key condition's partition, so a query reads one partition, not the whole table."""
+    toks = _tokens(expression)
+    for i in range(len(toks) - 2):
+        name = (names or {}).get(toks[i], toks[i])
+        if name == attribute and toks[i + 1] == "=" and toks[i + 2].startswith(":"):
+            value: dict[str, Any] | None = (values or {}).get(toks[i + 2])
+            return value
+    return None
 
 
 def apply_update(
