@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from engine import awsmetrics
 from engine.app import Engine
 from engine.aws import CallCounter
 from engine.cloudwatch import BUFFER
@@ -57,11 +58,14 @@ def _aws_env() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _empty_figures_buffer() -> Iterator[None]:
-    """CloudWatch figures are buffered per process until a flush: each test starts with none,
-    whichever tests ran before it in the same worker."""
+    """CloudWatch figures are buffered per process until a flush, and so is the AWS adapter's
+    EMF delta (Lambda): each test starts with none, whichever tests ran before it in the same
+    worker (a test that switched the delta on left its counts behind for the next one)."""
     BUFFER.reset()
+    awsmetrics.EMF.take()
     yield
     BUFFER.reset()
+    awsmetrics.EMF.take()
 
 
 @pytest.fixture(scope="session")
