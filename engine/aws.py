@@ -5,8 +5,9 @@ the dry-run guard (invariant 7: a mutating call is logged, never sent) and the c
 (benchmarks report AWS calls per operation).
 
 The adapter's hooks (seed 003) are registered here for the same reason, each in its module:
-retries per error class (retries.py), per-operation metrics (awsmetrics.py), the S3 and SQS
-circuit breakers (awsbreaker.py), record and replay (recording.py).
+retries per error class (retries.py), per-operation metrics (awsmetrics.py), a tracing span
+per call (awsspans.py), the S3 and SQS circuit breakers (awsbreaker.py), record and replay
+(recording.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 from loguru import logger
 
-from engine import awsmetrics, retries
+from engine import awsmetrics, awsspans, retries
 from engine.awsbreaker import ClientBreaker
 from engine.breaker import CircuitBreaker
 from engine.recording import Recorder, Replayer
@@ -184,13 +185,15 @@ class AwsClients:
 
     def _adapter_hooks(self, service: str, client: Any) -> None:
         """Per-class retries (in place of botocore's standard policy), per-operation metrics,
-        record or replay, and the S3 and SQS circuit breakers."""
+        a span per call (a no-op while tracing is off: it may be switched on later), record or
+        replay, and the S3 and SQS circuit breakers."""
         if self.settings.retry_mode != "legacy":
             retries.register(
                 client, self.settings.retries, self.settings.max_attempts, awsmetrics.count_retry
             )
         if self.settings.aws_metrics:
             awsmetrics.AwsMetrics(self.settings.consumed_capacity).register(client)
+        awsspans.CallSpans(client).register(client)
         if self.settings.replay is not None:
             self._replayer = self._replayer or Replayer(self.settings.replay)
             self._replayer.register(client)

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 pytest.importorskip("opentelemetry.sdk.trace")
-pytest.importorskip("opentelemetry.instrumentation.botocore")
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
