@@ -44,13 +44,15 @@ TRACING_TARGET = 0.10
 VARIANTS = ("off", "metrics", "metrics+tracing")
 
 
-def _tracing_on() -> bool:
+def _provider() -> Any:
+    """The SDK's production set-up (a BatchSpanProcessor) over an exporter that drops the
+    spans, or None without the `tracing` extra. One per measurement, shut down after it."""
     try:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
         from opentelemetry.sdk.trace.export import SpanExportResult as Result
     except ImportError:
-        return False
+        return None
 
     class Drop(SpanExporter):
         def export(self, spans: Any) -> Result:
@@ -58,7 +60,7 @@ def _tracing_on() -> bool:
 
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Drop()))
-    return tracing.configure(provider)
+    return provider
 
 
 def _engines(settings: Settings, recording: Path | None) -> dict[str, Engine]:
@@ -109,16 +111,14 @@ def measure(settings: Settings, kind: str, ops: int, rounds: int, canned: bool) 
             _operation(kind, doc, fresh)(recorder)
         engines = _engines(settings, recording)
         run = _operation(kind, doc, fresh)
+        provider = _provider()
         per_op: dict[str, list[float]] = {v: [] for v in VARIANTS}
         cpu_op: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        has_tracing = True
         for r in range(rounds):
             order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
             for variant in order:
-                if variant == "metrics+tracing":
-                    has_tracing = _tracing_on()
-                    if not has_tracing:
-                        continue
+                if variant == "metrics+tracing" and not (provider and tracing.configure(provider)):
+                    continue
                 engine = engines[variant]
                 for _ in range(min(20, ops)):  # warm
                     run(engine)
@@ -129,6 +129,8 @@ def measure(settings: Settings, kind: str, ops: int, rounds: int, canned: bool) 
                 cpu_op[variant].append((time.process_time() - cpu) / ops)
                 if variant == "metrics+tracing":
                     tracing.shutdown()
+        if provider is not None:
+            provider.shutdown()
     medians = {v: statistics.median(s) for v, s in per_op.items() if s}
     cpu_medians = {v: statistics.median(s) for v, s in cpu_op.items() if s}
     base, cpu_base = medians["off"], cpu_medians["off"]
