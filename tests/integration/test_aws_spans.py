@@ -209,3 +209,48 @@ def test_no_attribute_ever_holds_a_body(
         for text in texts:
             assert marker not in text, (s.name, text)
             assert d.body.decode() not in text
+
+
+def test_a_call_refused_by_an_open_breaker_is_an_error_span(
+    settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    from engine.aws import AwsClients
+    from engine.awsbreaker import BreakerOpenError
+
+    clients = AwsClients(settings.model_copy(update={"max_attempts": 1}))
+    s3 = clients.s3
+    faults = Faults()
+    faults.attach(s3)
+    faults.respond("s3", "HeadObject", "InternalError", 500, times=settings.breaker_fail_max)
+    for _ in range(settings.breaker_fail_max):
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket=settings.bucket, Key="k")
+    spans.clear()
+    with pytest.raises(BreakerOpenError):
+        s3.head_object(Bucket=settings.bucket, Key="k")
+    refused = only(spans, "S3.HeadObject")
+    assert refused.status.status_code is StatusCode.ERROR
+    assert refused.attributes["error.type"] == "breaker_open"
+    assert refused.attributes["docsync.key"] == "k"
+
+
+def test_a_connection_error_is_an_error_span_with_its_retries(
+    settings: Settings, spans: InMemorySpanExporter
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from engine.aws import AwsClients
+
+    ddb = AwsClients(settings.model_copy(update={"aws_breakers": False})).dynamodb
+
+    def unreachable(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="injected://dynamodb")
+
+    ddb.meta.events.register("before-send.dynamodb.GetItem", unreachable)
+    with pytest.raises(EndpointConnectionError):
+        ddb.get_item(TableName=settings.table, Key={"pk": {"S": "k"}})
+    failed = only(spans, "DynamoDB.GetItem")
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes["error.type"] == "EndpointConnectionError"
+    assert failed.attributes["retry_attempts"] == settings.max_attempts - 1
+    assert "http.status_code" not in failed.attributes
