@@ -158,7 +158,7 @@ def request_attributes(service: str, operation: str, params: dict[str, Any]) -> 
 def _dynamodb(operation: str, p: dict[str, Any], out: dict[str, Any]) -> None:
     for name, attr in _DYNAMODB_PARAMS:
         value = p.get(name)
-        if isinstance(value, _SIMPLE):
+        if value is not None and isinstance(value, _SIMPLE):
             out[attr] = value
     key = p.get("Key")
     if isinstance(key, dict):

@@ -153,20 +153,24 @@ def argument_reader(
     argument left to its default is not an attribute (as `bind_partial` had it). `fixed`:
     attributes every call carries."""
     params = list(signature.parameters)
-    spots = [(name, params.index(name) if name in params else -1) for name in names]
+    spots = [
+        (name, f"docsync.{name}", params.index(name) if name in params else -1) for name in names
+    ]
     base = dict(fixed or {})
 
     def read(args: Any, kwargs: Any) -> dict[str, Any]:
         out = dict(base)
-        for name, position in spots:
+        for name, attribute, position in spots:
             if name in kwargs:
                 value = kwargs[name]
             elif 0 <= position < len(args):
                 value = args[position]
             else:
                 continue
-            if value is not None:
-                out.update(_flatten(f"docsync.{name}", value))
+            if type(value) is str:  # the common case (type names, ids), without a call
+                out[attribute] = value
+            elif value is not None:
+                out.update(_flatten(attribute, value))
         return out
 
     return read
