@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 from loguru import logger
 
-from engine import awsmetrics, awsspans, retries
+from engine import awsmetrics, awsspans, retries, tracing
 from engine.awsbreaker import ClientBreaker
 from engine.breaker import CircuitBreaker
 from engine.recording import Recorder, Replayer
@@ -193,7 +193,8 @@ class AwsClients:
             )
         if self.settings.aws_metrics:
             awsmetrics.AwsMetrics(self.settings.consumed_capacity).register(client)
-        awsspans.CallSpans(client).register(client)
+        if tracing.available():  # its hooks wait, one `is None` test each, until tracing is on
+            awsspans.CallSpans(client).register(client)
         if self.settings.replay is not None:
             self._replayer = self._replayer or Replayer(self.settings.replay)
             self._replayer.register(client)

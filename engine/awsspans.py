@@ -1,17 +1,17 @@
 """A span per AWS call (seed 003 §7.1), from botocore hooks on every client (engine/aws.py).
 
-Hand-written, not opentelemetry-instrumentation-botocore: that wrapper cost ~740 Python calls
-and +42% on a canned cache-hit get (bench/adapter_overhead.py); these hooks cost one span.
+Hand-written: opentelemetry-instrumentation-botocore cost +42% on a canned cache-hit get.
 
-The span starts at `before-parameter-build` (so it parents under the current span: the engine
-operation's, or the HTTP request's) and ends at `after-call` or `after-call-error`. A call
-refused before it is sent (an open breaker: `refused`) ends its span as an error; one stopped
-by an exception before the request exists (parameter validation) leaves its span unexported.
-Attributes: `rpc.*`, `cloud.region`, `db.system`/`db.operation` (DynamoDB), `messaging.system`
-(SQS), the call's targets and key names (`docsync.table`, `.pk`, `.sk`, `.index`, `.limit`,
-expressions, batch counts, `.bucket`, `.key`, `.queue`), then `http.status_code`,
-`aws.request_id`, `retry_attempts` and, on failure, `error.type` and an ERROR status. Never
-an item, a document, an object's or a message's body. No X-Ray header is injected.
+The start time is taken at `before-parameter-build` and the span made whole at `after-call`
+or `after-call-error` (`CallSpans`), under the span current then: the engine operation's, or
+the HTTP request's. A call refused by an open breaker (`refused`) is an error span; one
+stopped before its request exists (parameter validation, an exception at `before-call`) has
+none. Attributes: `rpc.*`, `cloud.region`, `db.system`/`db.operation` (DynamoDB),
+`messaging.system` (SQS), what the call touches (`docsync.table`, `.pk`, `.sk`, `.index`,
+`.limit`, expressions, batch counts, `.bucket`, `.key`, `.queue`), then `http.status_code`,
+`aws.request_id`, `retry_attempts` when retried and, on failure, `error.type` and an ERROR
+status naming it. Never an item, a document, an object's or a message's body, nor a
+service's error message. No X-Ray trace header is injected into the requests.
 """
 
 from __future__ import annotations

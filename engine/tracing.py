@@ -14,6 +14,8 @@ them this module imports cleanly and every span is a no-op costing one `is None`
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.util
 import inspect
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -48,6 +50,12 @@ def wanted(env: Mapping[str, str] = os.environ) -> bool:
 
 def enabled() -> bool:
     return _tracer is not None
+
+
+@functools.cache
+def available() -> bool:
+    """The `tracing` extra is installed: without it the AWS clients get no span hooks."""
+    return importlib.util.find_spec("opentelemetry.sdk") is not None
 
 
 def configure(provider: Any = None) -> bool:
