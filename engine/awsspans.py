@@ -1,6 +1,6 @@
 """A span per AWS call (seed 003 §7.1), from botocore hooks on every client (engine/aws.py).
 
-Hand-written: opentelemetry-instrumentation-botocore cost +42% on a canned cache-hit get.
+Hand-written: the botocore instrumentation's ~740 calls per AWS call doubled tracing's cost.
 
 The start time is taken at `before-parameter-build` and the span made whole at `after-call`
 or `after-call-error` (`CallSpans`), under the span current then: the engine operation's, or
