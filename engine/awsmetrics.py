@@ -151,12 +151,24 @@ class _Labels:
     call with those labels: the hooks run on every AWS call, and prometheus' `labels(...)`
     (a lock and a dict lookup per metric) was most of their cost."""
 
-    __slots__ = ("calls_emf", "ok", "seconds")
+    __slots__ = ("calls_emf", "capacity", "kind", "ok", "operation", "seconds", "side")
 
     def __init__(self, service: str, operation: str, target: str, kind: str) -> None:
         self.ok = OPERATIONS.labels(service, operation, target, "ok", kind)
         self.seconds = OPERATION_SECONDS.labels(service, operation, target)
         self.calls_emf = f"{service}_calls_{kind}"
+        self.operation, self.kind = operation, kind
+        self.side = "read" if operation.startswith(_READ_OPS) else "write"  # of a total
+        self.capacity: dict[tuple[str, str, str], Any] = {}  # (table, index, side) → child
+
+    def capacity_of(self, table: str, index: str, side: str) -> Any:
+        key = (table, index, side)
+        child = self.capacity.get(key)
+        if child is None:
+            child = self.capacity[key] = CONSUMED_CAPACITY.labels(
+                table, index, self.operation, side, self.kind
+            )
+        return child
 
 
 _labels: dict[tuple[str, str, str, str], _Labels] = {}
@@ -366,19 +378,17 @@ class AwsMetrics:
         consumed = parsed.get("ConsumedCapacity")
         if not consumed:
             return
-        default = "read" if call.operation.startswith(_READ_OPS) else "write"
-        for entry in consumed if isinstance(consumed, list) else [consumed]:
+        labels = call.labels
+        for entry in consumed if isinstance(consumed, list) else (consumed,):
             table = str(entry.get("TableName", call.target))
-            parts: list[tuple[str, dict[str, Any]]] = [("", entry.get("Table") or entry)]
             gsis, lsis = entry.get("GlobalSecondaryIndexes"), entry.get("LocalSecondaryIndexes")
+            parts: Any = (("", entry.get("Table") or entry),)  # the common case: no index
             if gsis or lsis:
                 parts = [("", entry["Table"])] if entry.get("Table") else []
                 parts.extend({**(gsis or {}), **(lsis or {})}.items())
             for index, units in parts:
-                for capacity, value in _split(units, default):
-                    _child(
-                        CONSUMED_CAPACITY, table, index, call.operation, capacity, call.kind
-                    ).inc(value)
+                for capacity, value in _split(units, labels.side):
+                    labels.capacity_of(table, index, capacity).inc(value)
                     if EMF.enabled:
                         EMF.add(f"dynamodb_{capacity}_capacity_{call.kind}", value)
 
