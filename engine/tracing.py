@@ -116,8 +116,16 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any
     if _tracer is None:
         yield None
         return
-    with _tracer.start_as_current_span(name, attributes=dict(attributes or {})) as current:
+    current = _tracer.start_span(name, attributes=dict(attributes or {}))
+    token = _attach(_in_context(current))
+    try:
         yield current
+    except BaseException as exc:  # as `run_in_span`: no exception event
+        mark_error(current, type(exc).__name__)
+        raise
+    finally:
+        _detach(token)
+        current.end()
 
 
 def tracer() -> Any:
