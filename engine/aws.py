@@ -5,8 +5,9 @@ the dry-run guard (invariant 7: a mutating call is logged, never sent) and the c
 (benchmarks report AWS calls per operation).
 
 The adapter's hooks (seed 003) are registered here for the same reason, each in its module:
-retries per error class (retries.py), per-operation metrics (awsmetrics.py), the S3 and SQS
-circuit breakers (awsbreaker.py), record and replay (recording.py).
+retries per error class (retries.py), per-operation metrics (awsmetrics.py), a tracing span
+per call (awsspans.py), the S3 and SQS circuit breakers (awsbreaker.py), record and replay
+(recording.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 from loguru import logger
 
-from engine import awsmetrics, retries
+from engine import awsmetrics, awsspans, retries, tracing
 from engine.awsbreaker import ClientBreaker
 from engine.breaker import CircuitBreaker
 from engine.recording import Recorder, Replayer
@@ -184,7 +185,8 @@ class AwsClients:
 
     def _adapter_hooks(self, service: str, client: Any) -> None:
         """Per-class retries (in place of botocore's standard policy), per-operation metrics,
-        record or replay, and the S3 and SQS circuit breakers."""
+        a span per call (a no-op while tracing is off: it may be switched on later), record or
+        replay, and the S3 and SQS circuit breakers."""
         if self.settings.aws.retry_mode != "legacy":
             retries.register(
                 client,
@@ -194,6 +196,8 @@ class AwsClients:
             )
         if self.settings.aws.metrics:
             awsmetrics.AwsMetrics(self.settings.aws.consumed_capacity).register(client)
+        if tracing.available():  # its hooks wait, one `is None` test each, until tracing is on
+            awsspans.CallSpans(client).register(client)
         if self.settings.replay is not None:
             self._replayer = self._replayer or Replayer(self.settings.replay)
             self._replayer.register(client)

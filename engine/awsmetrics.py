@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import Counter, Histogram
 
-from engine import tracing
+from engine import awsspans, tracing
 from engine.metrics import REGISTRY
 from engine.readmetrics.buckets import AWS_CALL_LATENCY_S, ITEMS
 
@@ -151,12 +151,24 @@ class _Labels:
     call with those labels: the hooks run on every AWS call, and prometheus' `labels(...)`
     (a lock and a dict lookup per metric) was most of their cost."""
 
-    __slots__ = ("calls_emf", "ok", "seconds")
+    __slots__ = ("calls_emf", "capacity", "kind", "ok", "operation", "seconds", "side")
 
     def __init__(self, service: str, operation: str, target: str, kind: str) -> None:
         self.ok = OPERATIONS.labels(service, operation, target, "ok", kind)
         self.seconds = OPERATION_SECONDS.labels(service, operation, target)
         self.calls_emf = f"{service}_calls_{kind}"
+        self.operation, self.kind = operation, kind
+        self.side = "read" if operation.startswith(_READ_OPS) else "write"  # of a total
+        self.capacity: dict[tuple[str, str, str], Any] = {}  # (table, index, side) → child
+
+    def capacity_of(self, table: str, index: str, side: str) -> Any:
+        key = (table, index, side)
+        child = self.capacity.get(key)
+        if child is None:
+            child = self.capacity[key] = CONSUMED_CAPACITY.labels(
+                table, index, self.operation, side, self.kind
+            )
+        return child
 
 
 _labels: dict[tuple[str, str, str, str], _Labels] = {}
@@ -245,6 +257,7 @@ class AwsMetrics:
 
     def __init__(self, consumed_capacity: str = "INDEXES") -> None:
         self.consumed_capacity = consumed_capacity
+        self._capacity_param: dict[str, bool] = {}  # operation → accepts ReturnConsumedCapacity
 
     def register(self, client: Any) -> None:
         events = client.meta.events
@@ -262,13 +275,14 @@ class AwsMetrics:
         context["docsync_call"] = _Call(
             service, model.name, _target(params), _KIND.get(), time.perf_counter()
         )
-        if (
-            service == "dynamodb"
-            and self.consumed_capacity != "NONE"
-            and model.input_shape is not None
-            and "ReturnConsumedCapacity" in model.input_shape.members
-        ):
-            params.setdefault("ReturnConsumedCapacity", self.consumed_capacity)
+        if service == "dynamodb" and self.consumed_capacity != "NONE":
+            accepts = self._capacity_param.get(model.name)
+            if accepts is None:
+                shape = model.input_shape
+                accepts = shape is not None and "ReturnConsumedCapacity" in shape.members
+                self._capacity_param[model.name] = accepts
+            if accepts:
+                params.setdefault("ReturnConsumedCapacity", self.consumed_capacity)
 
     def needs_retry(
         self,
@@ -276,10 +290,10 @@ class AwsMetrics:
         request_dict: dict[str, Any],
         **_: Any,
     ) -> None:
-        call: _Call | None = request_dict.get("context", {}).get("docsync_call")
-        if call is None or response is None:
+        if response is None or "Error" not in response[1]:  # an answer, not a throttle
             return
-        if _error_code(response[1]) in _THROTTLE_CODES:
+        call: _Call | None = request_dict.get("context", {}).get("docsync_call")
+        if call is not None and _error_code(response[1]) in _THROTTLE_CODES:
             _child(THROTTLES, call.service, call.operation, call.target).inc()
             EMF.add(f"{call.service}_throttles", 1)
 
@@ -289,14 +303,20 @@ class AwsMetrics:
         call: _Call | None = context.get("docsync_call")
         if call is None:
             return
+        http_status = int(getattr(http_response, "status_code", 200))
+        if http_status < 300 and not (parsed.get("ResponseMetadata") or {}).get("DryRun"):
+            labels = call.labels  # the common case, without the status decision's calls
+            labels.ok.inc()
+            labels.seconds.observe(time.perf_counter() - call.start)
+            if EMF.enabled:
+                EMF.add(labels.calls_emf, 1)
+            self._results(call, parsed)
+            self._capacity(call, parsed)
+            return
         code = _error_code(parsed)
-        status = (
-            "dry_run"
-            if parsed.get("ResponseMetadata", {}).get("DryRun")
-            else _status(code, int(getattr(http_response, "status_code", 200)))
-        )
+        status = "dry_run" if http_status < 300 else _status(code, http_status)
         self._finish(call, status, code)
-        if status in ("ok", "dry_run"):
+        if status == "dry_run":
             self._results(call, parsed)
         elif call.service == "dynamodb" and (
             code == "ConditionalCheckFailedException"
@@ -358,21 +378,17 @@ class AwsMetrics:
         consumed = parsed.get("ConsumedCapacity")
         if not consumed:
             return
-        default = "read" if call.operation.startswith(_READ_OPS) else "write"
-        for entry in consumed if isinstance(consumed, list) else [consumed]:
+        labels = call.labels
+        for entry in consumed if isinstance(consumed, list) else (consumed,):
             table = str(entry.get("TableName", call.target))
-            parts: list[tuple[str, dict[str, Any]]] = []
-            if entry.get("Table"):
-                parts.append(("", entry["Table"]))
-            for group in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-                parts.extend((name, units) for name, units in (entry.get(group) or {}).items())
-            if not parts:
-                parts.append(("", entry))
+            gsis, lsis = entry.get("GlobalSecondaryIndexes"), entry.get("LocalSecondaryIndexes")
+            parts: Any = (("", entry.get("Table") or entry),)  # the common case: no index
+            if gsis or lsis:
+                parts = [("", entry["Table"])] if entry.get("Table") else []
+                parts.extend({**(gsis or {}), **(lsis or {})}.items())
             for index, units in parts:
-                for capacity, value in _split(units, default):
-                    _child(
-                        CONSUMED_CAPACITY, table, index, call.operation, capacity, call.kind
-                    ).inc(value)
+                for capacity, value in _split(units, labels.side):
+                    labels.capacity_of(table, index, capacity).inc(value)
                     if EMF.enabled:
                         EMF.add(f"dynamodb_{capacity}_capacity_{call.kind}", value)
 
@@ -422,16 +438,12 @@ def kind_of(kind: str, span: str | None = None, attrs: tuple[str, ...] = ()) -> 
     argument sits is read from the signature once, here, not bound per call."""
 
     def decorate(fn: F) -> F:
-        read = tracing.argument_reader(inspect.signature(fn), attrs) if span else None
-        fixed = {"docsync.kind": kind}
+        read = tracing.argument_reader(inspect.signature(fn), attrs, {"docsync.kind": kind})
 
         def call(args: Any, kwargs: Any) -> Any:
-            tracer = tracing.tracer() if read is not None else None
-            if tracer is None:
+            if span is None or tracing.tracer() is None:
                 return fn(*args, **kwargs)
-            assert read is not None
-            with tracer.start_as_current_span(span, attributes={**fixed, **read(args, kwargs)}):
-                return fn(*args, **kwargs)
+            return tracing.run_in_span(span, read(args, kwargs), fn, args, kwargs)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -450,6 +462,7 @@ def kind_of(kind: str, span: str | None = None, attrs: tuple[str, ...] = ()) -> 
 
 def refused(context: dict[str, Any], status: str) -> None:
     """A call stopped before it was sent (an open circuit breaker)."""
+    awsspans.refused(context, status)
     call: _Call | None = context.get("docsync_call")
     if call is not None:
         _child(OPERATIONS, call.service, call.operation, call.target, status, call.kind).inc()

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 pytest.importorskip("opentelemetry.sdk.trace")
-pytest.importorskip("opentelemetry.instrumentation.botocore")
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -117,3 +116,22 @@ def test_reconcile_shards_are_spans_inside_the_run(
     assert all(s.parent is not None and s.parent.span_id == run.context.span_id for s in shards)
     prefixes = {s.attributes["docsync.shard.prefix"] for s in shards}
     assert prefixes == set(engine.settings.prefixes.values())
+
+
+def test_a_failed_operation_is_an_error_span_without_the_message(
+    engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    from engine.exceptions import NotFoundError
+
+    d = parse_document(sample_documents(1, seed=2, now=datetime.now(UTC))[0])
+    with pytest.raises(NotFoundError):
+        engine.reader.get(d.type, "missing-1")
+    named = by_name(spans)
+    get, read = named["docsync.get"][0], named["S3.GetObject"][0]
+    assert read.parent is not None and read.parent.span_id == get.context.span_id
+    assert (get.status.status_code.name, get.status.description) == ("ERROR", "NotFoundError")
+    assert get.attributes["error.type"] == "NotFoundError" and not get.events
+    assert read.status.status_code.name == "ERROR" and read.attributes["http.status_code"] == 404
+    with pytest.raises(ValueError), tracing.span("docsync.x") as outer:
+        raise ValueError("a message that may quote a document")
+    assert outer is not None and not by_name(spans)["docsync.x"][0].events
