@@ -4,6 +4,7 @@ the common options are in group.py, each command in its own module, and none imp
 from __future__ import annotations
 
 from engine.cli import (
+    config_cmd,
     documents_cmds,
     history_cmd,
     local_cmds,
@@ -32,6 +33,7 @@ for command in (
     streams_cmds.stats_cmd,
     ops_cmds.dlq_group,
     ops_cmds.doctor_cmd,
+    config_cmd.config_cmd,
 ):
     cli.add_command(command)
 

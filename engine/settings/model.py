@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     )
     _config_file: Path | None = PrivateAttr(default=None)
     _deprecations: tuple[str, ...] = PrivateAttr(default=())
+    _flags: frozenset[str] = PrivateAttr(default=frozenset())
 
     # Where AWS is.
     endpoint_url: str | None = None
@@ -184,6 +185,11 @@ class Settings(BaseSettings):
         return self._config_file
 
     @property
+    def flags(self) -> frozenset[str]:
+        """The settings given as flags (keyword arguments of load_settings), as dotted paths."""
+        return self._flags
+
+    @property
     def deprecations(self) -> tuple[str, ...]:
         """Old names this load met (file keys, environment variables, keyword arguments)."""
         return self._deprecations
@@ -212,6 +218,7 @@ class Settings(BaseSettings):
             notes.reset(tokens[1])
         settings._config_file = path
         settings._deprecations = tuple(dict.fromkeys(found))
+        settings._flags = frozenset(_dotted(given))
         return settings
 
     def replace(self, changes: Mapping[str, Any]) -> Self:
@@ -233,7 +240,18 @@ class Settings(BaseSettings):
             raise ConfigError(describe_validation_error(exc)) from exc
         copy._config_file = self._config_file
         copy._deprecations = self._deprecations
+        copy._flags = self._flags | frozenset(changes)
         return copy
+
+
+def _dotted(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for name, value in values.items():
+        if isinstance(value, Mapping) and (name in SECTIONS or name in ("prefixes", "retries")):
+            out += _dotted(value, f"{prefix}{name}.")
+        else:
+            out.append(prefix + name)
+    return out
 
 
 def load_settings(config: Path | str | None = None, **flags: Any) -> Settings:

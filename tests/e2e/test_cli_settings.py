@@ -3,6 +3,7 @@ flags > DOCSYNC_* env > TOML file > defaults."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from engine.app import Engine
@@ -99,3 +100,33 @@ def test_the_new_names_run_without_a_deprecation(cli: Cli, ready: Engine, tmp_pa
     run = cli("query", "--type", "change", "--format", "json", "--config", config)
     assert len(run.json()["items"]) == 1
     assert "deprecated" not in run.stderr, run.stderr
+
+
+def test_config_shows_each_setting_and_where_it_came_from(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "docsync.toml"
+    config.write_text("[reconcile]\nworkers = 3\n", encoding="utf-8")
+    env = {"DOCSYNC_SERVE_PORT": "9001", "DOCSYNC_SERVE_API_KEYS": "k" * 40}
+    data = cli("config", "--config", config, "--table", "t-flag", env=env).json()
+
+    rows = {row["name"]: row for row in data["settings"]}
+    assert rows["table"] == {
+        "name": "table",
+        "value": "t-flag",
+        "source": "flag",
+        "from": "--table",
+    }
+    assert rows["serve.port"]["source"] == "env" and rows["serve.port"]["value"] == 9001
+    assert rows["reconcile.workers"] == {
+        "name": "reconcile.workers",
+        "value": 3,
+        "source": "file",
+        "from": str(config),
+    }
+    assert rows["serve.api_keys"]["value"] == "********"
+    assert "k" * 40 not in json.dumps(data)
+    assert "serve.host" not in rows and data["defaults_hidden"] > 50  # defaults: --all
+    every = cli("config", "--all", "--config", config).json()
+    assert {"serve.host", "prefixes.change", "streams.window_s"} <= {
+        row["name"] for row in every["settings"]
+    }
+    assert every["defaults_hidden"] == 0 and data["deprecations"] == []
