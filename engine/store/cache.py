@@ -481,6 +481,10 @@ class CacheStore:
                 f"attribute_not_exists(pk) OR ({no_fresh_intent} AND"
                 " (attribute_not_exists(#lm) OR #lm < :lm))"
             )
+        elif expect.state is None:  # seen absent: the swap is "still absent"
+            condition = (
+                f"attribute_not_exists(pk) AND {no_fresh_intent} AND attribute_not_exists(#lm)"
+            )
         else:
             names.update({"#st": "state", "#et": "etag"})
             values.update({":xst": expect.state, ":xlm": expect.s3_last_modified_ms})

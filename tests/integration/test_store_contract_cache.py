@@ -347,3 +347,20 @@ def all_pages(cache: CacheStore, limit: int) -> list[str]:
         seen += page
         if not start:
             return seen
+
+
+def test_a_compare_and_swap_on_an_entry_seen_absent_writes_only_while_absent(
+    cache: CacheStore,
+) -> None:
+    """sync's last resort (engine/sync.py) may have seen no entry at all: its swap is then
+    "still absent", so it writes once and a second writer who also saw nothing is refused."""
+    d = doc("CHG-cas")
+    absent = CacheItem(type="change", id=d.id)
+    stale = NOW - timedelta(minutes=5)
+    cache.sync("change", d.id, attrs_of(d), stale_before=stale, prev_customers=[], expect=absent)
+    entry = cache.get("change", d.id)
+    assert entry is not None and entry.live and entry.title == d.title
+    other = attrs_of(doc("CHG-cas", title="other"))
+    with pytest.raises(ConditionFailed) as refused:
+        cache.sync("change", d.id, other, stale_before=stale, prev_customers=[], expect=absent)
+    assert refused.value.item is not None and refused.value.item["title"] == d.title

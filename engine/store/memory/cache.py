@@ -26,6 +26,7 @@ exactly still returns a LastEvaluatedKey (as DynamoDB does; moto does not).
 from __future__ import annotations
 
 import copy
+import re
 import threading
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,42 @@ def _error(code: str, message: str, op: str, **extra: Any) -> ClientError:
         **extra,
     }
     return ClientError(response, op)  # type: ignore[arg-type]
+
+
+_EXPRESSIONS = (
+    "ConditionExpression",
+    "UpdateExpression",
+    "KeyConditionExpression",
+    "FilterExpression",
+    "ProjectionExpression",
+)
+_TOKEN = re.compile(r"[#:][A-Za-z0-9_]+")
+
+
+def _validate(op: str, params: dict[str, Any]) -> None:
+    """DynamoDB refuses a request whose expressions use an undefined `#name` or `:value`, or
+    that defines one no expression uses (a mistake the real service catches, so this does)."""
+    used = {t for e in _EXPRESSIONS for t in _TOKEN.findall(params.get(e) or "")}
+    for kind, given in (
+        ("ExpressionAttributeNames", params.get("ExpressionAttributeNames") or {}),
+        ("ExpressionAttributeValues", params.get("ExpressionAttributeValues") or {}),
+    ):
+        mark = "#" if kind.endswith("Names") else ":"
+        unused = sorted(k for k in given if k not in used)
+        if unused:
+            keys = ", ".join(unused)
+            raise _error(
+                "ValidationException",
+                f"Value provided in {kind} unused in expressions: keys: {{{keys}}}",
+                op,
+            )
+        undefined = sorted(t for t in used if t.startswith(mark) and t not in given)
+        if undefined:
+            raise _error(
+                "ValidationException",
+                f"{kind} used in expression is not defined: {undefined[0]}",
+                op,
+            )
 
 
 def _key_bytes(value: dict[str, Any]) -> tuple[int, Any]:
@@ -132,6 +169,7 @@ class MemoryDynamoDB:
             return {"Item": copy.deepcopy(item)} if item is not None else {}
 
     def put_item(self, **params: Any) -> dict[str, Any]:
+        _validate("PutItem", params)
         with self._lock:
             table = self._table(params["TableName"])
             item = params["Item"]
@@ -141,6 +179,7 @@ class MemoryDynamoDB:
             return _returned(params, old, item, set(item))
 
     def update_item(self, **params: Any) -> dict[str, Any]:
+        _validate("UpdateItem", params)
         with self._lock:
             table = self._table(params["TableName"])
             pk = table.key_of(params["Key"])
@@ -150,6 +189,7 @@ class MemoryDynamoDB:
             return _returned(params, old, new, updated)
 
     def delete_item(self, **params: Any) -> dict[str, Any]:
+        _validate("DeleteItem", params)
         with self._lock:
             table = self._table(params["TableName"])
             pk = table.key_of(params["Key"])
@@ -213,6 +253,7 @@ class MemoryDynamoDB:
     # -- reads of many items -------------------------------------------------------------
 
     def query(self, **params: Any) -> dict[str, Any]:
+        _validate("Query", params)
         with self._lock:
             table = self._table(params["TableName"])
             index = params.get("IndexName")
@@ -237,6 +278,7 @@ class MemoryDynamoDB:
             return _page(table, index, ordered, table.hash, range_key, params)
 
     def scan(self, **params: Any) -> dict[str, Any]:
+        _validate("Scan", params)
         with self._lock:
             table = self._table(params["TableName"])
             ordered = _ordered(list(table.items.values()), table.hash, table.range, True)
@@ -283,6 +325,7 @@ class MemoryDynamoDB:
             plan: list[tuple[str, _Table, str, dict[str, Any]]] = []
             for entry in request["TransactItems"]:
                 ((kind, params),) = entry.items()
+                _validate("TransactWriteItems", params)
                 table = self._table(params["TableName"])
                 key = params["Item"] if kind == "Put" else params["Key"]
                 plan.append((kind, table, table.key_of(table.keys(key)), params))
