@@ -33,6 +33,7 @@ from engine.aws import AwsClients
 from engine.awsmetrics import kind_of
 from engine.exceptions import LeaseLostError, StoreError
 from engine.settings import Settings, StreamSettings
+from engine.store.abc import Stream
 from engine.store.leases import (
     Checkpoint,
     Checkpoints,
@@ -104,18 +105,20 @@ class LocalConsumer:
         clients: AwsClients,
         *,
         streams_client: Any | None = None,
+        stream: Stream | None = None,
         sink: RowSink | None = None,
         owner: str | None = None,
         engine: Engine | None = None,
         on_records: Callable[[list[ChangeRecord]], None] | None = None,
     ) -> None:
         """`on_records`: told of every batch of changes read (`docsync serve` invalidates its
-        L1 with it)."""
+        L1 with it). `stream`: the stream store (default: DynamoDB Streams through `clients`;
+        the tests pass the in-memory twin)."""
         self.on_records = on_records
         self.settings = settings
         self.config = config
         self.ddb = clients.dynamodb
-        self.stream = StreamStore(clients, streams_client)
+        self.stream: Stream = stream or StreamStore(clients, streams_client)
         self.sink = sink or build_sink(settings, config, clients, producer="consumer")
         self.core = build_processor(settings, config)
         needs_engine = config.repair or config.history

@@ -29,11 +29,11 @@ def consumer(engine: MemoryEngine, seen: list[ChangeRecord] | None = None) -> Lo
         engine.settings,
         config,
         engine.clients,
+        stream=engine.stream,
         sink=MemorySink(),
         engine=engine,  # type: ignore[arg-type]
         on_records=seen.extend if seen is not None else None,
     )
-    made.stream = engine.stream  # type: ignore[assignment]
     return made
 
 
