@@ -380,7 +380,7 @@ def stubbed_memory(size: int) -> dict[str, Any]:
     reaches the issue's 200,000 objects, which moto cannot hold in reasonable time."""
     settings = load_settings(None, endpoint_url="http://127.0.0.1:9")
     engine = Engine.build(settings)
-    bucket = _SyntheticBucket(settings.prefixes.change, size, datetime.now(UTC))
+    bucket = _SyntheticBucket(settings.prefixes["change"], size, datetime.now(UTC))
     engine.objects.list = bucket.list  # type: ignore[method-assign]
     engine.cache.key_index = bucket.key_index  # type: ignore[method-assign]
     gc.collect()
