@@ -18,6 +18,23 @@ from tests.integration.test_streams_consumer import doc
 SEEDS = (3, 17, 2026)
 
 
+# The scripted life's entries, oldest first: (version, change, status from, status to, actor).
+LIFE = [
+    (1, "create", None, "draft", "alice"),
+    (2, "update", "draft", "approved", "bob"),
+    (3, "update", "approved", "approved", None),
+    (4, "delete", "approved", None, "carol"),
+    (5, "create", None, "draft", "alice"),
+]
+
+
+def life(newest_first: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (e["version"], e["change"], e.get("status_from"), e.get("status_to"), e.get("actor"))
+        for e in reversed(newest_first)
+    ]
+
+
 def live_a_life(engine: Engine) -> None:
     engine.pipeline.put(doc("CHG-L", status="draft"), actor="alice")
     engine.pipeline.put(doc("CHG-L", status="approved", n=1), actor="bob")
@@ -41,17 +58,7 @@ def test_a_scripted_life_under_duplicate_replayed_and_reordered_batches(
     store = HistoryStore(engine.clients.dynamodb, settings.history_table)
     store_batches(engine, records, [])
     straight = store.list("change", "CHG-L")
-    got = [
-        (e["version"], e["change"], e.get("status_from"), e.get("status_to"), e.get("actor"))
-        for e in reversed(straight)
-    ]
-    assert got == [
-        (1, "create", None, "draft", "alice"),
-        (2, "update", "draft", "approved", "bob"),
-        (3, "update", "approved", "approved", None),
-        (4, "delete", "approved", None, "carol"),
-        (5, "create", None, "draft", "alice"),
-    ]
+    assert life(straight) == LIFE
     assert straight[2]["customers"] == ["acme", "initech"]
     assert "etag" not in straight[1] and straight[0]["etag"] == doc("CHG-L", n=3).etag
     for seed in SEEDS:

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine.settings import Settings, load_settings
 from engine.settings.explain import HIDDEN, Origin, explain
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("DOCSYNC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    yield
+from tests.unit.test_settings import _clean_env  # noqa: F401 - autouse: no DOCSYNC_* from outside
 
 
 def by_name(settings: Settings) -> dict[str, Origin]:
