@@ -37,7 +37,7 @@ def explain(settings: Settings) -> list[Origin]:
     out = []
     for path, value in _leaves(settings):
         source, detail = "default", ""
-        if path in settings.flags or path.split(".")[0] in settings.flags:
+        if any(path == f or f.startswith(path + ".") for f in settings.flags):
             source, detail = "flag", "--" + path.replace("_", "-")
         elif (variable := _env_for(path, env)) is not None:
             source, detail = "env", variable

@@ -245,9 +245,10 @@ class Settings(BaseSettings):
 
 
 def _dotted(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The leaves of nested flags as dotted paths (`aws={"max_attempts": 2}`: aws.max_attempts)."""
     out = []
     for name, value in values.items():
-        if isinstance(value, Mapping) and (name in SECTIONS or name in ("prefixes", "retries")):
+        if isinstance(value, Mapping) and value:
             out += _dotted(value, f"{prefix}{name}.")
         else:
             out.append(prefix + name)

@@ -35,6 +35,13 @@ def test_each_source_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert origins["page_token_secret"].value == HIDDEN
     assert "hunter2" not in repr(list(origins.values()))
     assert origins["retries.throttling.max_attempts"].source == "default"
+    given = by_name(load_settings(None, retries={"throttling": {"max_attempts": 4}}, l1={}))
+    assert given["retries.throttling.max_attempts"] == Origin(
+        "retries.throttling.max_attempts", 4, "flag", "--retries.throttling.max-attempts"
+    )
+    assert given["retries.throttling.base_ms"].source == "default"  # not given: its default
+    tagged = by_name(load_settings(None, init={"tags": {"team": "docs"}}))
+    assert tagged["init.tags"] == Origin("init.tags", {"team": "docs"}, "flag", "--init.tags")
 
 
 def test_an_old_name_is_named_as_the_user_wrote_it(
