@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 
 from engine.app import Engine
 from engine.awsmetrics import capacity_by_kind, operation_kind
@@ -139,20 +140,47 @@ def test_throttles_are_counted_per_attempt_and_the_call_once(settings: Settings)
     assert delta("docsync_aws_operations_total", operation="GetItem") == 1
 
 
-def test_batch_unprocessed_items_and_errors_by_type(engine: Engine) -> None:
-    """moto never leaves batch items unprocessed: the hook reads a real response shape."""
-    from engine.awsmetrics import AwsMetrics, _Call
+def stubbed_dynamodb() -> tuple[Any, Stubber]:
+    """A DynamoDB client with the metrics hooks, answered by botocore's Stubber: AWS response
+    shapes moto never sends (unprocessed batch items, capacity per index), through the same
+    hooks and the same botocore path as any call."""
+    import boto3
 
-    table = engine.settings.table
+    from engine.awsmetrics import AwsMetrics
+
+    client = boto3.client(
+        "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    AwsMetrics().register(client)
+    stub = Stubber(client)
+    stub.activate()
+    return client, stub
+
+
+def test_batch_unprocessed_items_and_errors_by_type() -> None:
+    """moto never leaves batch items unprocessed: AWS's response shape, through the hooks."""
+    from botocore.exceptions import EndpointConnectionError
+
+    client, stub = stubbed_dynamodb()
+    table = "tbl-batch"
+    left = [{"PutRequest": {"Item": {"pk": {"S": k}}}} for k in ("a", "b")]
+    stub.add_response("batch_write_item", {"UnprocessedItems": {table: left}})
     delta = Delta()
-    hooks = AwsMetrics()
-    ctx: dict[str, Any] = {"docsync_call": _Call("dynamodb", "BatchWriteItem", table, "other", 0)}
-    parsed = {"UnprocessedItems": {table: [{"PutRequest": {}}, {"PutRequest": {}}]}}
-    hooks.after_call(http_response=None, parsed=parsed, context=ctx)
+    client.batch_write_item(
+        RequestItems={table: [*left, {"PutRequest": {"Item": {"pk": {"S": "c"}}}}]}
+    )
     assert delta("docsync_dynamodb_batch_unprocessed_items_total", table=table) == 2
-    hooks.after_call_error(exception=ConnectionError("down"), context=ctx)
-    assert delta("docsync_aws_errors_total", error_type="ConnectionError", target=table) == 1
-    assert delta("docsync_aws_operations_total", status="connection_error") == 1
+    stub.deactivate()
+
+    def unreachable(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="injected://dynamodb")
+
+    client.meta.events.register("before-send.dynamodb.GetItem", unreachable)
+    with pytest.raises(EndpointConnectionError):
+        client.get_item(TableName=table, Key={"pk": {"S": "a"}})
+    errors = delta("docsync_aws_errors_total", error_type="EndpointConnectionError", target=table)
+    assert errors == 1
+    assert delta("docsync_aws_operations_total", target=table, status="connection_error") == 1
 
 
 def test_dry_run_calls_are_counted_as_such_and_capacity_is_asked_for() -> None:
@@ -175,30 +203,40 @@ def test_dry_run_calls_are_counted_as_such_and_capacity_is_asked_for() -> None:
 
 def test_capacity_per_index_read_and_write_from_an_aws_shaped_response() -> None:
     """AWS with INDEXES returns the table's and each index's units (moto sends a total)."""
-    from engine.awsmetrics import AwsMetrics, _Call
-
+    client, stub = stubbed_dynamodb()
+    stub.add_response(
+        "put_item",
+        {
+            "ConsumedCapacity": {
+                "TableName": "tbl",
+                "CapacityUnits": 3.0,
+                "Table": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+                "GlobalSecondaryIndexes": {
+                    "time-index": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+                    "key-index": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
+                },
+            }
+        },
+    )
+    stub.add_response(
+        "transact_get_items",
+        {
+            "Responses": [{"Item": {"pk": {"S": "a"}}}],
+            "ConsumedCapacity": [{"TableName": "tbl", "CapacityUnits": 2.0}],
+        },
+    )
     delta = Delta()
-    ctx: dict[str, Any] = {"docsync_call": _Call("dynamodb", "PutItem", "tbl", "reconcile", 0)}
-    parsed = {
-        "ConsumedCapacity": {
-            "TableName": "tbl",
-            "CapacityUnits": 3.0,
-            "Table": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
-            "GlobalSecondaryIndexes": {
-                "time-index": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
-                "key-index": {"CapacityUnits": 1.0, "WriteCapacityUnits": 1.0},
-            },
-        }
-    }
-    AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
+    with operation_kind("reconcile"):
+        client.put_item(TableName="tbl", Item={"pk": {"S": "a"}})
     cap = "docsync_dynamodb_consumed_capacity_units_total"
     assert delta(cap, table="tbl", capacity="write", kind="reconcile") == 3.0  # no double count
     assert delta(cap, table="tbl", index="", capacity="write") == 1.0
     assert delta(cap, table="tbl", index="time-index", capacity="write") == 1.0
     assert delta(cap, table="tbl", capacity="read") == 0
-    ctx = {"docsync_call": _Call("dynamodb", "TransactGetItems", "tbl", "read", 0)}
-    parsed = {"ConsumedCapacity": [{"TableName": "tbl", "CapacityUnits": 2.0}]}
-    AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
+    with operation_kind("read"):
+        client.transact_get_items(
+            TransactItems=[{"Get": {"TableName": "tbl", "Key": {"pk": {"S": "a"}}}}]
+        )
     assert delta(cap, table="tbl", operation="TransactGetItems", capacity="read") == 2.0
 
 
@@ -209,9 +247,15 @@ def test_lambda_publishes_the_figures_as_emf(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(awsmetrics.EMF, "enabled", True)
     awsmetrics.EMF.take()
-    ctx: dict[str, Any] = {"docsync_call": awsmetrics._Call("dynamodb", "Query", "t", "stream", 0)}
-    parsed = {"Count": 2, "ConsumedCapacity": {"TableName": "t", "CapacityUnits": 0.5}}
-    awsmetrics.AwsMetrics().after_call(http_response=None, parsed=parsed, context=ctx)
+    client, stub = stubbed_dynamodb()
+    answer = {"Items": [], "Count": 2, "ConsumedCapacity": {"TableName": "t", "CapacityUnits": 0.5}}
+    stub.add_response("query", answer)
+    with operation_kind("stream"):
+        client.query(
+            TableName="t",
+            KeyConditionExpression="pk = :k",
+            ExpressionAttributeValues={":k": {"S": "a"}},
+        )
     target = Metrics(namespace="docsync-test", service="test")
     awsmetrics.to_emf(target)
     published = {name: m["Value"] for name, m in target.metric_set.items()}

@@ -53,7 +53,7 @@ def plant(engine: MemoryEngine, plans: dict[str, str]) -> None:
                 engine.objects.put(key, doc(doc_id, title="back").body)
         elif plan == "index":
             lost = {"pk": {"S": f"_docsync#cix#change#{doc_id}#acme"}}
-            engine.cache._ddb.delete_item(TableName=engine.settings.table, Key=lost)
+            engine.ddb.delete_item(TableName=engine.settings.table, Key=lost)
 
 
 def cache_equals_s3(engine: MemoryEngine) -> None:
