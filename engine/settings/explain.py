@@ -34,12 +34,15 @@ def explain(settings: Settings) -> list[Origin]:
     if settings.config_file is not None:
         with settings.config_file.open("rb") as fh:
             file_data = move_file_keys(tomllib.load(fh), [])
+    old_names: dict[str, list[str]] = {}
+    for old, to in moved().items():
+        old_names.setdefault(".".join(to), []).append(env_name(None, old))
     out = []
     for path, value in _leaves(settings):
         source, detail = "default", ""
         if any(path == f or f.startswith(path + ".") for f in settings.flags):
             source, detail = "flag", "--" + path.replace("_", "-")
-        elif (variable := _env_for(path, env)) is not None:
+        elif (variable := _env_for(path, env, old_names.get(path, []))) is not None:
             source, detail = "env", variable
         elif _in(file_data, path):
             source, detail = "file", str(settings.config_file)
@@ -59,7 +62,7 @@ def _leaves(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield path, value
 
 
-def _env_for(path: str, env: set[str]) -> str | None:
+def _env_for(path: str, env: set[str], old_names: list[str]) -> str | None:
     """The variable that set `path`: its own (`DOCSYNC_SERVE_PORT`), its table's as JSON, or
     the old flat name that moved there (`DOCSYNC_MAX_ATTEMPTS`), in the order they win."""
     parts = path.split(".")
@@ -67,7 +70,7 @@ def _env_for(path: str, env: set[str]) -> str | None:
         names = [env_name(parts[0], parts[1]), env_name(None, parts[0])]
     else:
         names = [env_name(None, parts[0])]
-    names += [env_name(None, old) for old, to in moved().items() if ".".join(to) == path]
+    names += old_names
     return next((n for n in names if n.lower() in env), None)
 
 

@@ -40,8 +40,9 @@ class TomlFile(TomlConfigSettingsSource):
 class Environment(EnvSettingsSource):
     """DOCSYNC_<KEY> and DOCSYNC_<SECTION>_<KEY>; old names renamed to the new ones."""
 
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        loaded = super()._load_env_vars()
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        loaded: Mapping[str, str | None] = self.env_vars
         present = {k: v for k, v in loaded.items() if v is not None}
         moved = move_env(present, _note_list())
-        return {**{k: v for k, v in loaded.items() if v is None}, **moved}
+        self.env_vars = {**{k: v for k, v in loaded.items() if v is None}, **moved}
