@@ -172,6 +172,13 @@ class _Labels:
 
 
 _labels: dict[tuple[str, str, str, str], _Labels] = {}
+# the operations whose answers carry counts of items (returned, scanned, unprocessed)
+_COUNTED = frozenset(
+    {"Query", "Scan", "BatchGetItem", "BatchWriteItem", "ReceiveMessage", "ListObjectsV2"}
+    | {"ListObjects"}
+)
+# reads that charge only the table unless they name an index
+_TABLE_READS = frozenset({"GetItem", "BatchGetItem", "TransactGetItems", "Query", "Scan"})
 
 
 def _labels_of(service: str, operation: str, target: str, kind: str) -> _Labels:
@@ -257,7 +264,9 @@ class AwsMetrics:
 
     def __init__(self, consumed_capacity: str = "INDEXES") -> None:
         self.consumed_capacity = consumed_capacity
-        self._capacity_param: dict[str, bool] = {}  # operation → accepts ReturnConsumedCapacity
+        # operation model → (service, its ReturnConsumedCapacity without and with an
+        # IndexName, None where it takes none): botocore keeps one model per operation
+        self._models: dict[Any, tuple[str, str | None, str | None]] = {}
 
     def register(self, client: Any) -> None:
         events = client.meta.events
@@ -271,18 +280,29 @@ class AwsMetrics:
     def before_parameter_build(
         self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
     ) -> None:
-        service = model.service_model.service_name
+        known = self._models.get(model) or self._know(model)
         context["docsync_call"] = _Call(
-            service, model.name, _target(params), _KIND.get(), time.perf_counter()
+            known[0], model.name, _target(params), _KIND.get(), time.perf_counter()
         )
-        if service == "dynamodb" and self.consumed_capacity != "NONE":
-            accepts = self._capacity_param.get(model.name)
-            if accepts is None:
-                shape = model.input_shape
-                accepts = shape is not None and "ReturnConsumedCapacity" in shape.members
-                self._capacity_param[model.name] = accepts
-            if accepts:
-                params.setdefault("ReturnConsumedCapacity", self.consumed_capacity)
+        capacity = known[2] if "IndexName" in params else known[1]
+        if capacity is not None:
+            params.setdefault("ReturnConsumedCapacity", capacity)
+
+    def _know(self, model: Any) -> tuple[str, str | None, str | None]:
+        """INDEXES only where an index can be charged (a write; a query or scan of an
+        index): a read of the table alone gets the same units from TOTAL, in a smaller
+        answer to parse."""
+        service, mode = model.service_model.service_name, self.consumed_capacity
+        shape = model.input_shape
+        takes = service == "dynamodb" and shape is not None
+        if mode == "NONE" or not (takes and "ReturnConsumedCapacity" in shape.members):
+            known: tuple[str, str | None, str | None] = (service, None, None)
+        elif mode == "INDEXES" and model.name in _TABLE_READS:
+            known = (service, "TOTAL", mode)
+        else:
+            known = (service, mode, mode)
+        self._models[model] = known
+        return known
 
     def needs_retry(
         self,
@@ -310,8 +330,10 @@ class AwsMetrics:
             labels.seconds.observe(time.perf_counter() - call.start)
             if EMF.enabled:
                 EMF.add(labels.calls_emf, 1)
-            self._results(call, parsed)
-            self._capacity(call, parsed)
+            if call.operation in _COUNTED:
+                self._results(call, parsed)
+            if "ConsumedCapacity" in parsed:
+                self._capacity(call, parsed)
             return
         code = _error_code(parsed)
         status = "dry_run" if http_status < 300 else _status(code, http_status)
@@ -379,6 +401,15 @@ class AwsMetrics:
         if not consumed:
             return
         labels = call.labels
+        if type(consumed) is dict and len(consumed) == 2 and "CapacityUnits" in consumed:
+            # TOTAL on one table ({TableName, CapacityUnits}): the cache-hit get's answer
+            value = float(consumed["CapacityUnits"] or 0)
+            if value:
+                table = str(consumed.get("TableName", call.target))
+                labels.capacity_of(table, "", labels.side).inc(value)
+                if EMF.enabled:
+                    EMF.add(f"dynamodb_{labels.side}_capacity_{call.kind}", value)
+            return
         for entry in consumed if isinstance(consumed, list) else (consumed,):
             table = str(entry.get("TableName", call.target))
             gsis, lsis = entry.get("GlobalSecondaryIndexes"), entry.get("LocalSecondaryIndexes")
@@ -441,7 +472,7 @@ def kind_of(kind: str, span: str | None = None, attrs: tuple[str, ...] = ()) -> 
         read = tracing.argument_reader(inspect.signature(fn), attrs, {"docsync.kind": kind})
 
         def call(args: Any, kwargs: Any) -> Any:
-            if span is None or tracing.tracer() is None:
+            if span is None or tracing.sink() is None:
                 return fn(*args, **kwargs)
             return tracing.run_in_span(span, read(args, kwargs), fn, args, kwargs)
 

@@ -41,10 +41,10 @@ _Started = tuple[int, str, Any, "CallSpans"]  # start (ns), operation, the call'
 class CallSpans:
     """The hooks of one client; while tracing is off each costs one `is None` test.
 
-    The span is made whole at the end, with the start time taken at the start: one
-    `start_span` with every attribute, rather than a span opened and then amended (each
-    amendment is a lock and a validation pass in the SDK). Its parent is the span current at
-    the start, which is still current at the end: the hooks run in the caller's thread."""
+    The span is made whole at the end, with the start time taken at the start: built once
+    with every attribute (`tracing.Sink`), rather than a span opened and then amended. Its
+    parent is the span current at the start, which is still current at the end: the hooks
+    run in the caller's thread."""
 
     def __init__(self, client: Any) -> None:
         self._service = client.meta.service_model.service_name
@@ -59,7 +59,7 @@ class CallSpans:
         events.register("after-call-error.*.*", self.fail)
 
     def start(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        if tracing.tracer() is not None:
+        if tracing.sink() is not None:
             context[_SPAN] = (time.time_ns(), model.name, params, self)
 
     def finish(
@@ -94,16 +94,11 @@ class CallSpans:
         return attrs
 
     def _emit(self, started: _Started, attrs: dict[str, Any], error: str | None) -> None:
-        tracer = tracing.tracer()
-        if tracer is None:  # switched off during the call
+        sink = tracing.sink()
+        if sink is None:  # switched off during the call
             return
         name, kind, _ = self._opening[started[1]]
-        if error is not None:
-            attrs["error.type"] = error
-        span = tracer.start_span(name, kind=kind, attributes=attrs, start_time=started[0])
-        if error is not None:
-            tracing.mark_error(span, error, attribute=False)
-        span.end()
+        sink.close(sink.open(name, kind, attrs), started[0], error)
 
     def _open(self, operation: str) -> tuple[str, Any, dict[str, Any]]:
         """The span's name, kind and fixed attributes, once per operation."""
@@ -174,7 +169,7 @@ def _dynamodb(operation: str, p: dict[str, Any], out: dict[str, Any]) -> None:
             out["docsync.pk"] = pk
     if isinstance(p.get("RequestItems"), dict):
         items = p["RequestItems"]
-        out["docsync.tables"] = sorted(items)
+        out["docsync.tables"] = tuple(sorted(items))
         if operation == "BatchWriteItem":
             requests = [r for rs in items.values() for r in rs]
             out["docsync.put_count"] = sum("PutRequest" in r for r in requests)
@@ -183,14 +178,13 @@ def _dynamodb(operation: str, p: dict[str, Any], out: dict[str, Any]) -> None:
             out["docsync.item_count"] = sum(len(v.get("Keys", [])) for v in items.values())
     if isinstance(p.get("TransactItems"), list):
         out["docsync.item_count"] = len(p["TransactItems"])
-        out["docsync.tables"] = sorted(
-            {
-                str(v["TableName"])
-                for item in p["TransactItems"]
-                for v in item.values()
-                if isinstance(v, dict) and v.get("TableName")
-            }
-        )
+        named = {
+            str(v["TableName"])
+            for item in p["TransactItems"]
+            for v in item.values()
+            if isinstance(v, dict) and v.get("TableName")
+        }
+        out["docsync.tables"] = tuple(sorted(named))
 
 
 def _partition_of(p: dict[str, Any]) -> str | None:

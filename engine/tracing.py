@@ -7,8 +7,11 @@ table, key names, index, limit, expressions, batch sizes — never an item), eve
 of `serve` (opentelemetry-instrumentation-fastapi), and every engine operation (put, get,
 query, apply, reconcile shard, stream batch: `awsmetrics.kind_of` calls `run_in_span`).
 
-The packages are the optional extra `tracing` (`pip install docsync[tracing]`); without
-them this module imports cleanly and every span is a no-op costing one `is None` test.
+Spans are built whole and handed to the span processors (`Sink`: the SDK's `Span` object
+costs more than the get it would trace); the provider's sampler, ids, resource, limits and
+batch export stay the SDK's. The packages are the optional extra `tracing`
+(`pip install docsync[tracing]`); without them this module imports cleanly and every span
+is a no-op costing one `is None` test.
 """
 
 from __future__ import annotations
@@ -18,19 +21,162 @@ import functools
 import importlib.util
 import inspect
 import os
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from loguru import logger
 
-_tracer: Any = None
+_SIMPLE = (str, int, float, bool)
+_sink: Sink | None = None
 _provider_used: Any = None
 _configured = False
-_attach: Any = None
-_detach: Any = None
-_in_context: Any = None
-_SIMPLE = (str, int, float, bool)
+
+
+class Sink:
+    """Spans made whole where they end, handed straight to the span processors.
+
+    Hand-written fast path: the SDK's `Span` costs ~12 µs to open and close (a lock, attribute
+    validation, `on_start` for every processor, a `ReadableSpan` copy at the end), and a
+    cache-hit get makes two of them. docsync's spans take no events or links and learn their
+    attributes up front (an AWS call's at its end), so each is built once as the
+    `ReadableSpan` the exporters read. The SDK still decides the rest: the provider's sampler
+    (`OTEL_TRACES_SAMPLER`), its id generator and resource, the span limits from `OTEL_*`,
+    and the processors that batch and export. The processors see finished spans only
+    (`on_end`), which is all the SDK's batch and simple processors use. While an engine
+    operation runs, its context is current as a non-recording span, so the AWS calls and
+    inner operations inside it are its children."""
+
+    def __init__(self, provider: Any, processors: tuple[Any, ...]) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from opentelemetry.trace import (
+            NonRecordingSpan,
+            SpanContext,
+            SpanKind,
+            Status,
+            StatusCode,
+            TraceFlags,
+        )
+
+        self._sampler, self._ids, self._resource = (
+            provider.sampler,
+            provider.id_generator,
+            provider.resource,
+        )
+        self._processors = processors
+        # a `parentbased_*` sampler (the default) samples a local parent's child as the
+        # parent was: decided here without a call to it
+        sampler_name = os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+        self._follow_parent = sampler_name.strip().lower().startswith("parentbased_")
+        self._scope = InstrumentationScope("docsync")
+        limits = SpanLimits()  # OTEL_SPAN_ATTRIBUTE_* and OTEL_ATTRIBUTE_* from the environment
+        self._max_attributes: Any = limits.max_span_attributes
+        if self._max_attributes is None:
+            self._max_attributes = sys.maxsize
+        self._max_length = limits.max_span_attribute_length
+        self._current, self._in_context = trace.get_current_span, trace.set_span_in_context
+        self._span_context, self._non_recording = SpanContext, NonRecordingSpan
+        self._readable = ReadableSpan
+        self._flags = (TraceFlags(TraceFlags.DEFAULT), TraceFlags(TraceFlags.SAMPLED))
+        self._unset = Status(StatusCode.UNSET)
+        self._error = functools.partial(Status, StatusCode.ERROR)
+        self.attach, self.detach = _context().attach, _context().detach
+        self.internal, self.client = SpanKind.INTERNAL, SpanKind.CLIENT
+
+    def open(self, name: str, kind: Any, attributes: dict[str, Any]) -> Opened:
+        """A span's identity under the current one, as the provider's sampler decides."""
+        parent: Any = self._current().get_span_context()
+        if parent.is_valid and self._follow_parent and not parent.is_remote:
+            flags = parent.trace_flags
+            context = self._span_context(
+                parent.trace_id, self._ids.generate_span_id(), False, flags, parent.trace_state
+            )
+            return Opened(self, name, kind, context, parent, attributes if flags.sampled else None)
+        if parent.is_valid:
+            trace_id = parent.trace_id
+        else:
+            trace_id, parent = self._ids.generate_trace_id(), None
+        decision = self._sampler.should_sample(None, trace_id, name, kind, attributes)
+        context = self._span_context(
+            trace_id,
+            self._ids.generate_span_id(),
+            False,
+            self._flags[decision.decision.is_sampled()],
+            decision.trace_state,
+        )
+        recorded = decision.decision.is_recording()
+        return Opened(self, name, kind, context, parent, decision.attributes if recorded else None)
+
+    def current(self, opened: Opened) -> Any:
+        """The context to attach while the operation runs: its span as the parent of
+        what it calls."""
+        return self._in_context(self._non_recording(opened.context))
+
+    def close(self, opened: Opened, start_ns: int, error: str | None = None) -> None:
+        attributes = opened.attributes
+        if attributes is None:  # not recorded
+            return
+        if error is not None or opened.extra:
+            attributes = {**attributes, **opened.extra}
+            if error is not None:
+                attributes["error.type"] = error
+        if len(attributes) > self._max_attributes or self._max_length is not None:
+            attributes = self._limited(attributes)  # only where OTEL_* sets or meets a limit
+        span = self._readable(
+            opened.name,
+            opened.context,
+            opened.parent,
+            self._resource,
+            attributes,
+            kind=opened.kind,
+            status=self._unset if error is None else self._error(error),
+            start_time=start_ns,
+            end_time=time.time_ns(),
+            instrumentation_scope=self._scope,
+        )
+        for processor in self._processors:
+            processor.on_end(span)
+
+    def _limited(self, attributes: Mapping[str, Any]) -> Any:
+        """The span limits, applied by the SDK's own attribute container."""
+        from opentelemetry.attributes import BoundedAttributes
+
+        return BoundedAttributes(
+            self._max_attributes, attributes, immutable=True, max_value_len=self._max_length
+        )
+
+
+class Opened:
+    """A span begun: its identity, and its attributes (None when the sampler dropped it)."""
+
+    __slots__ = ("attributes", "context", "extra", "kind", "name", "parent", "sink")
+
+    def __init__(
+        self,
+        sink: Sink,
+        name: str,
+        kind: Any,
+        context: Any,
+        parent: Any,
+        attributes: Mapping[str, Any] | None,
+    ) -> None:
+        self.sink, self.name, self.kind = sink, name, kind
+        self.context, self.parent, self.attributes = context, parent, attributes
+        self.extra: dict[str, Any] = {}
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """An attribute learnt while the operation runs."""
+        self.extra[key] = value
+
+
+def _context() -> Any:
+    from opentelemetry import context
+
+    return context
 
 
 def wanted(env: Mapping[str, str] = os.environ) -> bool:
@@ -49,7 +195,7 @@ def wanted(env: Mapping[str, str] = os.environ) -> bool:
 
 
 def enabled() -> bool:
-    return _tracer is not None
+    return _sink is not None
 
 
 @functools.cache
@@ -58,17 +204,17 @@ def available() -> bool:
     return importlib.util.find_spec("opentelemetry.sdk") is not None
 
 
-def configure(provider: Any = None) -> bool:
-    """Set tracing up once per process (a no-op unless asked); `provider` (an SDK
-    TracerProvider) replaces the OTLP one, for tests. True when spans are recorded."""
-    global _tracer, _provider_used, _configured  # noqa: PLW0603 - one provider per process
-    if _configured and provider is None:
-        return _tracer is not None
+def configure(processor: Any = None) -> bool:
+    """Set tracing up once per process (a no-op unless asked). `processor` (an SDK span
+    processor) replaces the OTLP or console export, for tests and benchmarks. True when
+    spans are recorded."""
+    global _sink, _provider_used, _configured  # noqa: PLW0603 - one provider per process
+    if _configured and processor is None:
+        return _sink is not None
     _configured = True
-    if provider is None and not wanted():
+    if processor is None and not wanted():
         return False
     try:
-        from opentelemetry import context, trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -77,87 +223,88 @@ def configure(provider: Any = None) -> bool:
             "OTEL_* asks for tracing but the `tracing` extra is not installed: tracing off"
         )
         return False
-    if provider is None:
-        name = os.environ.get("OTEL_SERVICE_NAME", "docsync")
-        provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    name = os.environ.get("OTEL_SERVICE_NAME", "docsync")
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))  # sampler: OTEL_*
+    if processor is None:
         if os.environ.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "console":
             exporter: Any = ConsoleSpanExporter()
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter()  # endpoint, headers, timeout: from OTEL_*
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    global _attach, _detach, _in_context
-    _attach, _detach, _in_context = context.attach, context.detach, trace.set_span_in_context
-    _tracer, _provider_used = provider.get_tracer("docsync"), provider
+        processor = BatchSpanProcessor(exporter)
+    provider.add_span_processor(processor)  # the HTTP requests' spans take the SDK's path
+    _sink, _provider_used = Sink(provider, (processor,)), provider
     logger.bind(op="tracing").info("tracing on")
     return True
 
 
 def shutdown() -> None:
-    """Undo `configure` (tests, benchmarks): spans already ended are exported first."""
-    global _tracer, _provider_used, _configured
+    """Undo `configure` (tests, benchmarks): spans already ended are exported first and the
+    processors stopped."""
+    global _sink, _provider_used, _configured
     if _provider_used is not None:
-        _provider_used.force_flush()
-    _tracer, _provider_used, _configured = None, None, False
+        _provider_used.shutdown()
+    _sink, _provider_used, _configured = None, None, False
 
 
 def instrument_app(app: Any) -> None:
     """A span per HTTP request of the API (no-op while tracing is off)."""
-    if _tracer is None:
+    if _sink is None:
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(app, tracer_provider=_provider_used)
 
 
+def provider() -> Any:
+    """The SDK TracerProvider while tracing is on (for instrumentations), else None."""
+    return _provider_used
+
+
+def sink() -> Sink | None:
+    """Where spans go while tracing is on, else None (one test on the hot path)."""
+    return _sink
+
+
 @contextmanager
-def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
-    if _tracer is None:
+def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Opened | None]:
+    """An engine operation's span around a block (`run_in_span` for a call)."""
+    if _sink is None:
         yield None
         return
-    current = _tracer.start_span(name, attributes=dict(attributes or {}))
-    token = _attach(_in_context(current))
+    opened = _sink.open(name, _sink.internal, dict(attributes or {}))
+    start = time.time_ns()
+    token = _sink.attach(_sink.current(opened))
     try:
-        yield current
+        yield opened
     except BaseException as exc:  # as `run_in_span`: no exception event
-        mark_error(current, type(exc).__name__)
+        _sink.detach(token)
+        _sink.close(opened, start, type(exc).__name__)
         raise
-    finally:
-        _detach(token)
-        current.end()
-
-
-def tracer() -> Any:
-    """The SDK tracer while tracing is on, else None (one test on the hot path)."""
-    return _tracer
+    _sink.detach(token)
+    _sink.close(opened, start)
 
 
 def run_in_span(
     name: str, attributes: dict[str, Any], fn: Callable[..., Any], args: Any, kwargs: Any
 ) -> Any:
-    """`fn(*args, **kwargs)` inside a span made current for it (the AWS calls' parent). The
-    SDK's `start_as_current_span` does the same through two context managers: ~4 µs more."""
-    current = _tracer.start_span(name, attributes=attributes)
-    token = _attach(_in_context(current))
+    """`fn(*args, **kwargs)` inside a span made current for it (the AWS calls' parent). A
+    failed call's span is an ERROR naming the exception's type, with no exception event:
+    its message may quote a document."""
+    opened = _sink.open(name, _sink.internal, attributes)  # type: ignore[union-attr]
+    start = time.time_ns()
+    sink = opened.sink
+    token = sink.attach(sink.current(opened))
     try:
-        return fn(*args, **kwargs)
-    except BaseException as exc:  # no exception event: its message may quote a document
-        mark_error(current, type(exc).__name__)
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        sink.detach(token)
+        sink.close(opened, start, type(exc).__name__)
         raise
-    finally:
-        _detach(token)
-        current.end()
-
-
-def mark_error(current: Any, error_type: str, attribute: bool = True) -> None:
-    """A failed span: `error.type` and an ERROR status naming the type (never a message:
-    a service's message may quote a request's values)."""
-    from opentelemetry.trace import Status, StatusCode
-
-    if attribute:
-        current.set_attribute("error.type", error_type)
-    current.set_status(Status(StatusCode.ERROR, error_type))
+    sink.detach(token)
+    sink.close(opened, start)
+    return result
 
 
 def argument_reader(
@@ -196,7 +343,7 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     if isinstance(value, _SIMPLE):
         return {prefix: value}
     if isinstance(value, tuple | list) and all(isinstance(v, str) for v in value):
-        return {prefix: list(value)}
+        return {prefix: tuple(value)}
     if isinstance(value, dict) and isinstance(value.get("Records"), list):
         return {f"{prefix}.records": len(value["Records"])}
     if hasattr(value, "type") and hasattr(value, "id"):  # a document: never its content

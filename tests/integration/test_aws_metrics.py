@@ -140,7 +140,7 @@ def test_throttles_are_counted_per_attempt_and_the_call_once(settings: Settings)
     assert delta("docsync_aws_operations_total", operation="GetItem") == 1
 
 
-def stubbed_dynamodb() -> tuple[Any, Stubber]:
+def stubbed_dynamodb(consumed_capacity: str = "INDEXES") -> tuple[Any, Stubber]:
     """A DynamoDB client with the metrics hooks, answered by botocore's Stubber: AWS response
     shapes moto never sends (unprocessed batch items, capacity per index), through the same
     hooks and the same botocore path as any call."""
@@ -151,7 +151,7 @@ def stubbed_dynamodb() -> tuple[Any, Stubber]:
     client = boto3.client(
         "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
-    AwsMetrics().register(client)
+    AwsMetrics(consumed_capacity).register(client)
     stub = Stubber(client)
     stub.activate()
     return client, stub
@@ -261,3 +261,41 @@ def test_lambda_publishes_the_figures_as_emf(monkeypatch: pytest.MonkeyPatch) ->
     published = {name: m["Value"] for name, m in target.metric_set.items()}
     assert published == {"dynamodb_calls_stream": [1.0], "dynamodb_read_capacity_stream": [0.5]}
     assert awsmetrics.EMF.take() == {}  # a delta: flushed once
+
+
+@pytest.mark.parametrize("setting", ["INDEXES", "TOTAL", "NONE"])
+def test_capacity_is_asked_per_index_only_where_an_index_can_be_charged(setting: str) -> None:
+    """INDEXES for writes and for queries or scans of an index; a read of the table alone
+    asks TOTAL (the same units, a smaller answer); the setting TOTAL or NONE is kept."""
+    client, stub = stubbed_dynamodb(setting)
+    asked: dict[str, str | None] = {}
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        label = model.name + (" (index)" if "IndexName" in params else "")
+        asked[label] = params.get("ReturnConsumedCapacity")
+
+    client.meta.events.register("before-parameter-build.dynamodb.*", record)  # after ours
+    key = {"pk": {"S": "a"}}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("get_item", {"TableName": "tbl", "Key": key}),
+        ("batch_get_item", {"RequestItems": {"tbl": {"Keys": [key]}}}),
+        ("query", {"TableName": "tbl", "KeyConditionExpression": "pk = :p"}),
+        ("query", {"TableName": "tbl", "IndexName": "idx", "KeyConditionExpression": "pk = :p"}),
+        ("scan", {"TableName": "tbl", "IndexName": "idx"}),
+        ("put_item", {"TableName": "tbl", "Item": key}),
+        ("update_item", {"TableName": "tbl", "Key": key}),
+        ("delete_item", {"TableName": "tbl", "Key": key}),
+        ("transact_write_items", {"TransactItems": [{"Put": {"TableName": "tbl", "Item": key}}]}),
+    ]
+    for method, params in calls:
+        stub.add_response(method, {})
+        getattr(client, method)(**params)
+    table_reads = ("GetItem", "BatchGetItem", "Query")
+    writes = ("Query (index)", "Scan (index)", "PutItem", "UpdateItem", "DeleteItem")
+    expected = {
+        "INDEXES": dict.fromkeys(table_reads, "TOTAL") | dict.fromkeys(writes, "INDEXES"),
+        "TOTAL": dict.fromkeys(table_reads + writes, "TOTAL"),
+        "NONE": dict.fromkeys(table_reads + writes, None),
+    }[setting]
+    expected["TransactWriteItems"] = None if setting == "NONE" else setting
+    assert asked == expected

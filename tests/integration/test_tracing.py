@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk.trace")
 
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
@@ -27,9 +26,7 @@ from engine.sample import sample_documents
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    assert tracing.configure(provider)
+    assert tracing.configure(SimpleSpanProcessor(exporter))
     yield exporter
     tracing.shutdown()
 

@@ -54,7 +54,7 @@ def test_batches_and_transactions_are_counted_not_copied() -> None:
             }
         },
     )
-    assert write == {"docsync.tables": ["t"], "docsync.put_count": 1, "docsync.delete_count": 1}
+    assert write == {"docsync.tables": ("t",), "docsync.put_count": 1, "docsync.delete_count": 1}
     transact = request_attributes(
         "dynamodb",
         "TransactWriteItems",
@@ -65,7 +65,7 @@ def test_batches_and_transactions_are_counted_not_copied() -> None:
             ]
         },
     )
-    assert transact == {"docsync.item_count": 2, "docsync.tables": ["t", "u"]}
+    assert transact == {"docsync.item_count": 2, "docsync.tables": ("t", "u")}
 
 
 def test_s3_and_sqs_name_the_bucket_key_and_queue() -> None:
