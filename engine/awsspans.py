@@ -23,16 +23,16 @@ from engine import tracing
 
 _SPAN = "docsync_span"
 _SIMPLE = (str, int, float, bool)
-_DYNAMODB_PARAMS = (
-    ("TableName", "docsync.table"),
-    ("IndexName", "docsync.index"),
-    ("Limit", "docsync.limit"),
-    ("ConsistentRead", "docsync.consistent_read"),
-    ("ConditionExpression", "docsync.condition"),
-    ("UpdateExpression", "docsync.update_expr"),
-    ("Segment", "docsync.segment"),
-    ("TotalSegments", "docsync.total_segments"),
-)
+_DYNAMODB_PARAMS = {
+    "TableName": "docsync.table",
+    "IndexName": "docsync.index",
+    "Limit": "docsync.limit",
+    "ConsistentRead": "docsync.consistent_read",
+    "ConditionExpression": "docsync.condition",
+    "UpdateExpression": "docsync.update_expr",
+    "Segment": "docsync.segment",
+    "TotalSegments": "docsync.total_segments",
+}
 
 
 _Started = tuple[int, str, Any, "CallSpans"]  # start (ns), operation, the call's arguments
@@ -87,7 +87,7 @@ class CallSpans:
     def _attributes(self, started: _Started, context: dict[str, Any]) -> dict[str, Any]:
         operation, params = started[1], started[2]
         fixed = self._opening.get(operation) or self._open(operation)
-        attrs = {**fixed[2], **request_attributes(self._service, operation, params)}
+        attrs = request_attributes(self._service, operation, params, dict(fixed[2]))
         attempt = (context.get("retries") or {}).get("attempt")  # botocore's: 1 = the first
         if attempt and attempt > 1:
             attrs["retry_attempts"] = attempt - 1
@@ -130,9 +130,12 @@ def refused(context: dict[str, Any], error_type: str) -> None:
         spans._emit(started, spans._attributes(started, context), error_type)
 
 
-def request_attributes(service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-    """What the call touches, from its own arguments: names and key values, never a body."""
-    out: dict[str, Any] = {}
+def request_attributes(
+    service: str, operation: str, params: dict[str, Any], out: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What the call touches, from its own arguments: names and key values, never a body
+    (added to `out` when given)."""
+    out = {} if out is None else out
     if service == "dynamodb":
         _dynamodb(operation, params, out)
     elif service == "s3":
@@ -151,9 +154,9 @@ def request_attributes(service: str, operation: str, params: dict[str, Any]) -> 
 
 
 def _dynamodb(operation: str, p: dict[str, Any], out: dict[str, Any]) -> None:
-    for name, attr in _DYNAMODB_PARAMS:
-        value = p.get(name)
-        if value is not None and isinstance(value, _SIMPLE):
+    for name, value in p.items():  # a call's few arguments, not the table of names
+        attr = _DYNAMODB_PARAMS.get(name)
+        if attr is not None and isinstance(value, _SIMPLE):
             out[attr] = value
     key = p.get("Key")
     if isinstance(key, dict):

@@ -71,7 +71,10 @@ class Sink:
         # a `parentbased_*` sampler (the default) samples a local parent's child as the
         # parent was: decided here without a call to it
         sampler_name = os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on")
-        self._follow_parent = sampler_name.strip().lower().startswith("parentbased_")
+        sampler_name = sampler_name.strip().lower()
+        self._follow_parent = sampler_name.startswith("parentbased_")
+        # ... and `always_on` (the default's root sampler) samples every root
+        self._root_always = sampler_name in ("parentbased_always_on", "always_on")
         self._scope = InstrumentationScope("docsync")
         limits = SpanLimits()  # OTEL_SPAN_ATTRIBUTE_* and OTEL_ATTRIBUTE_* from the environment
         self._max_attributes: Any = limits.max_span_attributes
@@ -100,6 +103,11 @@ class Sink:
             trace_id = parent.trace_id
         else:
             trace_id, parent = self._ids.generate_trace_id(), None
+            if self._root_always:
+                context = self._span_context(
+                    trace_id, self._ids.generate_span_id(), False, self._flags[1], None
+                )
+                return Opened(self, name, kind, context, None, attributes)
         decision = self._sampler.should_sample(None, trace_id, name, kind, attributes)
         context = self._span_context(
             trace_id,

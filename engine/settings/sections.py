@@ -27,6 +27,7 @@ class AwsSettings(Section):
     read_timeout_s: float = Field(10.0, gt=0)
     breakers: bool = True  # circuit breakers on S3 and SQS calls too (same thresholds)
     metrics: bool = True  # per-operation AWS metrics (botocore hooks)
+    # INDEXES where an index can be charged (TOTAL on reads of a table alone) | TOTAL | NONE
     consumed_capacity: Literal["INDEXES", "TOTAL", "NONE"] = "INDEXES"
 
 
