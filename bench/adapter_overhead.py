@@ -15,8 +15,8 @@ unpinned too. The verdicts are on the canned transport, one CPU, both figures. T
 exports through a BatchSpanProcessor (the SDK's production processor) to an exporter that
 drops the spans (the OTLP hop is not timed).
 
-Run alone: .venv/bin/python bench/adapter_overhead.py [--ops 300 --rounds 7] [--kind get]
-Quick: --quick (get only, 150 operations × 5 rounds).
+Run alone: .venv/bin/python bench/adapter_overhead.py [--ops 100 --rounds 21] [--kind get]
+Quick: --quick (get only, 60 operations × 13 rounds).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def measure(
     }
 
 
-def report(settings: Settings, kind: str, ops: int = 300, rounds: int = 7) -> list[dict[str, Any]]:
+def report(settings: Settings, kind: str, ops: int = 100, rounds: int = 21) -> list[dict[str, Any]]:
     runs = [(True, True), (False, True)] + ([(True, False)] if kind == "get" else [])
     results = [measure(settings, kind, ops, rounds, canned, pinned) for canned, pinned in runs]
     nan = float("nan")
@@ -232,13 +232,13 @@ def report(settings: Settings, kind: str, ops: int = 300, rounds: int = 7) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--ops", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--kind", choices=("get", "put", "both"), default="both")
-    parser.add_argument("--quick", action="store_true", help="get only, 150 ops × 5 rounds")
+    parser.add_argument("--quick", action="store_true", help="get only, 60 ops × 13 rounds")
     args = parser.parse_args()
     if args.quick:
-        args.ops, args.rounds, args.kind = 150, 5, "get"
+        args.ops, args.rounds, args.kind = 60, 13, "get"
     kinds = ("get", "put") if args.kind == "both" else (args.kind,)
     with harness() as h:
         out = {kind: report(h.settings, kind, args.ops, args.rounds) for kind in kinds}
