@@ -42,7 +42,7 @@ class CallSpans:
     """The hooks of one client; while tracing is off each costs one `is None` test.
 
     The span is made whole at the end, with the start time taken at the start: built once
-    with every attribute (`tracing.Sink`), rather than a span opened and then amended. Its
+    with every attribute (`spansink.Sink`), rather than a span opened and then amended. Its
     parent is the span current at the start, which is still current at the end: the hooks
     run in the caller's thread."""
 
