@@ -1,4 +1,4 @@
-"""engine/tracing.py's `Sink`: spans built whole and handed to the processors keep what the
+"""engine/spansink.py's `Sink`: spans built whole and handed to the processors keep what the
 SDK would have given them: parents and traces, the sampler from OTEL_TRACES_SAMPLER, the span
 limits from OTEL_*, the resource, an ERROR status without the message, and an OTLP encoding."""
 
