@@ -30,6 +30,7 @@ from engine.store.errors import is_outage
 from engine.store.history import table_definition as history_table
 from engine.store.memory import MemoryObjectStore, MemoryStreamStore, memory_history, s3_clock
 from engine.store.memory.cache import MemoryDynamoDB
+from engine.store.stream import Lost
 from engine.sync import CacheSync
 from tests.conftest import make_settings
 from tests.integration.faults import SimulatedCrash
@@ -191,7 +192,7 @@ def stream_records(engine: MemoryEngine) -> list[dict[str, Any]]:
     assert arn is not None
     out: list[dict[str, Any]] = []
     for shard in engine.stream.shards(arn):
-        iterator = engine.stream.iterator(arn, shard["ShardId"], "TRIM_HORIZON")
+        iterator: str | Lost | None = engine.stream.iterator(arn, shard["ShardId"], "TRIM_HORIZON")
         while isinstance(iterator, str):
             page = engine.stream.records(iterator, 1000)
             assert isinstance(page, dict)

@@ -34,9 +34,10 @@ def test_local_serves_until_sigterm(cli: Cli, tmp_path: Path) -> None:
         cwd=cli.cwd,
     )
     try:
-        assert proc.stdout is not None
+        stdout = proc.stdout
+        assert stdout is not None
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
         first = lines.get(timeout=30)
         assert json.loads(first) == {"endpoint": f"http://127.0.0.1:{port}"}
 

@@ -61,7 +61,8 @@ class Stack:
     endpoint: str
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
+        # boto3-stubs types `client` for a literal service name only.
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)  # type: ignore[call-overload]
 
     def env(self) -> dict[str, str]:
         """DOCSYNC_* for the CLI and the handlers: the names come from the stack's outputs."""
@@ -97,11 +98,11 @@ def deploy(
     with zipfile.ZipFile(artifact, "w") as zf:
         zf.writestr("engine/__init__.py", "")
     s3.put_object(Bucket=CODE_BUCKET, Key=CODE_KEY, Body=artifact.getvalue())
-    body, removed = for_moto(load_template())
+    template, removed = for_moto(load_template())
     cfn = boto3.client("cloudformation", endpoint_url=server.endpoint, region_name=REGION)
     cfn.create_stack(
         StackName=STACK,
-        TemplateBody=json.dumps(body),
+        TemplateBody=json.dumps(template),
         Parameters=[
             {"ParameterKey": "CodeBucket", "ParameterValue": CODE_BUCKET},
             {"ParameterKey": "CodeKey", "ParameterValue": CODE_KEY},

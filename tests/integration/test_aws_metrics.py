@@ -292,10 +292,11 @@ def test_capacity_is_asked_per_index_only_where_an_index_can_be_charged(setting:
         getattr(client, method)(**params)
     table_reads = ("GetItem", "BatchGetItem", "Query")
     writes = ("Query (index)", "Scan (index)", "PutItem", "UpdateItem", "DeleteItem")
-    expected = {
-        "INDEXES": dict.fromkeys(table_reads, "TOTAL") | dict.fromkeys(writes, "INDEXES"),
+    by_setting: dict[str, dict[str, str | None]] = {
+        "INDEXES": {**dict.fromkeys(table_reads, "TOTAL"), **dict.fromkeys(writes, "INDEXES")},
         "TOTAL": dict.fromkeys(table_reads + writes, "TOTAL"),
         "NONE": dict.fromkeys(table_reads + writes, None),
-    }[setting]
+    }
+    expected = by_setting[setting]
     expected["TransactWriteItems"] = None if setting == "NONE" else setting
     assert asked == expected

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -33,6 +33,9 @@ from tests.integration.test_listener_convergence import body
 from tests.integration.test_streams_consumer import seven_hits_three_misses, stream_records
 from tests.integration.test_streams_lambda import lambda_shape
 from tests.unit.test_cloudwatch import parse_emf
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch.literals import StatisticType
 
 NS, ENV = "docsync-it", "stack-it"
 
@@ -152,7 +155,7 @@ def test_putmetricdata_sends_the_same_figures_to_cloudwatch(engine: Engine) -> N
     assert {m["MetricName"] for m in listed} == set(sent)
     assert all(m["Dimensions"] == [{"Name": "Environment", "Value": ENV}] for m in listed)
 
-    def stat(name: str, statistic: Any) -> float:
+    def stat(name: str, statistic: StatisticType) -> float:
         points = cw.get_metric_statistics(
             Namespace=NS,
             MetricName=name,

@@ -97,13 +97,13 @@ def side(request: pytest.FixtureRequest) -> Side:
         return Side("memory", ddb, stream, settings.table, settings.leases_table, request)
     engine: Engine = request.getfixturevalue("engine")
     s = engine.settings
-    ddb = engine.clients.dynamodb
-    return Side("moto", ddb, StreamStore(engine.clients), s.table, s.leases_table, request)
+    ddb_moto = engine.clients.dynamodb
+    return Side("moto", ddb_moto, StreamStore(engine.clients), s.table, s.leases_table, request)
 
 
 def summary(records: list[dict[str, Any]]) -> list[tuple[str, str, str | None, str | None]]:
     """(event, pk, old title, new title) of each record, through the engine's decoder."""
-    out = []
+    out: list[tuple[str, str, str | None, str | None]] = []
     for raw in records:
         rec = from_stream(raw, "contract")
         old, new = rec.old or {}, rec.new or {}

@@ -5,6 +5,7 @@ out as the project's exceptions, worded for an operator, with botocore's error a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
@@ -19,6 +20,9 @@ from engine.store.metrics import PUT_DATA_MAX, MetricsStore
 from engine.store.probes import AccessProbes
 from tests.conftest import make_settings
 from tests.integration.faults import Faults
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch.type_defs import MetricDatumTypeDef
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +169,7 @@ def test_probes_pass_change_nothing_and_name_a_refusal(settings: Settings) -> No
 def test_metrics_are_sent_within_the_limit_per_call(settings: Settings) -> None:
     counter = CallCounter()
     clients = AwsClients(settings.replace({"aws.max_attempts": 1}), counter)
-    data = [
+    data: list[MetricDatumTypeDef] = [
         {
             "MetricName": "CacheHits",
             "Value": float(n),

@@ -51,7 +51,9 @@ def stream(engine: Engine, settings: Settings) -> tuple[StreamStore, Faults, str
     return store, faults, arn, shard
 
 
-def test_records_without_a_fault_are_a_response(stream: tuple[StreamStore, Faults, str, str]):
+def test_records_without_a_fault_are_a_response(
+    stream: tuple[StreamStore, Faults, str, str],
+) -> None:
     store, _, arn, shard = stream
     iterator = store.iterator(arn, shard, "TRIM_HORIZON")
     assert isinstance(iterator, str)
@@ -85,7 +87,9 @@ def test_an_iterator_past_the_retention_is_a_typed_result(
     assert store.iterator(arn, shard, "AFTER_SEQUENCE_NUMBER", "1" * 21) is lost
 
 
-def test_other_stream_errors_are_store_errors(stream: tuple[StreamStore, Faults, str, str]):
+def test_other_stream_errors_are_store_errors(
+    stream: tuple[StreamStore, Faults, str, str],
+) -> None:
     store, faults, arn, shard = stream
     faults.respond("dynamodb-streams", "GetShardIterator", "AccessDeniedException")
     with pytest.raises(StoreError):

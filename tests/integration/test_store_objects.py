@@ -3,6 +3,8 @@ through botocore's hooks: S3's answers and failures become the project's own."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -44,7 +46,7 @@ def test_a_refused_call_is_an_object_store_error(
     objects, faults = s3
     objects.put(KEY, b"{}")
     faults.respond("s3", operation, "AccessDenied", 403)
-    call = {
+    call: Callable[[], object] = {
         "GetObject": lambda: objects.get(KEY),
         "HeadObject": lambda: objects.head(KEY),
         "PutObject": lambda: objects.put(KEY, b"{}"),

@@ -118,6 +118,7 @@ def test_a_consumer_killed_with_keys_pending_repairs_them_after_its_restart(
     (cp,) = saved.load([shard]).values()
     records = _stream_records(patient)
     first_intent = intent_record(records, "change#CHG-S0")
+    assert cp.replay_at is not None
     assert cp.replay_at == first_intent["dynamodb"]["SequenceNumber"]
     assert int(cp.sequence or 0) > int(cp.replay_at)  # the analytics position moved on
     assert not any(hit_with(patient, d) for d in stuck)

@@ -20,7 +20,8 @@ from engine.lambdas import runtime as lambda_runtime
 from engine.lambdas import stream as lambda_handler
 from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings, StreamSettings
-from engine.store.leases import Checkpoint, Checkpoints, Lease, pending_key
+from engine.store.abc import LeaseHolder
+from engine.store.leases import Checkpoint, Checkpoints, pending_key
 from engine.streams import consumer as consumer_module
 from engine.streams.analytics import merge_rows
 from engine.streams.consumer import LocalConsumer
@@ -87,7 +88,7 @@ class FaultySink:
 def crashing_checkpoints(plan: Plan) -> type[Checkpoints]:
     class Crashing(Checkpoints):
         def save(
-            self, updates: Mapping[str, Checkpoint], lease: Lease, *, settle: bool = False
+            self, updates: Mapping[str, Checkpoint], lease: LeaseHolder, *, settle: bool = False
         ) -> None:
             super().save(updates, lease, settle=settle)
             if settle:

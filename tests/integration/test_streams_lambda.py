@@ -20,6 +20,7 @@ from engine.lambdas import stream as lambda_handler
 from engine.readmetrics.flush import MetricsFlusher
 from engine.settings import Settings, StreamSettings
 from engine.streams.analytics import merge_rows
+from engine.streams.core import StreamProcessor
 from engine.streams.sinks import ANALYTICS, DEAD_LETTER, FileRowSink
 from engine.streams.stats import gather
 from tests.conftest import FIXTURES
@@ -180,7 +181,7 @@ def test_partial_batch_failure_names_the_first_failed_record(
     again = lambda_handler.stream_handler({"Records": records[2:]}, None)  # and a redelivery
     assert again == {"batchItemFailures": []}
     assert runtime.core.totals["records"] == 6 and runtime.core.totals["duplicates"] == 4
-    straight = lambda_handler.StreamProcessor(table="docsync-cache")
+    straight = StreamProcessor(table="docsync-cache")
     from engine.streams.records import from_stream
 
     straight.process(from_stream(r) for r in records)

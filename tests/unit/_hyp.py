@@ -28,7 +28,7 @@ def key_text(extra: str = "", max_size: int = 10) -> st.SearchStrategy[str]:
         alphabet=st.one_of(
             st.sampled_from(ODD_KEY_CHARS + extra),
             st.sampled_from("abcXYZ019._-"),
-            st.characters(exclude_categories=("Cs",), codec="utf-8"),
+            st.characters(exclude_categories=["Cs"], codec="utf-8"),
         ),
         max_size=max_size,
     )

@@ -89,7 +89,7 @@ _ITEM = st.dictionaries(
 
 @given(item=_ITEM, body=_VALUE)
 def test_no_body_ever_becomes_an_attribute(item: dict[str, Any], body: str) -> None:
-    calls = [
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("dynamodb", "PutItem", {"TableName": "t", "Item": {"pk": {"S": "k"}, **item}}),
         (
             "dynamodb",

@@ -79,7 +79,7 @@ def test_timestamps_with_offsets_are_normalised_to_utc() -> None:
 
 
 def test_extra_fields_are_preserved_exactly() -> None:
-    extras = {
+    extras: dict[str, Any] = {
         "priority": 3,
         "ratio": 0.125,
         "flag": False,

@@ -164,12 +164,12 @@ def test_notifications_cover_every_type_prefix(settings: Settings) -> None:
     assert {c.status for c in check_notifications(settings, QUEUE_ARN, whole, wanted)} == {"ok"}
     # a suffix filter that lets `.json` through serves; any other hides the documents
     json_only = copy.deepcopy(wanted)
-    for config in json_only:
-        config["Filter"]["Key"]["FilterRules"].append({"Name": "suffix", "Value": ".json"})
+    for rule in json_only:
+        rule["Filter"]["Key"]["FilterRules"].append({"Name": "suffix", "Value": ".json"})
     listing = {"QueueConfigurations": json_only}
     assert {c.status for c in check_notifications(settings, QUEUE_ARN, listing, wanted)} == {"ok"}
-    for config in json_only:
-        config["Filter"]["Key"]["FilterRules"][-1]["Value"] = ".csv"
+    for rule in json_only:
+        rule["Filter"]["Key"]["FilterRules"][-1]["Value"] = ".csv"
     assert {c.status for c in check_notifications(settings, QUEUE_ARN, listing, wanted)} == {"fail"}
     # one type missing, another without deletes, and nothing at all
     partial = copy.deepcopy(wanted[:1])

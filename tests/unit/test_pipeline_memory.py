@@ -153,7 +153,7 @@ def test_randomized_fault_schedule_converges(engine: MemoryEngine, seed: int) ->
 def test_concurrent_writers_with_expected_version_exactly_one_wins(engine: MemoryEngine) -> None:
     engine.pipeline.put(doc())
     barrier = threading.Barrier(8)
-    wins: list[int] = []
+    wins: list[int | None] = []
     conflicts: list[WriteConflictError] = []
 
     def write(n: int) -> None:

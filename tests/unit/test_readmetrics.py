@@ -27,7 +27,7 @@ def _bounds(histogram: Histogram, *labels: str) -> tuple[float, ...]:
     """The `le` bounds the registry exposes for one histogram (+Inf left out)."""
     child = histogram.labels(*labels) if labels else histogram
     child.observe(0.0)
-    name = histogram.describe()[0].name + "_bucket"
+    name = next(iter(histogram.describe())).name + "_bucket"
     for family in metrics.REGISTRY.collect():
         les = [
             float(s.labels["le"])

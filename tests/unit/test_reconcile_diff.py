@@ -128,7 +128,7 @@ def oracle(s3: list[ObjectInfo], cache: list[CacheRow]) -> dict[str, str]:
 
     expired = {k for k, r in C.items() if r.expires_at <= now}
     cached = set(C) - expired  # what the cache really holds
-    young = {k for k in cached if C[k].pending_at is not None and C[k].pending_at > GRACE_START}
+    young = {k for k in cached if (at := C[k].pending_at) is not None and at > GRACE_START}
     old = {k for k, r in S.items() if r.last_modified <= WINDOW_START}
     bad_keys = {k for k in S if keys.key_to_doc(k, PREFIXES) is None}
 

@@ -168,14 +168,14 @@ def test_keys_are_url_decoded(encoded: str, key: str) -> None:
     assert decode_key(encoded) == key
 
 
-@given(st.text(st.characters(exclude_categories=("Cs",)), max_size=30))
+@given(st.text(st.characters(exclude_categories=["Cs"]), max_size=30))
 @FAST
 def test_decoding_inverts_the_form_encoding(key: str) -> None:
     assert decode_key(encode(key)) == key
 
 
 def test_rows_of_other_buckets_old_versions_and_delete_markers_are_dropped() -> None:
-    columns = ("Bucket", "Key", "VersionId", "IsLatest", "IsDeleteMarker", "Size")
+    columns: tuple[str, ...] = ("Bucket", "Key", "VersionId", "IsLatest", "IsDeleteMarker", "Size")
     columns += ("LastModifiedDate", "ETag")
     lm = "2026-11-20T10:00:00.000Z"
     records = [

@@ -45,7 +45,7 @@ OUTSIDE = " !+/:@[\\]^`{|}~\x00\x7fé日\uffff\U00010000\U0001f600\U0010ffff"
 first_chars = st.one_of(
     st.sampled_from(ID_CHARS),
     st.sampled_from(OUTSIDE),
-    st.characters(exclude_categories=("Cs",), codec="utf-8"),
+    st.characters(exclude_categories=["Cs"], codec="utf-8"),
 )
 rests = st.one_of(
     st.just(""),

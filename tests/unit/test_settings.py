@@ -184,7 +184,7 @@ def test_bogus_retry_mode_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_prefix_without_trailing_slash_or_with_leading_slash(
     flags: dict[str, object], name: str, env: str
 ) -> None:
-    msg = config_error(**flags)
+    msg = config_error(None, **flags)
     assert f"{name} [{env}]" in msg
 
 
@@ -371,7 +371,7 @@ def _toml(value: object) -> str:
 
 def _plain(value: object) -> object:
     if hasattr(value, "get_secret_value"):
-        return value.get_secret_value()  # type: ignore[union-attr]
+        return value.get_secret_value()
     return value
 
 

@@ -19,7 +19,13 @@ def client_error(code: str, status: int = 400, op: str = "PutItem") -> ClientErr
     return ClientError(
         {
             "Error": {"Code": code, "Message": f"{code} happened"},
-            "ResponseMetadata": {"HTTPStatusCode": status},
+            "ResponseMetadata": {
+                "RequestId": "r1",
+                "HostId": "h1",
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
         },
         op,
     )

@@ -46,7 +46,7 @@ def test_batches_of_25_and_a_repeated_key_sent_once() -> None:
 
 
 def test_throttled_items_are_sent_again_then_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(history_module.time, "sleep", lambda _s: None)
+    monkeypatch.setattr("engine.store.history.time.sleep", lambda _s: None)
     unprocessed = {"h": [{"PutRequest": {"Item": {"pk": {"S": "change#C1"}}}}]}
     ddb = client()
     with Stubber(ddb) as stub:

@@ -25,7 +25,7 @@ from engine.store.objects import ObjectInfo
 from engine.streams.records import from_stream
 from tests.unit._hyp import FAST
 
-TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 NUMBER = st.integers(0, 2**53)
 
 
@@ -42,7 +42,7 @@ def items(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
             item[name] = draw(NUMBER)
     if draw(st.booleans()):
-        item["body"] = draw(st.text(st.characters(exclude_categories=("Cs",)), max_size=40))
+        item["body"] = draw(st.text(st.characters(exclude_categories=["Cs"]), max_size=40))
     if draw(st.booleans()):
         item["body_in_s3"] = draw(st.booleans())
     if draw(st.booleans()):

@@ -20,7 +20,7 @@ from engine.streams.shards import parse_shards, ready
 from tests.memory_stores import Clock
 
 TABLE = "cache"
-SPEC = {
+SPEC: dict[str, Any] = {
     "TableName": TABLE,
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
     "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},

@@ -29,7 +29,9 @@ def test_parents_come_before_children() -> None:
 
 
 def test_ready_waits_for_the_parent_to_finish() -> None:
-    ids = lambda found: [s.shard_id for s in found]  # noqa: E731
+    def ids(found: list[Shard]) -> list[str]:
+        return [s.shard_id for s in found]
+
     assert ids(ready(shards(), set())) == ["shard-P", "shard-X", "shard-Z"]
     assert ids(ready(shards(), {"shard-P"})) == ["shard-C1", "shard-C2", "shard-X", "shard-Z"]
     assert ids(ready(shards(), {"shard-P", "shard-C1", "shard-Z"})) == [

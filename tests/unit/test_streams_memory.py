@@ -89,7 +89,7 @@ class Tail:
         for shard in lineage_order(parse_shards(stream.shards(arn))):
             seen = self.positions.get(shard.shard_id)
             kind = "AFTER_SEQUENCE_NUMBER" if seen else "TRIM_HORIZON"
-            iterator = stream.iterator(arn, shard.shard_id, kind, seen)
+            iterator: str | Lost | None = stream.iterator(arn, shard.shard_id, kind, seen)
             while isinstance(iterator, str):
                 page = stream.records(iterator, 4)
                 assert not isinstance(page, Lost)
@@ -104,8 +104,10 @@ def consumer(engine: MemoryEngine) -> tuple[StreamProcessor, Effects]:
     core = StreamProcessor(
         table=engine.settings.table, grace_s=0, recheck_delay_s=0, history_days=400
     )
-    repairer = StreamRepairer(engine.settings, engine.cache, engine.objects, engine.sync)
-    return core, Effects(engine.history, repairer)
+    # StreamRepairer and Effects annotate the S3 and history stores' concrete classes where
+    # they use only the `Objects` and `History` protocols the twins implement.
+    repairer = StreamRepairer(engine.settings, engine.cache, engine.objects, engine.sync)  # type: ignore[arg-type]
+    return core, Effects(engine.history, repairer)  # type: ignore[arg-type]
 
 
 def batches(records: list[ChangeRecord], rng: random.Random) -> list[list[ChangeRecord]]:

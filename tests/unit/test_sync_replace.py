@@ -35,7 +35,8 @@ class Writes:
         self.clock = S3Clock()
         self.cache = memory_cache(settings, client)
         self.objects = MemoryObjectStore(settings.bucket, clock=self.clock)
-        self.sync = CacheSync(settings, self.cache, self.objects)
+        # CacheSync annotates `ObjectStore` where it uses only the `Objects` protocol.
+        self.sync = CacheSync(settings, self.cache, self.objects)  # type: ignore[arg-type]
 
     def _seen(self, kind: str, fn: Any) -> Any:
         def call(**kwargs: Any) -> Any:
