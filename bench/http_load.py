@@ -203,7 +203,11 @@ def main() -> None:
                 docs, args.gets, args.queries, args.limit, args.seed
             )
             http_gets: list[Request] = [(f"/v1/{t}/{i}", {}) for t, i in get_targets]
-            lib_gets = [(lambda t=t, i=i: library.reader.get(t, i).cache) for t, i in get_targets]
+
+            def lib_get(t: str, i: str) -> Callable[[], str]:
+                return lambda: library.reader.get(t, i).cache
+
+            lib_gets = [lib_get(t, i) for t, i in get_targets]
 
             def query_params(customer: str | None) -> dict[str, Any]:
                 params: dict[str, Any] = {"limit": args.limit}
@@ -212,14 +216,13 @@ def main() -> None:
                 return params
 
             http_queries: list[Request] = [(f"/v1/{t}", query_params(c)) for t, c in query_targets]
-            lib_queries = [
-                (
-                    lambda t=t, c=c: (
-                        library.reader.query(Query(types=(t,), customer=c, limit=args.limit)).source
-                    )
+
+            def lib_query(t: str, c: str | None) -> Callable[[], str]:
+                return lambda: (
+                    library.reader.query(Query(types=(t,), customer=c, limit=args.limit)).source
                 )
-                for t, c in query_targets
-            ]
+
+            lib_queries = [lib_query(t, c) for t, c in query_targets]
             # same answers both ways (checked once, before timing)
             for t, c in query_targets[:5]:
                 via_http = httpx.get(
@@ -229,7 +232,7 @@ def main() -> None:
                 assert via_http == direct.items, (t, c)
 
             runs: dict[str, Run] = {}
-            for name, fn in (
+            variants: tuple[tuple[str, Callable[[], Run]], ...] = (
                 ("gets/http", lambda: run_http(url, key, http_gets, args.clients, "gets/http")),
                 ("gets/library", lambda: run_library(lib_gets, args.clients, "gets/library")),
                 (
@@ -240,7 +243,8 @@ def main() -> None:
                     "queries/library",
                     lambda: run_library(lib_queries, args.clients, "queries/library"),
                 ),
-            ):
+            )
+            for name, fn in variants:
                 print(f"running {name} ...", file=sys.stderr, flush=True)
                 runs[name] = fn()
         finally:

@@ -381,6 +381,7 @@ def stubbed_memory(size: int) -> dict[str, Any]:
     settings = load_settings(None, endpoint_url="http://127.0.0.1:9")
     engine = Engine.build(settings)
     bucket = _SyntheticBucket(settings.prefixes["change"], size, datetime.now(UTC))
+    # method-assign: the two reads are replaced on this one engine's stores, on purpose
     engine.objects.list = bucket.list  # type: ignore[method-assign]
     engine.cache.key_index = bucket.key_index  # type: ignore[method-assign]
     gc.collect()

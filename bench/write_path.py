@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import adapter_overhead
 from _common import (
@@ -32,6 +32,9 @@ from engine.documents import Document, parse_document
 from engine.sample import sample_documents
 from engine.store.item import deserialize, index_entries, serialize
 from engine.store.objects import ObjectInfo
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 OVERHEAD_TARGET = 0.15
 VARIANTS = ("engine", "raw")
@@ -97,6 +100,19 @@ def raw_writer(h: Harness) -> Callable[[Document], None]:
         attrs = {k: v for k, v in deserialize(item).items() if k not in ("pk", "version")}
         entries = index_entries(doc.type, doc.id, attrs)
         kept = set(doc.customer_codes)
+        puts: list[TransactWriteItemTypeDef] = [
+            {"Put": {"TableName": table, "Item": serialize(e)}} for e in entries
+        ]
+        deletes: list[TransactWriteItemTypeDef] = [
+            {
+                "Delete": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": keys.index_pk(doc.type, doc.id, c)}},
+                }
+            }
+            for c in dict.fromkeys(previous)
+            if c not in kept
+        ]
         ddb.transact_write_items(
             TransactItems=[
                 {
@@ -107,17 +123,8 @@ def raw_writer(h: Harness) -> Callable[[Document], None]:
                         "ExpressionAttributeValues": serialize({":tx": tx, ":pv": version}),
                     }
                 },
-                *({"Put": {"TableName": table, "Item": serialize(e)}} for e in entries),
-                *(
-                    {
-                        "Delete": {
-                            "TableName": table,
-                            "Key": {"pk": {"S": keys.index_pk(doc.type, doc.id, c)}},
-                        }
-                    }
-                    for c in dict.fromkeys(previous)
-                    if c not in kept
-                ),
+                *puts,
+                *deletes,
             ]
         )
 
