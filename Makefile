@@ -45,6 +45,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy tests
+	$(BIN)/mypy bench/*.py
 	$(BIN)/lint-imports
 
 bench: $(STAMP)

@@ -30,6 +30,7 @@ from engine import keys
 from engine.documents import Document, parse_document
 from engine.exceptions import InvalidDocumentError, NotFoundError
 from engine.settings import Settings
+from engine.store.abc import Objects
 from engine.store.base import ConditionFailed
 from engine.store.cache import CacheStore
 from engine.store.item import (
@@ -41,7 +42,7 @@ from engine.store.item import (
     to_ms,
     tombstone_attributes,
 )
-from engine.store.objects import ObjectInfo, ObjectStore, StoredObject
+from engine.store.objects import ObjectInfo, StoredObject
 
 SyncOutcome = Literal["applied", "committed", "stale", "in_flight"]
 ConvergeOutcome = Literal[
@@ -97,7 +98,7 @@ class Converged:
 
 
 class CacheSync:
-    def __init__(self, settings: Settings, cache: CacheStore, objects: ObjectStore) -> None:
+    def __init__(self, settings: Settings, cache: CacheStore, objects: Objects) -> None:
         self.settings = settings
         self.cache = cache
         self.objects = objects

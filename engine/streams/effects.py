@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from engine import metrics
 from engine.app import Engine
 from engine.settings import Settings, StreamSettings
+from engine.store.abc import History
 from engine.store.history import HistoryStore
 from engine.streams.core import Derived, StreamProcessor
 from engine.streams.repair import StreamRepairer
@@ -31,7 +32,7 @@ def build_processor(settings: Settings, config: StreamSettings) -> StreamProcess
 
 @dataclass
 class Effects:
-    history: HistoryStore | None
+    history: History | None
     repairer: StreamRepairer | None
 
     @classmethod

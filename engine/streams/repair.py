@@ -22,10 +22,11 @@ from loguru import logger
 from engine import keys, metrics
 from engine.exceptions import DocsyncError
 from engine.settings import Settings
+from engine.store.abc import Objects
 from engine.store.base import ConditionFailed
 from engine.store.cache import CacheStore
 from engine.store.item import CacheItem, now_ms
-from engine.store.objects import ObjectStore, StoredObject
+from engine.store.objects import StoredObject
 from engine.streams.pending import PendingKey, PendingKeys
 from engine.sync import CacheSync
 
@@ -46,7 +47,7 @@ RETRY = frozenset({"in_flight", "failed"})
 
 class StreamRepairer:
     def __init__(
-        self, settings: Settings, cache: CacheStore, objects: ObjectStore, sync: CacheSync
+        self, settings: Settings, cache: CacheStore, objects: Objects, sync: CacheSync
     ) -> None:
         self.settings = settings
         self.cache = cache

@@ -106,8 +106,8 @@ def consumer(engine: MemoryEngine) -> tuple[StreamProcessor, Effects]:
     )
     # StreamRepairer and Effects annotate the S3 and history stores' concrete classes where
     # they use only the `Objects` and `History` protocols the twins implement.
-    repairer = StreamRepairer(engine.settings, engine.cache, engine.objects, engine.sync)  # type: ignore[arg-type]
-    return core, Effects(engine.history, repairer)  # type: ignore[arg-type]
+    repairer = StreamRepairer(engine.settings, engine.cache, engine.objects, engine.sync)
+    return core, Effects(engine.history, repairer)
 
 
 def batches(records: list[ChangeRecord], rng: random.Random) -> list[list[ChangeRecord]]:

@@ -36,7 +36,7 @@ class Writes:
         self.cache = memory_cache(settings, client)
         self.objects = MemoryObjectStore(settings.bucket, clock=self.clock)
         # CacheSync annotates `ObjectStore` where it uses only the `Objects` protocol.
-        self.sync = CacheSync(settings, self.cache, self.objects)  # type: ignore[arg-type]
+        self.sync = CacheSync(settings, self.cache, self.objects)
 
     def _seen(self, kind: str, fn: Any) -> Any:
         def call(**kwargs: Any) -> Any:
