@@ -141,3 +141,22 @@ def test_the_spans_encode_for_otlp(traced: Any) -> None:
     values = {a.key: a.value for a in outer.attributes}
     assert [v.string_value for v in values["docsync.tables"].array_value.values] == ["a", "b"]
     assert values["docsync.limit"].int_value == 5
+
+
+def test_the_console_exporter_prints_them(traced: Any) -> None:
+    """`OTEL_TRACES_EXPORTER=console`: the SDK's console exporter reads the spans as JSON."""
+    import io
+    import json
+
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    out = io.StringIO()
+    tracing.shutdown()
+    assert tracing.configure(SimpleSpanProcessor(ConsoleSpanExporter(out=out)))
+    with tracing.span("docsync.outer", {"docsync.tables": ("a",)}):
+        _call("docsync.inner", {"docsync.kind": "read"})
+    tracing.shutdown()
+    printed = json.loads("[" + out.getvalue().replace("}\n{", "},\n{") + "]")
+    assert [s["name"] for s in printed] == ["docsync.inner", "docsync.outer"]
+    assert printed[0]["parent_id"] == printed[1]["context"]["span_id"]
+    assert printed[1]["attributes"] == {"docsync.tables": ["a"]}
