@@ -96,6 +96,13 @@ def configure(processor: Any = None) -> bool:
     return True
 
 
+def flush(timeout_ms: int = 5000) -> None:
+    """Export the spans ended so far, before a Lambda returns: a frozen sandbox would hold
+    them until its next invocation, or lose them when reclaimed (a no-op while off)."""
+    if _provider_used is not None:
+        _provider_used.force_flush(timeout_ms)
+
+
 def shutdown() -> None:
     """Undo `configure` (tests, benchmarks): spans already ended are exported first and the
     processors stopped."""

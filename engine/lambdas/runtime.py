@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine import cloudwatch
+from engine import cloudwatch, tracing
 from engine.app import Engine
 from engine.aws import AwsClients, CallCounter
 from engine.logs import configure_logging
@@ -47,10 +47,12 @@ def reset_engine() -> None:
 
 
 def flush_alarm_metrics() -> None:
-    """The alarms' figures of this invocation (engine/cloudwatch.py), once the engine exists:
-    the one call every docsync Lambda handler makes before it returns."""
+    """The alarms' figures of this invocation (engine/cloudwatch.py), once the engine exists,
+    and its spans when tracing is on: the one call every docsync Lambda handler makes before
+    it returns."""
     if _engine is not None:
         cloudwatch.flush(_engine.settings, _engine.clients)
+    tracing.flush()
 
 
 # -- the stream consumer's container ---------------------------------------------------------

@@ -43,7 +43,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from loguru import logger
 
-from engine import awsmetrics, cloudwatch
+from engine import awsmetrics, cloudwatch, tracing
 from engine.awsmetrics import kind_of
 from engine.lambdas.runtime import StreamRuntime, stream_runtime
 from engine.store.item import now_ms
@@ -223,11 +223,17 @@ def _kinesis_sequence(raw: Mapping[str, Any]) -> str:
 
 def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """DynamoDB stream event source mapping on the cache table."""
-    return _handle(event, context, EventType.DynamoDBStreams, from_stream, _ddb_sequence)
+    try:
+        return _handle(event, context, EventType.DynamoDBStreams, from_stream, _ddb_sequence)
+    finally:
+        tracing.flush()  # the batch's span has ended: sent before the sandbox freezes
 
 
 def kinesis_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Kinesis event source mapping on the table's Kinesis Data Streams destination."""
-    return _handle(
-        event, context, EventType.KinesisDataStreams, from_kinesis_lambda, _kinesis_sequence
-    )
+    try:
+        return _handle(
+            event, context, EventType.KinesisDataStreams, from_kinesis_lambda, _kinesis_sequence
+        )
+    finally:
+        tracing.flush()

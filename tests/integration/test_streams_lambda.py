@@ -303,3 +303,24 @@ def test_stats_since_for_live_records(
     assert data["ttl_expiries"] == 2 and data["fills"] == 1
     later = stats_since(settings, tmp_path, T1 + timedelta(minutes=2))["changes"]
     assert later == {"creates": 0, "updates": 0, "deletes": 0}
+
+
+def test_the_batch_spans_are_exported_before_the_handler_returns(
+    runtime: lambda_runtime.StreamRuntime,
+) -> None:
+    """A frozen sandbox would keep spans the batch processor has not sent yet."""
+    pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from engine import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing.shutdown()
+    assert tracing.configure(BatchSpanProcessor(exporter, schedule_delay_millis=600_000))
+    try:
+        assert lambda_handler.stream_handler(ttl_event(), None) == {"batchItemFailures": []}
+        names = [s.name for s in exporter.get_finished_spans()]
+    finally:
+        tracing.shutdown()
+    assert "docsync.stream.batch" in names

@@ -160,3 +160,20 @@ def test_the_console_exporter_prints_them(traced: Any) -> None:
     assert [s["name"] for s in printed] == ["docsync.inner", "docsync.outer"]
     assert printed[0]["parent_id"] == printed[1]["context"]["span_id"]
     assert printed[1]["attributes"] == {"docsync.tables": ["a"]}
+
+
+def test_a_lambda_exports_its_spans_before_it_returns(traced: Any) -> None:
+    """The batch processor waits 5 s or 512 spans; a frozen Lambda sandbox would hold the
+    spans. Every handler ends with `flush_alarm_metrics`, which flushes them."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from engine.lambdas import runtime
+
+    exporter = InMemorySpanExporter()
+    tracing.shutdown()
+    assert tracing.configure(BatchSpanProcessor(exporter, schedule_delay_millis=600_000))
+    runtime.reset_engine()
+    _call("docsync.apply", {})
+    assert exporter.get_finished_spans() == ()
+    runtime.flush_alarm_metrics()
+    assert [s.name for s in exporter.get_finished_spans()] == ["docsync.apply"]
