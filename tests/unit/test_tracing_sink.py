@@ -177,3 +177,29 @@ def test_a_lambda_exports_its_spans_before_it_returns(traced: Any) -> None:
     assert exporter.get_finished_spans() == ()
     runtime.flush_alarm_metrics()
     assert [s.name for s in exporter.get_finished_spans()] == ["docsync.apply"]
+
+
+def test_threads_keep_their_own_parents(traced: Any) -> None:
+    """The current operation is per thread (contextvars): concurrent gets never adopt each
+    other's spans."""
+    import threading
+
+    spans = traced()
+    barrier = threading.Barrier(8)
+
+    def work(i: int) -> None:
+        with tracing.span(f"docsync.outer.{i}"):
+            barrier.wait(timeout=10)  # every outer span is open at once
+            _call(f"docsync.inner.{i}", {})
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    assert len(finished) == 16
+    for i in range(8):
+        inner, outer = finished[f"docsync.inner.{i}"], finished[f"docsync.outer.{i}"]
+        assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+    assert len({s.context.trace_id for s in finished.values()}) == 8
