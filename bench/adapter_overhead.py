@@ -1,15 +1,16 @@
 """What the adapter's per-operation metrics and tracing cost, each as a ratio against off.
 
 Two transports, both reported:
-- `canned`: each variant's clients answer from a recording of the same call (engine/recording.py,
+- `canned`: each engine's clients answer from a recording of its own calls (engine/recording.py,
   looping) at `before-send`, so nothing but client-side CPU is timed: the strictest ratio
   (on AWS the network adds milliseconds that these microseconds hide in).
 - `moto`: the same operation against the embedded moto server, as the other benchmarks run.
 
-Four variants: off, metrics, tracing, both. Rounds are interleaved (in rotating order) and
-the median per-operation time of each variant is compared; the rounds' min-max is reported
-beside it. Both the wall time and the process's CPU time are taken: on a shared machine the
-CPU time is the steadier figure (it includes the span processor's thread). The process runs
+Four variants: off, metrics, tracing, both. Rounds are interleaved (in rotating order); each
+variant's time is divided by `off`'s of the same round, and the median of those ratios is
+the overhead, with their interquartile range beside it (the rounds' min-max time too). Both
+the wall time and the process's CPU time are taken: on a shared machine the CPU time is
+the steadier figure (it includes the span processor's thread). The process runs
 on one CPU, as the deployment's Lambdas do (`_one_cpu`); the cache-hit get is measured
 unpinned too. The verdicts are on the canned transport, one CPU, both figures. Tracing
 exports through a BatchSpanProcessor (the SDK's production processor) to an exporter that
@@ -156,7 +157,8 @@ def measure(
                     tracing.shutdown()
     medians = {v: statistics.median(s) for v, s in per_op.items() if s}
     cpu_medians = {v: statistics.median(s) for v, s in cpu_op.items() if s}
-    base, cpu_base = medians["off"], cpu_medians["off"]
+    wall, wall_iqr = _paired(per_op)
+    cpu_x, cpu_iqr = _paired(cpu_op)
     return {
         "operation": kind,
         "transport": ("canned" if canned else "moto") + ("" if pinned else ", unpinned"),
@@ -166,12 +168,31 @@ def measure(
         "spread_us": {
             v: [round(min(s) * 1e6, 1), round(max(s) * 1e6, 1)] for v, s in per_op.items() if s
         },
-        "overhead": {v: round(m / base - 1, 4) for v, m in medians.items() if v != "off"},
+        "overhead": wall,
+        "overhead_iqr": wall_iqr,
         "cpu_us_per_op": {v: round(m * 1e6, 1) for v, m in cpu_medians.items()},
-        "cpu_overhead": {
-            v: round(m / cpu_base - 1, 4) for v, m in cpu_medians.items() if v != "off"
-        },
+        "cpu_overhead": cpu_x,
+        "cpu_overhead_iqr": cpu_iqr,
     }
+
+
+def _paired(
+    times: dict[str, list[float]],
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Each variant against `off` round by round (they ran back to back, so a slow spell of
+    the machine slows both), then the median of those ratios and their interquartile range:
+    steadier than a ratio of medians taken far apart."""
+    off = times["off"]
+    median: dict[str, float] = {}
+    iqr: dict[str, list[float]] = {}
+    for variant, series in times.items():
+        if variant == "off" or len(series) != len(off):
+            continue
+        ratios = sorted(t / base - 1 for t, base in zip(series, off, strict=True))
+        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        median[variant] = round(statistics.median(ratios), 4)
+        iqr[variant] = [round(quartiles[0], 4), round(quartiles[2], 4)]
+    return median, iqr
 
 
 def report(settings: Settings, kind: str, ops: int = 100, rounds: int = 21) -> list[dict[str, Any]]:
@@ -181,19 +202,25 @@ def report(settings: Settings, kind: str, ops: int = 100, rounds: int = 21) -> l
     rows = []
     for r in results:
         us, cpu, wall, cpu_x = r["us_per_op"], r["cpu_us_per_op"], r["overhead"], r["cpu_overhead"]
+        iqr = r["overhead_iqr"]
         rows.append(
             [
                 f"{kind} ({r['transport']})",
                 us["off"],
                 *(us.get(v, nan) for v in VARIANTS[1:]),
-                *(f"{wall.get(v, nan):+.1%} / {cpu_x.get(v, nan):+.1%}" for v in VARIANTS[1:]),
+                *(
+                    f"{wall.get(v, nan):+.1%} / {cpu_x.get(v, nan):+.1%}"
+                    f" [{iqr.get(v, [nan])[0]:+.1%}, {iqr.get(v, [nan, nan])[-1]:+.1%}]"
+                    for v in VARIANTS[1:]
+                ),
                 f"{cpu['off']:.0f}",
                 " / ".join(f"{lo:.0f}-{hi:.0f}" for lo, hi in r["spread_us"].values()),
             ]
         )
     print_table(
         f"Adapter overhead on a cache-{'hit get' if kind == 'get' else 'write put'}"
-        f" ({rounds} interleaved rounds × {ops}; overheads: wall / CPU against off)",
+        f" ({rounds} interleaved rounds × {ops}; overheads: wall / CPU against off, median of"
+        f" the rounds' paired ratios [wall's interquartile range])",
         [
             "operation",
             "off µs",
