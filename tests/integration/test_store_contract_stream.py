@@ -10,8 +10,9 @@ pages that continue without a gap or a repeat.
 What moto cannot show runs on memory only (tests/unit/test_store_memory_stream.py): trimming
 by the retention, expired iterators, closed and split shards. The real store's translation of
 those errors into `Lost` runs on moto with injected faults (test_store_leases_stream.py).
-Where moto departs from DynamoDB Streams, the case is marked `xfail(strict)` on moto, so a moto
-that learns it makes the suite say so.
+Where moto departs from DynamoDB Streams, the case asserts both answers
+(`side.expect(aws=..., moto=...)`): what AWS gives on the memory side, exactly what moto gives
+instead on the moto side, so a moto that changes makes the suite say so.
 """
 
 from __future__ import annotations
