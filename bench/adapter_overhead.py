@@ -126,7 +126,7 @@ def measure(
     doc = parse_document(sample_documents(1, seed=1, now=now)[0])
     count = 3 + (ops + min(20, ops)) * rounds * len(VARIANTS) if kind == "put" else 0
     fresh = (parse_document(raw) for raw in sample_documents(count, seed=2, now=now)[1:])
-    traced = _processor() is not None
+    traced = tracing.available()  # the extra is installed (no processor started to ask)
     with tempfile.TemporaryDirectory() as tmp, _one_cpu(pinned):
         recordings = None
         seed = Engine.build(settings)

@@ -174,8 +174,15 @@ class _Labels:
 _labels: dict[tuple[str, str, str, str], _Labels] = {}
 # the operations whose answers carry counts of items (returned, scanned, unprocessed)
 _COUNTED = frozenset(
-    {"Query", "Scan", "BatchGetItem", "BatchWriteItem", "ReceiveMessage", "ListObjectsV2"}
-    | {"ListObjects"}
+    {
+        "Query",
+        "Scan",
+        "BatchGetItem",
+        "BatchWriteItem",
+        "ReceiveMessage",
+        "ListObjects",
+        "ListObjectsV2",
+    }
 )
 # reads that charge only the table unless they name an index
 _TABLE_READS = frozenset({"GetItem", "BatchGetItem", "TransactGetItems", "Query", "Scan"})
