@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 from loguru import logger
 
-from engine import awsmetrics, awsspans, retries, tracing
+from engine import awshooks, awsmetrics, awsspans, retries, tracing
 from engine.awsbreaker import ClientBreaker
 from engine.breaker import CircuitBreaker
 from engine.recording import Recorder, Replayer
@@ -187,17 +187,25 @@ class AwsClients:
         """Per-class retries (in place of botocore's standard policy), per-operation metrics,
         a span per call (a no-op while tracing is off: it may be switched on later), record or
         replay, and the S3 and SQS circuit breakers."""
+        metrics = (
+            awsmetrics.AwsMetrics(self.settings.aws.consumed_capacity)
+            if self.settings.aws.metrics
+            else None
+        )
         if self.settings.aws.retry_mode != "legacy":
             retries.register(
                 client,
                 self.settings.retries,
                 self.settings.aws.max_attempts,
                 awsmetrics.count_retry,
+                on_throttle=awsmetrics.count_throttle if metrics is not None else None,
             )
-        if self.settings.aws.metrics:
-            awsmetrics.AwsMetrics(self.settings.aws.consumed_capacity).register(client)
+        elif metrics is not None:  # botocore's own retries: the metrics watch for throttles
+            metrics.register_throttles(client)
+        hooks: list[awshooks.CallHook] = [metrics] if metrics is not None else []
         if tracing.available():  # its hooks wait, one `is None` test each, until tracing is on
-            awsspans.CallSpans(client).register(client)
+            hooks.append(awsspans.CallSpans(client))
+        awshooks.register(client, hooks)
         if self.settings.replay is not None:
             self._replayer = self._replayer or Replayer(self.settings.replay)
             self._replayer.register(client)

@@ -53,10 +53,10 @@ class CallSpans:
         self._opening: dict[str, tuple[str, Any, dict[str, Any]]] = {}
 
     def register(self, client: Any) -> None:
-        events = client.meta.events
-        events.register_first("before-parameter-build.*.*", self.start)
-        events.register("after-call.*.*", self.finish)
-        events.register("after-call-error.*.*", self.fail)
+        """These hooks alone on `client` (engine/aws.py registers them with the metrics')."""
+        from engine import awshooks
+
+        awshooks.register(client, [self])
 
     def start(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         if tracing.sink() is not None:

@@ -134,9 +134,10 @@ class ClassRetryPolicy:
         cap_attempts: int,
         rand: Callable[[], float] = random.random,
         on_retry: Callable[[Any, str], None] | None = None,
+        on_throttle: Callable[[Any], None] | None = None,
     ) -> None:
         self.table, self.cap_attempts = table, cap_attempts
-        self._rand, self._on_retry = rand, on_retry
+        self._rand, self._on_retry, self._on_throttle = rand, on_retry, on_throttle
 
     def max_attempts(self, error_class: str) -> int:
         return min(self.table.rule(error_class).max_attempts, self.cap_attempts)
@@ -145,6 +146,8 @@ class ClassRetryPolicy:
         error_class = classify(context)
         if error_class is None:
             return False
+        if error_class == THROTTLING and self._on_throttle is not None:
+            self._on_throttle(context)  # every throttled attempt, the last one too
         retries = context.request_context.get("retries")
         limit = self.max_attempts(error_class)
         if retries is not None:
@@ -173,14 +176,19 @@ def register(
     table: RetryTable,
     cap_attempts: int,
     on_retry: Callable[[Any, str], None] | None = None,
+    on_throttle: Callable[[Any], None] | None = None,
 ) -> ClassRetryPolicy:
-    """Replace the client's standard retry handler (same unique id) with the per-class one."""
+    """Replace the client's standard retry handler (same unique id) with the per-class one.
+
+    `on_retry` hears each retry decided, with its class; `on_throttle` each throttled
+    attempt, retried or not (the metrics count them here: a handler of their own on
+    `needs-retry` cost each call a botocore dispatch)."""
     service = client.meta.service_model.service_id.hyphenize()
     events = client.meta.events
     events.unregister(f"needs-retry.{service}", unique_id=f"retry-config-{service}")
     adapter = _std.RetryEventAdapter()
     retry_quota = _std.RetryQuotaChecker(quota.RetryQuota(), _std.ThrottlingErrorDetector(adapter))
-    policy = ClassRetryPolicy(table, cap_attempts, on_retry=on_retry)
+    policy = ClassRetryPolicy(table, cap_attempts, on_retry=on_retry, on_throttle=on_throttle)
     handler = _std.RetryHandler(
         retry_policy=policy,
         retry_event_adapter=adapter,
