@@ -300,3 +300,54 @@ def test_capacity_is_asked_per_index_only_where_an_index_can_be_charged(setting:
     expected = by_setting[setting]
     expected["TransactWriteItems"] = None if setting == "NONE" else setting
     assert asked == expected
+
+
+def test_throttles_are_counted_with_botocore_legacy_retries_too(settings: Settings) -> None:
+    """The retry policy counts throttles; under `aws.retry_mode = legacy` (botocore's own
+    retries) the metrics watch `needs-retry` themselves: the same figure either way."""
+    engine = Engine.build(settings.replace({"aws.retry_mode": "legacy", "aws.max_attempts": 3}))
+    faults = Faults()
+    faults.attach(engine.clients.dynamodb)
+    d = doc()
+    engine.pipeline.put(d)
+    faults.respond("dynamodb", "GetItem", "ProvisionedThroughputExceededException", times=2)
+    delta = Delta()
+    assert engine.reader.get(d.type, d.id).cache == "hit"
+    assert delta("docsync_aws_throttles_total", service="dynamodb", operation="GetItem") == 2
+    assert delta("docsync_aws_operations_total", operation="GetItem", status="ok") == 1
+
+
+def test_successes_recorded_from_many_threads_are_all_counted_when_read() -> None:
+    """Successes are appended to a deque and folded into prometheus in batches: a read
+    folds first, and no call is lost or counted twice while threads record and read at once
+    (fold batches of 64; 8 threads × 203 calls leaves a part batch pending)."""
+    import threading
+
+    from engine import awsmetrics
+
+    client, stub = stubbed_dynamodb()
+    table, threads, calls = "tbl-fold", 8, 203
+    for _ in range(threads * calls):
+        stub.add_response(
+            "get_item", {"ConsumedCapacity": {"TableName": table, "CapacityUnits": 0.5}}
+        )
+    delta = Delta()
+    lock = threading.Lock()  # the Stubber's queue is not thread-safe; the fold is the point
+
+    def work() -> None:
+        for _ in range(calls):
+            with lock:
+                client.get_item(TableName=table, Key={"pk": {"S": "a"}})
+            awsmetrics.capacity_by_kind()  # a reader folding while others record
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    total = threads * calls
+    assert delta("docsync_aws_operations_total", operation="GetItem", target=table) == total
+    assert delta("docsync_aws_operation_seconds_count", operation="GetItem", target=table) == total
+    assert delta("docsync_dynamodb_consumed_capacity_units_total", table=table) == total * 0.5
+    assert not awsmetrics._PENDING  # every recorded call folded by the reads
+    stub.deactivate()
