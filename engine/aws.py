@@ -7,7 +7,8 @@ the dry-run guard (invariant 7: a mutating call is logged, never sent) and the c
 The adapter's hooks (seed 003) are registered here for the same reason, each in its module:
 retries per error class (retries.py), per-operation metrics (awsmetrics.py), a tracing span
 per call (awsspans.py), the S3 and SQS circuit breakers (awsbreaker.py), record and replay
-(recording.py).
+(recording.py). The metrics and the spans watch every call through one handler per event
+(awshooks.py): botocore's dispatch costs more than either hook's own work.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ The operation kind (read, write, listener, reconcile, stream) comes from a conte
 that the entry points set with `operation_kind(...)`: the outermost one wins, so the reads a
 reconcile makes are the reconcile's cost. Lambda publishes the same figures as EMF
 (`to_emf`), from a delta kept beside the Prometheus counters.
+
+A successful call's count, duration and table capacity reach prometheus in batches (`fold`):
+every reader of those metrics folds first, so nothing read is behind. Throttles are counted
+by the retry policy (`count_throttle`), which classifies every attempt anyway.
 """
 
 from __future__ import annotations
