@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import Metric
 
-from engine import awsspans, tracing
+from engine import awshooks, awsspans, tracing
 from engine.metrics import REGISTRY
 from engine.readmetrics.buckets import AWS_CALL_LATENCY_S, ITEMS
 
@@ -301,8 +301,6 @@ class AwsMetrics:
 
     def register(self, client: Any) -> None:
         """These hooks alone on `client`, throttles included (a client of its own)."""
-        from engine import awshooks
-
         awshooks.register(client, [self])
         self.register_throttles(client)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from engine import tracing
+from engine import awshooks, tracing
 
 _SPAN = "docsync_span"
 _SIMPLE = (str, int, float, bool)
@@ -54,8 +54,6 @@ class CallSpans:
 
     def register(self, client: Any) -> None:
         """These hooks alone on `client` (engine/aws.py registers them with the metrics')."""
-        from engine import awshooks
-
         awshooks.register(client, [self])
 
     def start(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
