@@ -25,10 +25,10 @@ import boto3
 import botocore.session
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.config import Config
-from botocore.loaders import Loader, create_loader
+from botocore.loaders import Loader
 from loguru import logger
 
-from engine import awshooks, awsmetrics, awsspans, retries, tracing
+from engine import awshooks, awsmetrics, awsmodel, awsspans, retries, tracing
 from engine.awsbreaker import ClientBreaker
 from engine.breaker import CircuitBreaker
 from engine.recording import Recorder, Replayer
@@ -101,7 +101,7 @@ def _session(region: str | None, **credentials: str) -> boto3.session.Session:
     global _LOADER  # noqa: PLW0603 - one loader per process, made on first use
     with _LOADER_LOCK:
         if _LOADER is None:
-            _LOADER = create_loader()
+            _LOADER = awsmodel.OverlaidLoader()
         loader = _LOADER
     core = botocore.session.Session()
     core.register_component("data_loader", loader)
