@@ -24,8 +24,9 @@ import inspect
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,11 +54,25 @@ class _FoldedCounter(Counter):
 
 
 class _FoldedHistogram(Histogram):
-    """A Histogram whose readers see the calls still pending (`fold` first)."""
+    """A Histogram whose readers see the calls still pending (`fold` first), and which
+    takes a fold's durations at once (`observe_many`)."""
 
     def collect(self) -> Iterable[Metric]:
         fold()
         return super().collect()
+
+    def observe_many(self, durations: Sequence[float]) -> None:
+        """`observe` of each of `durations`, with one update of the sum and one of each
+        bucket touched: the same figures for a fraction of the locks. A duration goes to the
+        first bucket whose bound is not below it, as `observe` places it."""
+        self._raise_if_not_observable()
+        placed: dict[int, int] = {}
+        for seconds in durations:
+            i = bisect_left(self._upper_bounds, seconds)
+            placed[i] = placed.get(i, 0) + 1
+        for i, n in placed.items():
+            self._buckets[i].inc(n)
+        self._sum.inc(sum(durations))
 
 
 OPERATIONS = _FoldedCounter(
@@ -405,19 +420,19 @@ def fold() -> None:
     if not _PENDING:
         return
     with _FOLD_LOCK:
-        calls: dict[_Labels, int] = {}
+        durations: dict[_Labels, list[float]] = {}
         units: dict[_Labels, float] = {}
         while _PENDING:
             try:
                 labels, seconds, used = _PENDING.popleft()
             except IndexError:  # another thread's fold took the last one
                 break
-            calls[labels] = calls.get(labels, 0) + 1
-            labels.seconds.observe(seconds)
+            durations.setdefault(labels, []).append(seconds)
             if used:
                 units[labels] = units.get(labels, 0.0) + used
-        for labels, n in calls.items():
-            labels.ok.inc(n)
+        for labels, series in durations.items():
+            labels.ok.inc(len(series))
+            labels.seconds.observe_many(series)
         for labels, used in units.items():
             labels.capacity_of(labels.target, "", labels.side).inc(used)
 
