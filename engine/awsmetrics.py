@@ -64,8 +64,8 @@ class _FoldedHistogram(Histogram):
     def observe_many(self, durations: Sequence[float]) -> None:
         """`observe` of each of `durations`, with one update of the sum and one of each
         bucket touched: the same figures for a fraction of the locks. A duration goes to the
-        first bucket whose bound is not below it, as `observe` places it."""
-        self._raise_if_not_observable()
+        first bucket whose bound is not below it, as `observe` places it. On a labelled
+        child (`labels(...)`), as the fold calls it."""
         placed: dict[int, int] = {}
         for seconds in durations:
             i = bisect_left(self._upper_bounds, seconds)

@@ -19,9 +19,7 @@ from tests.unit._hyp import FAST
 PLAIN = ServiceModel(Loader().load_service_model("dynamodb", "service-2"), "dynamodb")
 OVERLAID = ServiceModel(OverlaidLoader().load_service_model("dynamodb", "service-2"), "dynamodb")
 
-units = st.one_of(
-    st.floats(min_value=0, max_value=1e6, allow_nan=False), st.integers(0, 10**6)
-)
+units = st.one_of(st.floats(min_value=0, max_value=1e6, allow_nan=False), st.integers(0, 10**6))
 capacity = st.fixed_dictionaries(
     {},
     optional={"CapacityUnits": units, "ReadCapacityUnits": units, "WriteCapacityUnits": units},
@@ -42,9 +40,9 @@ consumed = st.fixed_dictionaries(
 
 def parse(model: ServiceModel, operation: str, answer: dict[str, Any]) -> Any:
     response = {"body": json.dumps(answer).encode(), "headers": {}, "status_code": 200}
-    parsed = parsers.create_parser("json").parse(
-        response, model.operation_model(operation).output_shape
-    )
+    shape = model.operation_model(operation).output_shape
+    assert shape is not None
+    parsed = parsers.create_parser("json").parse(response, shape)
     parsed.pop("ResponseMetadata", None)
     return parsed
 
