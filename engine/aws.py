@@ -5,7 +5,8 @@ the dry-run guard (invariant 7: a mutating call is logged, never sent) and the c
 (benchmarks report AWS calls per operation).
 
 The adapter's hooks (seed 003) are registered here for the same reason, each in its module:
-retries per error class (retries.py), per-operation metrics (awsmetrics.py), a tracing span
+retries per error class (retries.py), per-operation metrics (awsmetrics.py) with the
+consumed capacity they ask DynamoDB for (awscapacity.py), a tracing span
 per call (awsspans.py), the S3 and SQS circuit breakers (awsbreaker.py), record and replay
 (recording.py). The metrics and the spans watch every call through one handler per event
 (awshooks.py): botocore's dispatch costs more than either hook's own work.
@@ -28,7 +29,7 @@ from botocore.config import Config
 from botocore.loaders import Loader
 from loguru import logger
 
-from engine import awshooks, awsmetrics, awsmodel, awsspans, retries, tracing
+from engine import awscapacity, awshooks, awsmetrics, awsmodel, awsspans, retries, tracing
 from engine.awsbreaker import ClientBreaker
 from engine.breaker import CircuitBreaker
 from engine.recording import Recorder, Replayer
@@ -203,6 +204,8 @@ class AwsClients:
             )
         elif metrics is not None:  # botocore's own retries: the metrics watch for throttles
             metrics.register_throttles(client)
+        if metrics is not None:
+            awscapacity.ask(client, metrics.consumed_capacity)
         hooks: list[awshooks.CallHook] = [metrics] if metrics is not None else []
         if tracing.available():  # its hooks wait, one `is None` test each, until tracing is on
             hooks.append(awsspans.CallSpans(client))

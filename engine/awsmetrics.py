@@ -2,8 +2,8 @@
 
 Registered by `AwsClients`, so every DynamoDB, S3 and SQS call is measured whatever module
 makes it: operations by service, operation, target (table, bucket, queue) and status;
-durations; DynamoDB consumed capacity per table and index, read and write (the hook adds
-`ReturnConsumedCapacity` to every operation whose model accepts it); items returned and
+durations; DynamoDB consumed capacity per table and index, read and write (asked of every
+operation whose model accepts it, by engine/awscapacity.py); items returned and
 scanned; throttles (every throttled attempt, retried or not); conditional-check failures;
 unprocessed batch items; errors by type.
 
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import Metric
 
-from engine import awshooks, awsspans, tracing
+from engine import awscapacity, awshooks, awsspans, tracing
 from engine.metrics import REGISTRY
 from engine.readmetrics.buckets import AWS_CALL_LATENCY_S, ITEMS
 
@@ -231,8 +231,6 @@ _COUNTED = frozenset(
         "ListObjectsV2",
     }
 )
-# reads that charge only the table unless they name an index
-_TABLE_READS = frozenset({"GetItem", "BatchGetItem", "TransactGetItems", "Query", "Scan"})
 _CALL = "docsync_call"  # the context's key: (labels, start) of the call in flight
 _Call = tuple[_Labels, float]
 
@@ -309,15 +307,15 @@ class AwsMetrics:
     (`count_throttle`), or here with botocore's legacy retries (`register_throttles`)."""
 
     def __init__(self, consumed_capacity: str = "INDEXES") -> None:
-        self.consumed_capacity = consumed_capacity
-        # operation model → (service, its ReturnConsumedCapacity without and with an
-        # IndexName, None where it takes none): botocore keeps one model per operation
-        self._models: dict[Any, tuple[str, str | None, str | None]] = {}
+        self.consumed_capacity = consumed_capacity  # asked by engine.awscapacity
+        self._services: dict[Any, str] = {}  # operation model → its service's name
 
     def register(self, client: Any) -> None:
-        """These hooks alone on `client`, throttles included (a client of its own)."""
+        """These hooks alone on `client`, throttles and the capacity asked included (a
+        client of its own)."""
         awshooks.register(client, [self])
         self.register_throttles(client)
+        awscapacity.ask(client, self.consumed_capacity)
 
     def register_throttles(self, client: Any) -> None:
         client.meta.events.register("needs-retry.*.*", self.needs_retry)
@@ -325,28 +323,11 @@ class AwsMetrics:
     # -- hooks ----------------------------------------------------------------------------
 
     def start(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        known = self._models.get(model) or self._know(model)
-        labels = _labels_of(known[0], model.name, _target(params), _KIND.get())
+        service = self._services.get(model)
+        if service is None:  # botocore keeps one model per operation
+            service = self._services[model] = model.service_model.service_name
+        labels = _labels_of(service, model.name, _target(params), _KIND.get())
         context[_CALL] = (labels, time.perf_counter())
-        capacity = known[2] if "IndexName" in params else known[1]
-        if capacity is not None:
-            params.setdefault("ReturnConsumedCapacity", capacity)
-
-    def _know(self, model: Any) -> tuple[str, str | None, str | None]:
-        """INDEXES only where an index can be charged (a write; a query or scan of an
-        index): a read of the table alone gets the same units from TOTAL, in a smaller
-        answer to parse."""
-        service, mode = model.service_model.service_name, self.consumed_capacity
-        shape = model.input_shape
-        takes = service == "dynamodb" and shape is not None
-        if mode == "NONE" or not (takes and "ReturnConsumedCapacity" in shape.members):
-            known: tuple[str, str | None, str | None] = (service, None, None)
-        elif mode == "INDEXES" and model.name in _TABLE_READS:
-            known = (service, "TOTAL", mode)
-        else:
-            known = (service, mode, mode)
-        self._models[model] = known
-        return known
 
     def needs_retry(
         self,

@@ -8,6 +8,7 @@ TransactGetItems, and an empty list for TransactWriteItems.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -202,9 +203,9 @@ def test_dry_run_calls_are_counted_as_such_and_capacity_is_asked_for() -> None:
         None, dry_run=True, endpoint_url="http://127.0.0.1:9", aws={"max_attempts": 1}
     )
     ddb = AwsClients(settings).dynamodb
-    sent: list[dict[str, Any]] = []
-    ddb.meta.events.register(
-        "before-parameter-build.dynamodb.PutItem", lambda params, **_: sent.append(params)
+    sent: list[dict[str, Any]] = []  # the request as serialized, before the guard answers
+    ddb.meta.events.register_first(  # the guard's own key: first of its handlers
+        "before-call.*.*", lambda params, **_: sent.append(json.loads(params["body"]))
     )
     delta = Delta()
     ddb.put_item(TableName="t", Item={"pk": {"S": "a"}})  # not sent: the dry-run guard
@@ -282,10 +283,11 @@ def test_capacity_is_asked_per_index_only_where_an_index_can_be_charged(setting:
     asked: dict[str, str | None] = {}
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-        label = model.name + (" (index)" if "IndexName" in params else "")
-        asked[label] = params.get("ReturnConsumedCapacity")
+        body = json.loads(params["body"])  # what is sent
+        label = model.name + (" (index)" if "IndexName" in body else "")
+        asked[label] = body.get("ReturnConsumedCapacity")
 
-    client.meta.events.register("before-parameter-build.dynamodb.*", record)  # after ours
+    client.meta.events.register_first("before-call.*.*", record)  # the Stubber's key, first
     key = {"pk": {"S": "a"}}
     calls: list[tuple[str, dict[str, Any]]] = [
         ("get_item", {"TableName": "tbl", "Key": key}),
