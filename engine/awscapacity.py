@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 _PARAMETER = "ReturnConsumedCapacity"
+_HOOK_ID = "docsync-consumed-capacity"  # the fallback's handler, replaced when asked again
 _TABLE_READS = frozenset({"GetItem", "BatchGetItem", "TransactGetItems", "Query", "Scan"})
 _TAILS = {mode: f', "{_PARAMETER}": "{mode}"}}'.encode() for mode in ("TOTAL", "INDEXES")}
 # the last member as json.dumps writes it (its separators, then the closing brace)
@@ -62,11 +63,11 @@ class AppendingSerializer:
 
     def __init__(self, inner: Any, modes: CapacityModes) -> None:
         self._inner = inner
-        self._modes = modes
+        self.modes = modes
 
     def serialize_to_request(self, parameters: dict[str, Any], operation_model: Any) -> Any:
         request = self._inner.serialize_to_request(parameters, operation_model)
-        mode = self._modes.of(parameters, operation_model)
+        mode = self.modes.of(parameters, operation_model)
         if mode is not None:
             body: bytes = request["body"]
             tail = _TAILS[mode]
@@ -79,13 +80,21 @@ class AppendingSerializer:
 
 def ask(client: Any, setting: str) -> None:
     """Ask `client`'s DynamoDB calls for their consumed capacity in mode `setting` (INDEXES,
-    TOTAL; NONE asks nothing). Other services' clients are left as they are."""
+    TOTAL; NONE asks nothing). Other services' clients are left as they are. Asked again,
+    the last setting wins: a request never carries the member twice."""
     service_model = client.meta.service_model
-    if setting == "NONE" or service_model.service_name != "dynamodb":
+    if service_model.service_name != "dynamodb":
         return
     modes = CapacityModes(setting)
     serializer = getattr(client, "_serializer", None)
+    if isinstance(serializer, AppendingSerializer):
+        serializer.modes = modes
+        return
+    events, event = client.meta.events, "before-parameter-build.dynamodb.*"
+    events.unregister(event, unique_id=_HOOK_ID)
+    if setting == "NONE":
+        return
     if service_model.protocol == "json" and hasattr(serializer, "serialize_to_request"):
         client._serializer = AppendingSerializer(serializer, modes)
     else:
-        client.meta.events.register("before-parameter-build.dynamodb.*", modes.add_parameter)
+        events.register(event, modes.add_parameter, unique_id=_HOOK_ID)

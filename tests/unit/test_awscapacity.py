@@ -143,6 +143,28 @@ def test_a_client_that_does_not_speak_json_gets_the_parameter(
     assert [body["ReturnConsumedCapacity"] for body in seen] == ["INDEXES", "TOTAL"]
 
 
+@pytest.mark.parametrize("protocol", ["json", "smithy-rpc-v2-cbor"])
+def test_asked_again_the_last_setting_wins_and_the_member_is_sent_once(
+    protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = _client()
+    monkeypatch.setattr(type(client.meta.service_model), "protocol", property(lambda _: protocol))
+    for setting in ("TOTAL", "INDEXES", "NONE", "INDEXES"):
+        awscapacity.ask(client, setting)
+    monkeypatch.undo()
+    sent: list[bytes] = []
+
+    def answer(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        sent.append(params["body"])
+        http = AWSResponse(url="test://", status_code=200, headers=HTTPHeaders(), raw=None)
+        return http, {"ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    client.meta.events.register_first("before-call.*.*", answer)
+    client.put_item(TableName="tbl", Item={"pk": {"S": "a"}})
+    assert sent[0].count(b"ReturnConsumedCapacity") == 1
+    assert json.loads(sent[0])["ReturnConsumedCapacity"] == "INDEXES"
+
+
 def test_other_services_are_left_as_they_are() -> None:
     s3: Any = boto3.client(
         "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
