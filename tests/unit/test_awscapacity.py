@@ -84,6 +84,19 @@ def _body(client: Any, operation: str, params: dict[str, Any]) -> bytes:
     return body
 
 
+def _sent(client: Any) -> list[bytes]:
+    """The bodies `client` sends from now on; each call is answered at once (200, empty)."""
+    sent: list[bytes] = []
+
+    def answer(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        sent.append(params["body"])
+        http = AWSResponse(url="test://", status_code=200, headers=HTTPHeaders(), raw=None)
+        return http, {"ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    client.meta.events.register_first("before-call.*.*", answer)
+    return sent
+
+
 @FAST
 @given(calls(), st.sampled_from(["INDEXES", "TOTAL", "NONE"]))
 def test_the_bytes_sent_are_botocores_for_the_parameter(
@@ -130,17 +143,10 @@ def test_a_client_that_does_not_speak_json_gets_the_parameter(
     awscapacity.ask(client, "INDEXES")
     monkeypatch.undo()
     assert client._serializer is serializer  # not wrapped
-    seen: list[dict[str, Any]] = []
-
-    def answer(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
-        seen.append(json.loads(params["body"]))
-        http = AWSResponse(url="test://", status_code=200, headers=HTTPHeaders(), raw=None)
-        return http, {"ResponseMetadata": {"HTTPStatusCode": 200}}
-
-    client.meta.events.register_first("before-call.*.*", answer)
+    sent = _sent(client)
     client.put_item(TableName="tbl", Item={"pk": {"S": "a"}})
     client.get_item(TableName="tbl", Key={"pk": {"S": "a"}})
-    assert [body["ReturnConsumedCapacity"] for body in seen] == ["INDEXES", "TOTAL"]
+    assert [json.loads(body)["ReturnConsumedCapacity"] for body in sent] == ["INDEXES", "TOTAL"]
 
 
 @pytest.mark.parametrize("protocol", ["json", "smithy-rpc-v2-cbor"])
@@ -152,14 +158,7 @@ def test_asked_again_the_last_setting_wins_and_the_member_is_sent_once(
     for setting in ("TOTAL", "INDEXES", "NONE", "INDEXES"):
         awscapacity.ask(client, setting)
     monkeypatch.undo()
-    sent: list[bytes] = []
-
-    def answer(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
-        sent.append(params["body"])
-        http = AWSResponse(url="test://", status_code=200, headers=HTTPHeaders(), raw=None)
-        return http, {"ResponseMetadata": {"HTTPStatusCode": 200}}
-
-    client.meta.events.register_first("before-call.*.*", answer)
+    sent = _sent(client)
     client.put_item(TableName="tbl", Item={"pk": {"S": "a"}})
     assert sent[0].count(b"ReturnConsumedCapacity") == 1
     assert json.loads(sent[0])["ReturnConsumedCapacity"] == "INDEXES"
