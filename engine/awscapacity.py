@@ -7,7 +7,8 @@ quarter of what the metrics cost. DynamoDB's protocol is JSON, which botocore's 
 writes with `json.dumps`, ending in `}`; the constant is appended as `json.dumps` writes a
 last member, so the bytes sent are the ones botocore writes for the parameter
 (tests/unit/test_awscapacity.py compares them). A client whose serializer is not JSON (a
-future protocol) gets the parameter instead.
+future protocol) gets the parameter instead, and a body that does not end in `}` is
+serialized again with it rather than cut.
 
 INDEXES is asked only where an index can be charged (a write; a query or scan of an index):
 a read of the table alone gets the same units from TOTAL, in a smaller answer to parse.
@@ -68,10 +69,15 @@ class AppendingSerializer:
     def serialize_to_request(self, parameters: dict[str, Any], operation_model: Any) -> Any:
         request = self._inner.serialize_to_request(parameters, operation_model)
         mode = self.modes.of(parameters, operation_model)
-        if mode is not None:
-            body: bytes = request["body"]
-            tail = _TAILS[mode]
-            request["body"] = body[:-1] + (tail if len(body) > 2 else tail[2:])  # b"{}": alone
+        if mode is None:
+            return request
+        body: bytes = request["body"]
+        if body[-1:] != b"}":  # not the JSON object expected (a botocore of another day)
+            return self._inner.serialize_to_request(
+                {**parameters, _PARAMETER: mode}, operation_model
+            )
+        tail = _TAILS[mode]
+        request["body"] = body[:-1] + (tail if len(body) > 2 else tail[2:])  # b"{}": alone
         return request
 
     def __getattr__(self, name: str) -> Any:  # anything else botocore may ask of it

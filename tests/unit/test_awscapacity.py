@@ -120,15 +120,28 @@ def test_a_callers_own_mode_is_kept(call: tuple[str, dict[str, Any]], setting: s
     assert json.loads(sent)["ReturnConsumedCapacity"] == "NONE"
 
 
-def test_an_empty_body_gets_the_member_alone() -> None:
-    class Empty:
-        def serialize_to_request(self, parameters: Any, operation_model: Any) -> dict[str, Any]:
-            return {"body": b"{}"}
+class _Serializer:
+    """A stand-in for botocore's serializer that writes `json.dumps(parameters) + end`."""
 
+    def __init__(self, end: bytes = b"") -> None:
+        self.end = end
+
+    def serialize_to_request(self, parameters: Any, operation_model: Any) -> dict[str, Any]:
+        return {"body": json.dumps(parameters).encode() + self.end}
+
+
+@pytest.mark.parametrize("end", [b"", b"\n"], ids=["as botocore writes it", "unexpected end"])
+def test_an_empty_body_or_an_unexpected_one_still_asks_once(end: bytes) -> None:
+    """b"{}" gets the member alone; a body that does not end in `}` (no botocore today writes
+    one) is serialized again with the parameter rather than cut."""
     model = PLAIN.meta.service_model.operation_model("GetItem")
-    serializer = awscapacity.AppendingSerializer(Empty(), awscapacity.CapacityModes("TOTAL"))
+    serializer = awscapacity.AppendingSerializer(
+        _Serializer(end), awscapacity.CapacityModes("TOTAL")
+    )
     body = serializer.serialize_to_request({}, model)["body"]
     assert json.loads(body) == {"ReturnConsumedCapacity": "TOTAL"}
+    body = serializer.serialize_to_request({"TableName": "tbl"}, model)["body"]
+    assert json.loads(body) == {"TableName": "tbl", "ReturnConsumedCapacity": "TOTAL"}
 
 
 def test_a_client_that_does_not_speak_json_gets_the_parameter(
