@@ -184,3 +184,15 @@ def test_other_services_are_left_as_they_are() -> None:
     serializer = s3._serializer
     awscapacity.ask(s3, "INDEXES")
     assert s3._serializer is serializer
+
+
+def test_none_on_a_fresh_client_wraps_nothing() -> None:
+    """NONE asks nothing, so a client that never asked keeps botocore's serializer as it is
+    (no wrapper to pay for on every call)."""
+    client = _client()
+    serializer = client._serializer
+    awscapacity.ask(client, "NONE")
+    assert client._serializer is serializer
+    sent = _sent(client)
+    client.get_item(TableName="tbl", Key={"pk": {"S": "a"}})
+    assert b"ReturnConsumedCapacity" not in sent[0]
