@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.metrics import Metrics
 from hypothesis import settings as hypothesis_settings
 
 from engine import awsmetrics
@@ -56,16 +57,23 @@ def _aws_env() -> Iterator[None]:
             os.environ[k] = v
 
 
+def _empty_buffers() -> None:
+    BUFFER.reset()
+    awsmetrics.EMF.take()
+    # Powertools' Metrics instances share one metric set per process: a test that added to
+    # any (the EMF test) left them for the next Lambda handler's flush in the same worker
+    Metrics(namespace="docsync-test").clear_metrics()
+
+
 @pytest.fixture(autouse=True)
 def _empty_figures_buffer() -> Iterator[None]:
-    """CloudWatch figures are buffered per process until a flush, and so is the AWS adapter's
-    EMF delta (Lambda): each test starts with none, whichever tests ran before it in the same
-    worker (a test that switched the delta on left its counts behind for the next one)."""
-    BUFFER.reset()
-    awsmetrics.EMF.take()
+    """CloudWatch figures are buffered per process until a flush, and so are the AWS adapter's
+    EMF delta and Powertools' metric set (Lambda): each test starts with none, whichever tests
+    ran before it in the same worker (a test that switched the delta on left its counts
+    behind for the next one)."""
+    _empty_buffers()
     yield
-    BUFFER.reset()
-    awsmetrics.EMF.take()
+    _empty_buffers()
 
 
 @pytest.fixture(scope="session")
