@@ -434,16 +434,14 @@ def count_throttle(context: Any) -> None:
 
 
 def _finish(call: _Call, status: str, error_type: str) -> None:
+    """A call that did not succeed, or a dry run's (a success is folded: `finish`)."""
     labels, seconds = call[0], time.perf_counter() - call[1]
-    if status == "ok":
-        labels.ok.inc()
-    else:
-        service, target = labels.service, labels.target
-        _child(OPERATIONS, service, labels.operation, target, status, labels.kind).inc()
+    service, target = labels.service, labels.target
+    _child(OPERATIONS, service, labels.operation, target, status, labels.kind).inc()
     labels.seconds.observe(seconds)
     if EMF.enabled:
         EMF.add(labels.calls_emf, 1)
-    if status not in ("ok", "dry_run"):
+    if status != "dry_run":
         _child(ERRORS, labels.service, error_type or status, labels.target).inc()
         EMF.add(f"{labels.service}_errors", 1)
 
